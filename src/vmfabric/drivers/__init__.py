@@ -1,0 +1,1 @@
+"""Switch drivers: read edge-port VLANs and apply one switch's plan."""

@@ -1,0 +1,1 @@
+"""Inventory sources: vCenter, libvirt, static files."""
