@@ -1,0 +1,1 @@
+"""Where hypervisor uplinks land: CDP/LLDP hints, lldpd, static links."""
