@@ -1,0 +1,478 @@
+"""The Open vSwitch driver: edge-port trunk VLANs through OVSDB (ovsdbapp), one transaction.
+
+This module owns two things:
+
+1. **OVS port semantics, pure** (``RawPort``, ``port_state``, ``plan_port``), shared with
+   the fake driver so both behave alike. An OVS port's VLAN carriage follows from its
+   ``tag``, ``trunks`` and ``vlan_mode`` columns:
+
+   - ACCESS: ``vlan_mode`` is ``access`` or ``dot1q-tunnel``, or it is empty and ``tag`` is
+     set (OVS then ignores ``trunks``). Never written.
+   - TRUNK: otherwise, when ``trunks`` is non-empty. Its VLANs are ``trunks`` minus the
+     placeholder 4095.
+   - OPEN: otherwise (no tag, empty trunks): the port carries ALL VLANs. With
+     ``open_ports: keep`` it is left alone; with ``close`` a change makes it a trunk of
+     exactly the VLANs added.
+   - MISSING: not a port of the configured bridge. Never written.
+
+   The trap: removing a trunk port's last VLAN would leave ``trunks`` empty, which OVS
+   reads as "carry every VLAN". The driver keeps such a port closed with ``trunks=[4095]``
+   (802.1Q reserves 4095; OVS never carries it) and drops the placeholder again when a
+   VLAN is added.
+
+   vmfabric's origin record lives on the switch, in the Port's
+   ``external_ids:vmfabric-dynamic`` as a range string (``"110,120-122"``): after a
+   change it is ``(record | added) - removed``, where ``added`` counts only VLANs this
+   change actually put on the port, so a VLAN people configured never becomes dynamic.
+
+2. **The driver** (``OvsDriver``, registered as ``ovs``): an ovsdbapp connection that keeps
+   an in-memory replica of the Bridge and Port tables. Reads come from the replica; a
+   write is one OVSDB transaction for all ports of the switch, built from set mutations
+   (insert/delete single trunk VLANs, set/delete one external_ids key) guarded by
+   ``verify`` of the columns the decision was made from, so a concurrent manual edit is
+   neither clobbered nor raced (OVSDB answers "try again" and the decision is redone on
+   fresh data). Changes that are no-ops against the current state send no transaction.
+
+Options (``switches[].options``): ``timeout`` (seconds, default 5) bounds connecting,
+each read and each transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ovs.db import idl as ovs_idl  # type: ignore[import-untyped]
+from ovsdbapp import exceptions as ovsdbapp_exceptions
+from ovsdbapp.backend.ovs_idl import command, connection, transaction
+
+from vmfabric.config import SwitchConfig
+from vmfabric.drivers.base import DRIVERS
+from vmfabric.errors import ConfigError, PermanentError, TransientError
+from vmfabric.model import PortChange, PortMode, PortState
+from vmfabric.vlans import check_vlan, format_vlans, parse_vlans
+
+LOG = logging.getLogger(__name__)
+
+CLOSED_VLAN = 4095
+DYNAMIC_KEY = "vmfabric-dynamic"
+DEFAULT_TIMEOUT = 5.0
+_ACCESS_MODES = ("access", "dot1q-tunnel")
+
+# ---- OVS port semantics (pure) ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RawPort:
+    """The columns of an OVS Port that decide its VLANs, plus the parsed origin record."""
+
+    tag: int | None = None
+    trunks: frozenset[int] = frozenset()
+    vlan_mode: str = ""
+    dynamic: frozenset[int] = frozenset()
+
+    @property
+    def mode(self) -> PortMode:
+        if self.vlan_mode in _ACCESS_MODES or (not self.vlan_mode and self.tag is not None):
+            return PortMode.ACCESS
+        return PortMode.TRUNK if self.trunks else PortMode.OPEN
+
+    @property
+    def vlans(self) -> frozenset[int]:
+        """VLANs listed in trunks, without the closed-port placeholder."""
+        return self.trunks - {CLOSED_VLAN}
+
+
+@dataclass(frozen=True, slots=True)
+class PortWrite:
+    """What one change does to one port: trunk elements to insert/delete, the new record."""
+
+    port: str
+    insert: frozenset[int] = frozenset()
+    delete: frozenset[int] = frozenset()
+    record: frozenset[int] | None = None  # the new origin record; None: unchanged
+    memberships: int = 0  # (port, VLAN) memberships changed, placeholder not counted
+
+    def __bool__(self) -> bool:
+        return bool(self.insert or self.delete or self.record is not None)
+
+
+def parse_record(text: str | None) -> frozenset[int]:
+    """The origin record from its external_ids text; unreadable text counts as empty."""
+    if not text:
+        return frozenset()
+    try:
+        return parse_vlans(text)
+    except ValueError:
+        LOG.warning("ignoring unreadable %s record %r", DYNAMIC_KEY, text)
+        return frozenset()
+
+
+def port_state(switch: str, port: str, raw: RawPort | None) -> PortState:
+    """A port's PortState as vmfabric reports it (MISSING when ``raw`` is None)."""
+    if raw is None:
+        return PortState(switch=switch, port=port, mode=PortMode.MISSING)
+    mode = raw.mode
+    vlans = raw.vlans if mode is PortMode.TRUNK else frozenset()
+    if mode is PortMode.ACCESS and raw.tag is not None:
+        vlans = frozenset({raw.tag})
+    return PortState(switch, port, mode, vlans, raw.dynamic & vlans)
+
+
+def plan_port(raw: RawPort | None, change: PortChange, open_ports: str) -> PortWrite:
+    """What ``change`` writes to a port in state ``raw`` (an empty PortWrite: nothing)."""
+    if raw is None or raw.mode is PortMode.ACCESS:
+        return PortWrite(change.port)
+    if raw.mode is PortMode.OPEN:
+        if open_ports != "close":
+            return PortWrite(change.port)
+        return _trunk_write(change, frozenset(), frozenset(), raw.dynamic)
+    return _trunk_write(change, raw.trunks, raw.vlans, raw.dynamic)
+
+
+def _trunk_write(
+    change: PortChange, trunks: frozenset[int], vlans: frozenset[int], record: frozenset[int]
+) -> PortWrite:
+    added = change.add - change.remove - vlans
+    removed = change.remove & vlans
+    after = (vlans | added) - removed
+    insert, delete = set(added), set(removed)
+    if not after and CLOSED_VLAN not in trunks:
+        insert.add(CLOSED_VLAN)
+    if after and CLOSED_VLAN in trunks:
+        delete.add(CLOSED_VLAN)
+    new_record = (record | added) - change.remove
+    return PortWrite(
+        port=change.port,
+        insert=frozenset(insert),
+        delete=frozenset(delete),
+        record=new_record if new_record != record else None,
+        memberships=len(added) + len(removed),
+    )
+
+
+def check_changes(config: SwitchConfig, changes: Sequence[PortChange]) -> None:
+    """Refuse changes for ports that are not edge ports, or with VLANs outside 1-4094."""
+    edge = set(config.edge_ports)
+    for change in changes:
+        if change.port not in edge:
+            raise PermanentError(
+                f"switch {config.name}: port {change.port} is not an edge port; refusing to write"
+            )
+        for vlan in change.add | change.remove:
+            try:
+                check_vlan(vlan)
+            except ValueError as exc:
+                raise ConfigError(f"switch {config.name} port {change.port}: {exc}") from None
+
+
+def driver_timeout(config: SwitchConfig) -> float:
+    """The ``timeout`` option in seconds (default 5)."""
+    value = config.options.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(
+            f"switch {config.name}: option timeout={value!r} is not a positive number"
+        )
+    return float(value)
+
+
+# ---- OVSDB plumbing -----------------------------------------------------------------------
+
+_INT_VLAN = {"type": "integer", "minInteger": 0, "maxInteger": 4095}
+# The part of the Open_vSwitch schema this driver replicates and writes: nothing else is
+# monitored, so a switch with thousands of interfaces costs us nothing.
+_SCHEMA: dict[str, Any] = {
+    "name": "Open_vSwitch",
+    "version": "8.3.1",
+    "tables": {
+        "Bridge": {
+            "columns": {
+                "name": {"type": "string", "mutable": False},
+                "ports": {
+                    "type": {"key": {"type": "uuid", "refTable": "Port"}, "min": 0,
+                             "max": "unlimited"}
+                },
+            }
+        },
+        "Port": {
+            "columns": {
+                "name": {"type": "string", "mutable": False},
+                "tag": {"type": {"key": _INT_VLAN, "min": 0, "max": 1}},
+                "trunks": {"type": {"key": _INT_VLAN, "min": 0, "max": 4096}},
+                "vlan_mode": {
+                    "type": {
+                        "key": {"type": "string", "enum": ["set", [
+                            "trunk", "access", "native-tagged", "native-untagged",
+                            "dot1q-tunnel"]]},
+                        "min": 0, "max": 1,
+                    }
+                },
+                "external_ids": {
+                    "type": {"key": "string", "value": "string", "min": 0, "max": "unlimited"}
+                },
+            }
+        },
+    },
+}
+
+
+class _Idl(connection.OvsdbIdl):  # type: ignore[misc]
+    """The replica, plus a change counter that ``OvsDriver.wait_for`` can sleep on."""
+
+    def __init__(self, remote: str, changed: threading.Condition) -> None:
+        helper = ovs_idl.SchemaHelper(schema_json=_SCHEMA)
+        helper.register_all()
+        super().__init__(remote, helper)
+        self.changed = changed
+        self.seq = 0
+
+    def notify(self, event: Any, row: Any, updates: Any = None) -> None:
+        with self.changed:
+            self.seq += 1
+            self.changed.notify_all()
+
+    def ready(self) -> bool:
+        """Connected and holding a complete, current replica."""
+        return bool(self._session.is_connected()) and self.state == self.IDL_S_MONITORING
+
+
+@dataclass(slots=True)
+class _Api:
+    """What ovsdbapp's Transaction needs of an API object: the idl.
+
+    ovsdbapp's own ``impl_idl.OvsdbIdl`` keeps its connection in a class attribute, so every
+    instance in a process would share the first switch's connection; one driver per switch
+    needs a connection per instance, hence this minimal stand-in.
+    """
+
+    idl: _Idl
+
+
+def _raw_port(row: Any) -> RawPort:
+    tag = row.tag[0] if row.tag else None
+    mode = row.vlan_mode[0] if row.vlan_mode else ""
+    record = parse_record(row.external_ids.get(DYNAMIC_KEY))
+    return RawPort(tag=tag, trunks=frozenset(row.trunks), vlan_mode=mode, dynamic=record)
+
+
+def _bridge_ports(idl: _Idl, config: SwitchConfig) -> dict[str, Any]:
+    """Port rows of the configured bridge by name; ConfigError if the bridge is missing."""
+    for bridge in idl.tables["Bridge"].rows.values():
+        if bridge.name == config.bridge:
+            return {port.name: port for port in bridge.ports}
+    raise ConfigError(f"switch {config.name}: bridge {config.bridge} does not exist on the switch")
+
+
+class _ApplyCommand(command.BaseCommand):  # type: ignore[misc]
+    """Runs in the connection thread against the replica as it is at commit time."""
+
+    def __init__(self, api: _Api, config: SwitchConfig, changes: Sequence[PortChange]) -> None:
+        super().__init__(api)
+        self.config = config
+        self.changes = changes
+        self.memberships = 0
+        self.committed = False
+
+    def run_idl(self, txn: Any) -> None:
+        rows = _bridge_ports(self.api.idl, self.config)
+        self.memberships = 0
+        for change in self.changes:
+            row = rows.get(change.port)
+            write = plan_port(_raw_port(row) if row is not None else None, change,
+                              self.config.open_ports)
+            if write:
+                _write_row(row, write)
+                self.memberships += write.memberships
+
+    def post_commit(self, txn: Any) -> None:
+        self.committed = True
+
+
+def _write_row(row: Any, write: PortWrite) -> None:
+    for column in ("tag", "trunks", "vlan_mode", "external_ids"):
+        row.verify(column)
+    for vlan in sorted(write.insert):
+        row.addvalue("trunks", vlan)
+    for vlan in sorted(write.delete):
+        row.delvalue("trunks", vlan)
+    if write.record is not None and write.record:
+        row.setkey("external_ids", DYNAMIC_KEY, format_vlans(write.record))
+    elif write.record is not None:
+        row.delkey("external_ids", DYNAMIC_KEY)
+
+
+# ---- the driver ---------------------------------------------------------------------------
+
+
+@DRIVERS.register("ovs")
+class OvsDriver:
+    """One switch's edge ports through OVSDB. See the module docstring for the semantics.
+
+    ``transactions`` counts committed write transactions and ``writes`` the (port, VLAN)
+    memberships they changed: benchmarks and tests read them.
+    """
+
+    def __init__(self, config: SwitchConfig) -> None:
+        if not config.ovsdb or not config.bridge:
+            raise ConfigError(f"switch {config.name}: the ovs driver needs ovsdb and bridge")
+        self.config = config
+        self.name = config.name
+        self.timeout = driver_timeout(config)
+        self.transactions = 0
+        self.writes = 0
+        self._changed = threading.Condition()
+        self._conn: connection.Connection | None = None
+        self._idl: _Idl | None = None
+        self._guard = threading.Lock()
+
+    def _where(self) -> str:
+        return f"switch {self.name}: OVSDB {self.config.ovsdb}"
+
+    # ---- connection --------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Connect and load the replica within ``timeout``; TransientError otherwise."""
+        with self._guard:
+            if self._conn is not None:
+                return
+            idl = _Idl(str(self.config.ovsdb), self._changed)
+            conn = connection.Connection(idl, self.timeout)
+            try:
+                conn.start()
+            except ovsdbapp_exceptions.TimeoutException:
+                idl.close()
+                raise TransientError(
+                    f"switch {self.name}: cannot reach OVSDB {self.config.ovsdb}: "
+                    f"no answer within {self.timeout:g}s"
+                ) from None
+            self._idl, self._conn = idl, conn
+
+    def close(self) -> None:
+        """Stop the connection thread and drop the replica. Safe to call twice."""
+        with self._guard:
+            conn, self._conn, self._idl = self._conn, None, None
+        if conn is not None:
+            conn.stop(timeout=self.timeout)
+
+    def _started(self) -> tuple[connection.Connection, _Idl]:
+        if self._conn is None:
+            self.connect()
+        conn, idl = self._conn, self._idl
+        if conn is None or idl is None:
+            raise TransientError(f"{self._where()}: connection closed")
+        return conn, idl
+
+    @contextmanager
+    def _replica(self) -> Iterator[_Idl]:
+        """Hold the replica lock while it is connected and current (waits up to timeout)."""
+        conn, idl = self._started()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if not conn.lock.acquire(timeout=max(deadline - time.monotonic(), 0.001)):
+                raise TransientError(f"{self._where()}: busy for {self.timeout:g}s")
+            if idl.ready():
+                break
+            conn.lock.release()
+            if time.monotonic() >= deadline:
+                raise TransientError(
+                    f"switch {self.name}: cannot reach OVSDB {self.config.ovsdb}: "
+                    f"connection lost, not back within {self.timeout:g}s"
+                )
+            time.sleep(0.02)
+        try:
+            yield idl
+        finally:
+            conn.lock.release()
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    def _states(self, idl: _Idl, ports: Sequence[str]) -> dict[str, PortState]:
+        rows = _bridge_ports(idl, self.config)
+        out = {}
+        for port in ports:
+            row = rows.get(port)
+            out[port] = port_state(self.name, port, _raw_port(row) if row is not None else None)
+        return out
+
+    def read_ports(self) -> dict[str, PortState]:
+        """State of every configured edge port, by port name (see the module docstring)."""
+        with self._replica() as idl:
+            return self._states(idl, self.config.edge_ports)
+
+    def wait_for(
+        self, predicate: Callable[[Mapping[str, PortState]], bool], timeout: float
+    ) -> dict[str, PortState]:
+        """Block until ``predicate(read_ports())`` holds; woken by OVSDB updates, no polling.
+
+        Raises TransientError if it does not hold within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._changed:
+                seen = self._seq()
+            states = self.read_ports()
+            if predicate(states):
+                return states
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TransientError(f"{self._where()}: awaited state not seen in {timeout:g}s")
+            self._wait_change(seen, remaining)
+
+    def _seq(self) -> int:
+        return self._idl.seq if self._idl is not None else -1
+
+    def _wait_change(self, seen: int, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._seq() != seen, timeout)
+
+    # ---- writes ----------------------------------------------------------------------------
+
+    def _pending(self, idl: _Idl, changes: Sequence[PortChange]) -> bool:
+        rows = _bridge_ports(idl, self.config)
+        for change in changes:
+            row = rows.get(change.port)
+            if plan_port(_raw_port(row) if row is not None else None, change,
+                         self.config.open_ports):
+                return True
+        return False
+
+    def apply(self, changes: Sequence[PortChange]) -> dict[str, PortState]:
+        """Apply ``changes`` in one OVSDB transaction (none if they are all no-ops).
+
+        Returns the resulting state of the ports named in ``changes``.
+        """
+        check_changes(self.config, changes)
+        ports = list(dict.fromkeys(c.port for c in changes))
+        with self._replica() as idl:
+            if not self._pending(idl, changes):
+                return self._states(idl, ports)
+        conn, idl = self._started()
+        cmd = _ApplyCommand(_Api(idl), self.config, changes)
+        self._commit(conn, idl, cmd)
+        if cmd.committed:
+            self.transactions += 1
+            self.writes += cmd.memberships
+        with self._replica() as idl:
+            return self._states(idl, ports)
+
+    def _commit(self, conn: connection.Connection, idl: _Idl, cmd: _ApplyCommand) -> None:
+        txn = transaction.Transaction(
+            _Api(idl), conn, timeout=self.timeout, check_error=True, log_errors=False
+        )
+        txn.add(cmd)
+        try:
+            txn.commit()
+        except ovsdbapp_exceptions.TimeoutException:
+            raise TransientError(
+                f"switch {self.name}: cannot reach OVSDB {self.config.ovsdb}: "
+                f"transaction not done within {self.timeout:g}s"
+            ) from None
+        except RuntimeError as exc:
+            if "timed out" in str(exc):
+                raise TransientError(f"{self._where()}: transaction timed out") from None
+            raise PermanentError(f"{self._where()}: transaction refused: {exc}") from None

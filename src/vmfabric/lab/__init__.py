@@ -1,0 +1,1 @@
+"""Lab tooling: network namespaces, private Open vSwitch instances, the namespace lab."""
