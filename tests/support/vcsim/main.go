@@ -4,13 +4,15 @@
 // NICs per host (vmnic0 on vSwitch0, the others on the DVS as a proxy switch), and answers
 // QueryNetworkHint from a JSON hints file that is re-read on every call so that a test can
 // rewire CDP/LLDP neighbours at run time. Credentials come from VCSIM_USERNAME and
-// VCSIM_PASSWORD. Line 1 of stdout is the service URL (no password). SIGTERM/SIGINT stop it.
+// VCSIM_PASSWORD. POST /vmfabric/rename?host=OLD&name=NEW renames a host (basic auth with the
+// same credentials). Line 1 of stdout is the service URL (no password). SIGTERM/SIGINT stop it.
 package main
 
 import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -178,8 +180,24 @@ func addProxySwitch(h *simulator.HostSystem, dvs *simulator.DistributedVirtualSw
 	net.ProxySwitch = []types.HostProxySwitch{ps}
 }
 
+// markUplinkPortgroup lists the DVS's uplink port group in config.uplinkPortgroup, as
+// vCenter does (the simulator creates it but does not list it).
+func markUplinkPortgroup(dvs *simulator.DistributedVirtualSwitch) {
+	for _, ref := range dvs.Portgroup {
+		pg := simulator.Map.Get(ref).(*simulator.DistributedVirtualPortgroup)
+		if strings.Contains(pg.Name, "-DVUplinks") {
+			pg.Config.Uplink = types.NewBool(true)
+			info := dvs.Config.GetDVSConfigInfo()
+			info.UplinkPortgroup = append(info.UplinkPortgroup, ref)
+		}
+	}
+}
+
 func configureHosts(names []string, nics int, hintsFile string) {
 	dvs := findDVS()
+	if dvs != nil {
+		markUplinkPortgroup(dvs)
+	}
 	for i, h := range hosts() {
 		if i < len(names) && names[i] != "" {
 			h.Name = names[i]
@@ -191,6 +209,30 @@ func configureHosts(names []string, nics int, hintsFile string) {
 		}
 		ns := simulator.Map.Get(*h.ConfigManager.NetworkSystem).(*simulator.HostNetworkSystem)
 		simulator.Map.Put(&hintNetworkSystem{HostNetworkSystem: ns, hintsFile: hintsFile})
+	}
+}
+
+// renameHandler serves POST /vmfabric/rename?host=OLD&name=NEW: the simulator has no
+// HostSystem.Rename_Task, and wrapping HostSystem would break its own type assertions.
+func renameHandler(user, pass string) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || u != user || p != pass {
+			http.Error(w, "login failed", http.StatusUnauthorized)
+			return
+		}
+		old, name := r.URL.Query().Get("host"), r.URL.Query().Get("name")
+		for _, h := range hosts() {
+			if h.Name == old && name != "" {
+				simulator.Map.WithLock(h, func() {
+					simulator.Map.Update(h, []types.PropertyChange{{Name: "name", Val: name}})
+					h.Summary.Config.Name = name
+				})
+				fmt.Fprintf(w, "renamed %s to %s\n", old, name)
+				return
+			}
+		}
+		http.Error(w, "no host named "+old, http.StatusNotFound)
 	}
 }
 
@@ -237,6 +279,7 @@ func run() error {
 	configureHosts(names, *nics, *hintsFile)
 
 	m.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(user, pass)}
+	m.Service.HandleFunc("/vmfabric/rename", renameHandler(user, pass))
 	s := m.Service.NewServer()
 	defer s.Close()
 
