@@ -118,8 +118,11 @@ class EngineConfig(_Model):
         50, ge=0, description="Hold a plan removing more (port, VLAN) memberships than this."
     )
     max_removal_share: float = Field(
-        0.5, ge=0, le=1, description="Hold a plan removing more than this share of a switch's "
-        "dynamic VLANs (only when it has more than max_removals... or 10 dynamic VLANs).",
+        0.5,
+        ge=0,
+        le=1,
+        description="Hold a plan removing more than this share of a switch's "
+        "dynamic (port, VLAN) memberships (applies from 10 dynamic memberships on).",
     )
     retry_max: Duration = Field(60.0, description="Longest wait between retries of a switch write.")
 
@@ -162,7 +165,8 @@ class LibvirtSession(_SessionBase):
         description="Hypervisor name -> libvirt URI (qemu+ssh://h/system, test:///path.xml)."
     )
     lldp_command: str | None = Field(
-        None, description="Command printing `lldpcli -f json show neighbors` for a host; "
+        None,
+        description="Command printing `lldpcli -f json show neighbors` for a host; "
         "{host} is replaced by the hypervisor name.",
     )
 

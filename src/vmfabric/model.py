@@ -172,9 +172,7 @@ class SessionStatus:
     warnings: tuple[str, ...] = ()
 
 
-Change = (
-    VmUpsert | VmRemoved | HostUpsert | HostRemoved | PortGroupUpsert | PortGroupRemoved
-)
+Change = VmUpsert | VmRemoved | HostUpsert | HostRemoved | PortGroupUpsert | PortGroupRemoved
 SourceEvent = Change | Snapshot | SessionStatus
 
 
@@ -254,3 +252,17 @@ class Plan:
 
     def removal_count(self) -> int:
         return sum(len(p.remove) for p in self.ports)
+
+
+def carrying_uplinks(host: Host, portgroup: PortGroup) -> tuple[tuple[Uplink, ...], bool]:
+    """The uplinks of ``host`` that carry ``portgroup``, and whether that is a guess.
+
+    A port group on a virtual switch whose NICs are known is carried by those NICs'
+    uplinks. When the virtual switch's NICs are not known (vcsim's DVS lists no host
+    members, static inventories name no vSwitch), every uplink of the host carries it and
+    the second value is True so that ``show vm --detail`` can say so.
+    """
+    nics = host.vswitch_nics.get(portgroup.vswitch) if portgroup.vswitch else None
+    if nics is None:
+        return host.uplinks, True
+    return tuple(u for u in host.uplinks if u.nic in nics), False
