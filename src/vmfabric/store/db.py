@@ -1,0 +1,149 @@
+"""Opening the store's database: URL handling, file mode, SQLite settings and error mapping.
+
+This module owns everything that depends on the database engine rather than on the
+tables. For SQLite files it creates the file with mode 0600 before SQLAlchemy opens it,
+turns on WAL (so ``vmfabric show`` reads while ``run`` writes) with a busy timeout, and
+makes every transaction explicit: reads ``BEGIN`` (one consistent snapshot per query),
+writes ``BEGIN IMMEDIATE`` (take the write lock up front, so the busy timeout applies
+instead of a deadlock on lock upgrade). Other dialects (PostgreSQL) get none of the
+SQLite-only settings. Database failures become one-line ``StoreError`` naming the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+from vmfabric.errors import TransientError
+
+_WRITE = "vmfabric_write"
+_SIDE_FILES = ("-wal", "-shm")
+
+
+class StoreError(TransientError):
+    """The store could not be read or written (locked, read-only, disk full, gone)."""
+
+
+def parse_url(url: str) -> URL:
+    """Parse a SQLAlchemy URL, refusing nonsense with a StoreError naming it."""
+    try:
+        return make_url(url)
+    except exc.ArgumentError:
+        raise StoreError(f"store {url!r}: not a database URL") from None
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The file path of a SQLite file database, or None (memory, or not SQLite)."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if _is_uri(url):
+        database = database.removeprefix("file:")
+        if url.query.get("mode") == "memory":
+            return None
+    if database in ("", ":memory:"):
+        return None
+    return database
+
+
+def describe(url: URL) -> str:
+    """How error messages name the store: its file, or its URL without the password."""
+    if url.get_backend_name() == "sqlite":
+        return sqlite_file(url) or "sqlite://(memory)"
+    return url.render_as_string(hide_password=True)
+
+
+def _is_uri(url: URL) -> bool:
+    return str(url.query.get("uri", "")).lower() in ("true", "1")
+
+
+def _readonly(url: URL) -> bool:
+    return _is_uri(url) and url.query.get("mode") == "ro"
+
+
+def create_private_file(path: str) -> None:
+    """Create the database file with mode 0600 unless it exists (never widen a mode)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError as err:
+        raise StoreError(f"store {path}: cannot create the database file: {err.strerror}") from None
+    os.close(fd)
+
+
+def restrict_side_files(path: str) -> None:
+    """Make the WAL and shared-memory files 0600 too (best effort: they may be another
+    user's, or already gone)."""
+    for suffix in _SIDE_FILES:
+        with contextlib.suppress(OSError):
+            os.chmod(path + suffix, 0o600)
+
+
+def open_engine(url: URL, busy_timeout: float) -> Engine:
+    """An Engine for ``url``, with the SQLite settings described above when it is SQLite."""
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url)
+    path = sqlite_file(url)
+    if path is not None and not _readonly(url):
+        create_private_file(path)
+    args: dict[str, Any] = {"connect_args": {"timeout": busy_timeout}}
+    if path is None:
+        args = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    engine = create_engine(url, **args)
+    _install_sqlite_hooks(engine, path, busy_timeout)
+    return engine
+
+
+def _install_sqlite_hooks(engine: Engine, path: str | None, busy_timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # transactions are begun explicitly below
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if path is not None:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            restrict_side_files(path)
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _reason(err: exc.SQLAlchemyError) -> str:
+    cause = getattr(err, "orig", None) or err
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
+@contextlib.contextmanager
+def store_errors(where: str) -> Iterator[None]:
+    """Turn database failures into a one-line StoreError naming ``where``.
+
+    Integrity errors are bugs (the store deduplicates its inputs), so they pass through.
+    """
+    try:
+        yield
+    except exc.IntegrityError:
+        raise
+    except (exc.DBAPIError, exc.TimeoutError) as err:
+        raise StoreError(f"store {where}: {_reason(err)}") from err
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine, where: str, *, write: bool) -> Iterator[Connection]:
+    """One transaction: committed when the block ends, rolled back if it raises."""
+    with store_errors(where), engine.connect() as conn:
+        if write:
+            conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
