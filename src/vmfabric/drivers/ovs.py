@@ -157,9 +157,14 @@ def _trunk_write(
 
 
 def check_changes(config: SwitchConfig, changes: Sequence[PortChange]) -> None:
-    """Refuse changes for ports that are not edge ports, or with VLANs outside 1-4094."""
+    """Refuse changes for ports that are not edge ports, a port named twice, or VLANs
+    outside 1-4094. Nothing has been written when this raises."""
     edge = set(config.edge_ports)
+    seen: set[str] = set()
     for change in changes:
+        if change.port in seen:
+            raise ConfigError(f"switch {config.name}: port {change.port} is named twice in a plan")
+        seen.add(change.port)
         if change.port not in edge:
             raise PermanentError(
                 f"switch {config.name}: port {change.port} is not an edge port; refusing to write"

@@ -1,0 +1,236 @@
+"""The fake switch driver (registered as ``fake``): an in-memory Open vSwitch-like switch.
+
+It behaves exactly as ``OvsDriver`` does, because it uses the same pure port semantics
+(``vmfabric.drivers.ovs``: modes, the closed-port placeholder 4095, the origin record in
+``external_ids:vmfabric-dynamic``, open-port keep/close, no transaction for no-ops), and it
+keeps the same counters (``transactions``, ``writes``). It is a normal plugin, meant for
+tests, benchmarks and demos that need a switch with injected latency or failures.
+
+Options (``switches[].options``):
+
+- ``latency``: seconds slept in every ``read_ports`` and ``apply`` (default 0).
+- ``fail_next``: number of upcoming ``apply`` calls that raise TransientError (default 0);
+  tests may also set the ``fail_next`` attribute at any time.
+- ``unreachable``: true makes every call raise TransientError, as an unreachable switch.
+- ``ports``: comma list of the ports the switch has at first (default: every edge port).
+  Each starts as a closed trunk (``trunks=[4095]``, no VLANs) unless ``port.NAME`` says:
+  ``open`` (no tag, empty trunks: carries every VLAN), ``access:TAG``, or a VLAN range
+  string (``10,20-22``): a trunk with those VLANs, all static.
+- ``state_file``: a JSON file holding the switch state, so that separate processes (the
+  CLI, a benchmark's workers) share one fake switch. Created from the options above when
+  absent; read before and written after every call, under an exclusive file lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmfabric.config import SwitchConfig
+from vmfabric.drivers.base import DRIVERS
+from vmfabric.drivers.ovs import (
+    CLOSED_VLAN,
+    DYNAMIC_KEY,
+    PortWrite,
+    RawPort,
+    check_changes,
+    parse_record,
+    plan_port,
+    port_state,
+)
+from vmfabric.errors import ConfigError, TransientError
+from vmfabric.model import PortChange, PortState
+from vmfabric.vlans import format_vlans, parse_vlans
+
+
+@dataclass(slots=True)
+class FakePort:
+    """One port of the fake switch: the OVS Port columns that matter, plus other_config so
+    tests can prove a driver never touches other columns."""
+
+    tag: int | None = None
+    trunks: set[int] = field(default_factory=set)
+    vlan_mode: str = ""
+    external_ids: dict[str, str] = field(default_factory=dict)
+    other_config: dict[str, str] = field(default_factory=dict)
+
+    def raw(self) -> RawPort:
+        return RawPort(
+            tag=self.tag,
+            trunks=frozenset(self.trunks),
+            vlan_mode=self.vlan_mode,
+            dynamic=parse_record(self.external_ids.get(DYNAMIC_KEY)),
+        )
+
+    def write(self, change: PortWrite) -> None:
+        self.trunks = (self.trunks | change.insert) - change.delete
+        if change.record is not None and change.record:
+            self.external_ids[DYNAMIC_KEY] = format_vlans(change.record)
+        elif change.record is not None:
+            self.external_ids.pop(DYNAMIC_KEY, None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag, "trunks": sorted(self.trunks), "vlan_mode": self.vlan_mode,
+            "external_ids": self.external_ids, "other_config": self.other_config,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FakePort:
+        return cls(
+            tag=data.get("tag"),
+            trunks=set(data.get("trunks", [])),
+            vlan_mode=str(data.get("vlan_mode", "")),
+            external_ids=dict(data.get("external_ids", {})),
+            other_config=dict(data.get("other_config", {})),
+        )
+
+
+def initial_port(config: SwitchConfig, name: str) -> FakePort:
+    """A port as the ``port.NAME`` option describes it (default: a closed trunk)."""
+    spec = str(config.options.get(f"port.{name}", "")).strip()
+    where = f"switch {config.name}: option port.{name}"
+    if not spec:
+        return FakePort(trunks={CLOSED_VLAN})
+    if spec == "open":
+        return FakePort()
+    try:
+        if spec.startswith("access:"):
+            return FakePort(tag=next(iter(parse_vlans(spec.removeprefix("access:")))))
+        return FakePort(trunks=set(parse_vlans(spec)))
+    except (ValueError, StopIteration):
+        raise ConfigError(f"{where}={spec!r} is not open, access:TAG or a VLAN range") from None
+
+
+def _option_float(config: SwitchConfig, key: str) -> float:
+    value = config.options.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"switch {config.name}: option {key}={value!r} is not a number >= 0")
+    return float(value)
+
+
+@DRIVERS.register("fake")
+class FakeDriver:
+    """An in-memory switch with the OVS driver's semantics. See the module docstring."""
+
+    def __init__(self, config: SwitchConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.latency = _option_float(config, "latency")
+        self.fail_next = int(_option_float(config, "fail_next"))
+        self.unreachable = bool(config.options.get("unreachable", False))
+        self.transactions = 0
+        self.writes = 0
+        state_file = config.options.get("state_file")
+        self.state_file = Path(str(state_file)) if state_file else None
+        self.ports: dict[str, FakePort] = self._initial_ports()
+        self.connected = False
+
+    def _initial_ports(self) -> dict[str, FakePort]:
+        listed = self.config.options.get("ports")
+        names = [p.strip() for p in str(listed).split(",") if p.strip()] if listed else None
+        return {name: initial_port(self.config, name) for name in names or self.config.edge_ports}
+
+    # ---- state sharing ---------------------------------------------------------------------
+
+    @contextmanager
+    def _state(self, write: bool) -> Iterator[dict[str, FakePort]]:
+        """The port table; loaded from and saved to ``state_file`` under a lock if set."""
+        if self.state_file is None:
+            yield self.ports
+            return
+        lock_path = self.state_file.with_name(self.state_file.name + ".lock")
+        with open(lock_path, "a+", encoding="utf-8") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.state_file.exists():
+                data = json.loads(self.state_file.read_text(encoding="utf-8"))
+                self.ports = {k: FakePort.from_json(v) for k, v in data["ports"].items()}
+            else:
+                write = True
+            yield self.ports
+            if write:
+                self._save()
+
+    def _save(self) -> None:
+        assert self.state_file is not None
+        tmp = self.state_file.with_name(self.state_file.name + f".{os.getpid()}.tmp")
+        data = {"ports": {k: v.to_json() for k, v in self.ports.items()}}
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self.state_file)
+
+    def _enter(self) -> None:
+        if self.unreachable:
+            raise TransientError(f"switch {self.name}: cannot reach fake switch (unreachable)")
+        if self.latency:
+            time.sleep(self.latency)
+
+    # ---- the Driver protocol -----------------------------------------------------------------
+
+    def connect(self) -> None:
+        self._enter()
+        self.connected = True
+
+    def close(self) -> None:
+        self.connected = False
+
+    def _states(self, ports: dict[str, FakePort], names: Sequence[str]) -> dict[str, PortState]:
+        out = {}
+        for name in names:
+            port = ports.get(name)
+            out[name] = port_state(self.name, name, port.raw() if port is not None else None)
+        return out
+
+    def read_ports(self) -> dict[str, PortState]:
+        self._enter()
+        with self._state(write=False) as ports:
+            return self._states(ports, self.config.edge_ports)
+
+    def apply(self, changes: Sequence[PortChange]) -> dict[str, PortState]:
+        check_changes(self.config, changes)
+        self._enter()
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise TransientError(f"switch {self.name}: injected failure (fail_next)")
+        names = list(dict.fromkeys(c.port for c in changes))
+        with self._state(write=True) as ports:
+            writes = self._plan(ports, changes)
+            if writes:
+                for write in writes:
+                    ports[write.port].write(write)
+                self.transactions += 1
+                self.writes += sum(w.memberships for w in writes)
+            return self._states(ports, names)
+
+    def _plan(self, ports: dict[str, FakePort], changes: Sequence[PortChange]) -> list[PortWrite]:
+        """The writes of all changes, planned before any is made (all or nothing)."""
+        pending = []
+        for change in changes:
+            port = ports.get(change.port)
+            write = plan_port(port.raw() if port is not None else None, change,
+                              self.config.open_ports)
+            if write:
+                pending.append(write)
+        return pending
+
+    # ---- test setup --------------------------------------------------------------------------
+
+    def set_port(self, name: str, port: FakePort | None) -> None:
+        """Create, replace (or with None, remove) a port of the fake switch."""
+        with self._state(write=True) as ports:
+            if port is None:
+                ports.pop(name, None)
+            else:
+                ports[name] = port
+
+    def port(self, name: str) -> FakePort | None:
+        """A copy of a port's raw columns (None if the switch has no such port)."""
+        with self._state(write=False) as ports:
+            port = ports.get(name)
+            return FakePort.from_json(port.to_json()) if port is not None else None
