@@ -1,0 +1,313 @@
+"""LibvirtSource against libvirt's real test driver: events, not polling, move VMs.
+
+Each hypervisor is a ``test:///ABS/PATH.xml`` node file written by the test. The test
+driver keeps its state inside the connection, so tests define, start, stop and undefine
+domains through ``source.connection(host)`` and watch the events the source emits.
+"""
+
+from __future__ import annotations
+
+import queue
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from vmfabric.config import LibvirtSession
+from vmfabric.model import (
+    PortGroup,
+    PortGroupUpsert,
+    Power,
+    SessionStatus,
+    Snapshot,
+    SourceEvent,
+    VmRemoved,
+    VmUpsert,
+)
+from vmfabric.sources.base import create_source
+from vmfabric.sources.libvirt import LibvirtSource
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+
+NODE = """<node>
+  <cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>
+       <active>2</active><mhz>2000</mhz><model>i686</model></cpu>
+  <memory>2097152</memory>
+  {extra}
+</node>
+"""
+NETWORK = """<network><name>prod</name><bridge name='br-prod'/>
+  <virtualport type='openvswitch'/>
+  <portgroup name='web' default='yes'><vlan><tag id='130'/></vlan></portgroup>
+  <portgroup name='db'><vlan><tag id='140'/></vlan></portgroup>
+  <portgroup name='plain'/>
+</network>"""
+TRUNK_NIC = """<interface type='bridge'><source bridge='br-int'/>
+  <virtualport type='openvswitch'/>
+  <vlan trunk='yes'><tag id='120'/><tag id='110'/></vlan></interface>"""
+
+
+def domain_xml(name: str, uid: str, nics: str = "") -> str:
+    return (
+        f"<domain type='test'><name>{name}</name><uuid>{uid}</uuid><memory>1024</memory>"
+        f"<os><type>hvm</type></os><devices>{nics}</devices></domain>"
+    )
+
+
+def access_nic(vlan: int, bridge: str = "br-int") -> str:
+    return (
+        f"<interface type='bridge'><source bridge='{bridge}'/>"
+        f"<virtualport type='openvswitch'/><vlan><tag id='{vlan}'/></vlan></interface>"
+    )
+
+
+def network_nic(network: str, portgroup: str = "") -> str:
+    attr = f" portgroup='{portgroup}'" if portgroup else ""
+    return f"<interface type='network'><source network='{network}'{attr}/></interface>"
+
+
+@dataclass
+class Running:
+    """A LibvirtSource running in its thread, with everything it emitted."""
+
+    source: LibvirtSource
+    inbox: queue.Queue[tuple[float, SourceEvent]]
+    seen: list[SourceEvent] = field(default_factory=list)
+
+    def wait_for(self, kind: type[T], match: Callable[[T], bool], timeout: float = 10) -> T:
+        """The next emitted ``kind`` event for which ``match`` holds (others are kept)."""
+        return self.wait_timed(kind, match, timeout)[1]
+
+    def wait_timed(
+        self, kind: type[T], match: Callable[[T], bool], timeout: float = 10
+    ) -> tuple[float, T]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                at, event = self.inbox.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(event)
+            if isinstance(event, kind) and match(event):
+                return at, event
+        raise AssertionError(f"no matching {kind.__name__} within {timeout}s; saw {self.seen}")
+
+    def count(self, kind: type[Any]) -> int:
+        return sum(isinstance(e, kind) for e in self.seen)
+
+    def conn(self, host: str) -> Any:
+        return self.source.connection(host)
+
+
+def settled(status: SessionStatus) -> bool:
+    return status.state != "connecting"
+
+
+def node_file(tmp_path: Path, name: str, extra: str = "") -> str:
+    path = tmp_path / f"{name}.xml"
+    path.write_text(NODE.format(extra=extra), encoding="utf-8")
+    return f"test://{path}"
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    """Start LibvirtSources on the given URIs; stop and join them at teardown."""
+    started: list[tuple[threading.Event, threading.Thread]] = []
+
+    def _start(uris: dict[str, str], lldp_command: str | None = None) -> Running:
+        config = LibvirtSession(kind="libvirt", name="kvm", uris=uris, lldp_command=lldp_command)
+        source = create_source(config, tmp_path)
+        assert isinstance(source, LibvirtSource)
+        inbox: queue.Queue[tuple[float, SourceEvent]] = queue.Queue()
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=source.run, args=(lambda e: inbox.put((time.monotonic(), e)), stop), daemon=True
+        )
+        thread.start()
+        started.append((stop, thread))
+        return Running(source, inbox)
+
+    try:
+        yield _start
+    finally:
+        for stop, thread in started:
+            stop.set()
+            thread.join(timeout=10)
+        assert not any(t.is_alive() for _, t in started), "a LibvirtSource did not stop"
+
+
+def test_snapshot_reads_domains_trunks_and_network_portgroups(
+    tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    uid = str(uuid.uuid4())
+    nics = TRUNK_NIC + network_nic("prod") + network_nic("prod", "db")
+    nics += network_nic("prod", "plain")
+    hv1 = node_file(tmp_path, "hv1", NETWORK + domain_xml("web-01", uid, nics))
+    run = start({"hv1": hv1})
+    status = run.wait_for(SessionStatus, settled)
+    snap = run.wait_for(Snapshot, lambda s: True)
+    assert status.state == "connected" and status.warnings == ()
+    assert run.seen[0] == SessionStatus("kvm", "connecting")
+    assert status.version.startswith("libvirt ")
+    assert [h.name for h in snap.hosts] == ["hv1"]
+    (vm,) = snap.vms
+    assert (vm.id, vm.name, vm.host) == (uid, "web-01", "hv1")
+    assert vm.power is Power.ON  # domains in a node file start running
+    assert set(vm.networks) == {"vlan110,120", "prod/web", "prod/db"}  # 'plain' is untagged
+    assert set(snap.portgroups) == {
+        PortGroup("kvm", "vlan110,120", frozenset({110, 120}), "br-int"),
+        PortGroup("kvm", "prod/web", frozenset({130}), "br-prod"),
+        PortGroup("kvm", "prod/db", frozenset({140}), "br-prod"),
+    }
+
+
+def test_events_alone_move_a_vm_between_hypervisors(
+    tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    run = start({"hv1": node_file(tmp_path, "hv1"), "hv2": node_file(tmp_path, "hv2")})
+    snap = run.wait_for(Snapshot, lambda s: True)
+    assert snap.vms == () and {h.name for h in snap.hosts} == {"hv1", "hv2"}
+    uid = str(uuid.uuid4())
+    xml = domain_xml("app-01", uid, access_nic(110))
+
+    run.conn("hv1").defineXML(xml).create()
+    on_hv1 = run.wait_for(VmUpsert, lambda e: e.vm.power is Power.ON)
+    assert (on_hv1.vm.host, on_hv1.vm.networks) == ("hv1", ("vlan110",))
+    assert run.count(PortGroupUpsert) == 1
+
+    dom = run.conn("hv1").lookupByUUIDString(uid)  # "migrate": leave hv1, start on hv2
+    dom.destroy()
+    dom.undefine()
+    run.wait_for(VmRemoved, lambda e: e.id == uid)
+    run.conn("hv2").defineXML(xml).create()
+    on_hv2 = run.wait_for(VmUpsert, lambda e: e.vm.power is Power.ON)
+    assert on_hv2.vm.host == "hv2" and on_hv2.vm.id == uid
+
+    dom2 = run.conn("hv2").lookupByUUIDString(uid)
+    dom2.destroy()
+    off = run.wait_for(VmUpsert, lambda e: e.vm.id == uid)
+    assert (off.vm.power, off.vm.host) == (Power.OFF, "hv2")
+    dom2.undefine()
+    run.wait_for(VmRemoved, lambda e: e.id == uid)
+    assert run.count(Snapshot) == 1  # only the first: every move came from events
+
+
+def test_live_migration_order_never_removes_the_moved_vm(
+    tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    run = start({"hv1": node_file(tmp_path, "hv1"), "hv2": node_file(tmp_path, "hv2")})
+    run.wait_for(Snapshot, lambda s: True)
+    uid = str(uuid.uuid4())
+    xml = domain_xml("db-01", uid, access_nic(140))
+    run.conn("hv1").defineXML(xml).create()
+    run.wait_for(VmUpsert, lambda e: e.vm.power is Power.ON and e.vm.host == "hv1")
+
+    run.conn("hv2").defineXML(xml).create()  # the destination runs before the source stops
+    run.wait_for(VmUpsert, lambda e: e.vm.power is Power.ON and e.vm.host == "hv2")
+    old = run.conn("hv1").lookupByUUIDString(uid)
+    old.destroy()
+    old.undefine()
+    marker = str(uuid.uuid4())  # a later event proves the source handled the two above
+    run.conn("hv1").defineXML(domain_xml("marker", marker))
+    run.wait_for(VmUpsert, lambda e: e.vm.id == marker)
+    moved = [e for e in run.seen if isinstance(e, VmUpsert | VmRemoved) and _id(e) == uid]
+    assert not any(isinstance(e, VmRemoved) for e in moved), moved
+    last = moved[-1]
+    assert isinstance(last, VmUpsert) and (last.vm.host, last.vm.power) == ("hv2", Power.ON)
+
+
+def _id(event: VmUpsert | VmRemoved) -> str:
+    return event.vm.id if isinstance(event, VmUpsert) else event.id
+
+
+def test_bad_uri_names_the_host_and_the_other_host_keeps_working(
+    tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    missing = f"test://{tmp_path}/absent.xml"
+    run = start({"hv1": node_file(tmp_path, "hv1"), "bad": missing})
+    status = run.wait_for(SessionStatus, settled)
+    assert status.state == "connected"
+    assert len(status.warnings) == 1 and "hypervisor bad unreadable" in status.warnings[0]
+    assert "its VMs are unknown" in status.warnings[0]
+    snap = run.wait_for(Snapshot, lambda s: True)
+    assert {h.name for h in snap.hosts} == {"hv1", "bad"}
+    uid = str(uuid.uuid4())
+    run.conn("hv1").defineXML(domain_xml("ok-01", uid, access_nic(150))).create()
+    assert run.wait_for(VmUpsert, lambda e: e.vm.power is Power.ON).vm.host == "hv1"
+
+
+def test_no_readable_hypervisor_is_disconnected_with_each_host_named(
+    tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    run = start({"a": f"test://{tmp_path}/a.xml", "b": f"test://{tmp_path}/b.xml"})
+    status = run.wait_for(SessionStatus, settled)
+    assert status.state == "disconnected"
+    assert status.error.startswith("a: ") and "; b: " in status.error
+    assert "\n" not in status.error
+    with pytest.raises(AssertionError):
+        run.wait_for(Snapshot, lambda s: True, timeout=1.5)
+
+
+def test_unplaceable_interfaces_warn_without_crashing(
+    tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    run = start({"hv1": node_file(tmp_path, "hv1", NETWORK)})
+    run.wait_for(Snapshot, lambda s: True)
+    uid = str(uuid.uuid4())
+    nics = network_nic("nowhere") + network_nic("prod", "nosuch") + access_nic(160)
+    run.conn("hv1").defineXML(domain_xml("odd-01", uid, nics))
+    status = run.wait_for(SessionStatus, lambda s: len(s.warnings) == 2)
+    assert status.state == "connected"
+    assert "hv1: VM odd-01 interface 0: network 'nowhere' is not defined" in status.warnings[0]
+    assert "network 'prod' has no portgroup 'nosuch'" in status.warnings[1]
+    vm = run.wait_for(VmUpsert, lambda e: e.vm.id == uid).vm
+    assert vm.networks == ("vlan160",) and vm.power is Power.OFF
+
+
+def test_lldp_command_fills_host_nics(tmp_path: Path, start: Callable[..., Running]) -> None:
+    data = Path(__file__).parent.parent / "data" / "lldpd"
+    (tmp_path / "hv1.lldp").write_bytes((data / "hv_lldp_and_cdp.json").read_bytes())
+    command = f"cat {tmp_path}/{{host}}.lldp"
+    run = start({"hv1": node_file(tmp_path, "hv1"), "hv2": node_file(tmp_path, "hv2")}, command)
+    status = run.wait_for(SessionStatus, settled)
+    snap = run.wait_for(Snapshot, lambda s: True)
+    hosts = {h.name: h for h in snap.hosts}
+    nics = {n.name: n.neighbor for n in hosts["hv1"].nics}
+    assert len(nics) == 3
+    assert [(n.system_name, n.port_id) for n in nics.values() if n] == [
+        ("leaf1", "Ethernet1"), ("cdp-sw1.lab", "vflr6269g0"), ("leaf1", "Ethernet2")
+    ]
+    assert hosts["hv2"].nics == ()
+    assert any("hv2: LLDP neighbours unknown" in w for w in status.warnings)
+
+
+def _is_vm(uid: str, power: Power) -> Callable[[VmUpsert], bool]:
+    return lambda e: e.vm.id == uid and e.vm.power is power
+
+
+def test_create_to_vmupsert_latency(
+    tmp_path: Path, start: Callable[..., Running], record_property: Callable[[str, object], None]
+) -> None:
+    run = start({"hv1": node_file(tmp_path, "hv1")})
+    run.wait_for(Snapshot, lambda s: True)
+    conn = run.conn("hv1")
+    delays: list[float] = []
+    for i in range(20):
+        uid = str(uuid.uuid4())
+        dom = conn.defineXML(domain_xml(f"lat-{i:02d}", uid, access_nic(200 + i)))
+        run.wait_for(VmUpsert, _is_vm(uid, Power.OFF))
+        began = time.monotonic()
+        dom.create()
+        at, _ = run.wait_timed(VmUpsert, _is_vm(uid, Power.ON))
+        delays.append(at - began)
+    median_ms = statistics.median(delays) * 1000
+    record_property("create_to_vmupsert_median_ms", round(median_ms, 2))
+    print(f"create() -> VmUpsert: median {median_ms:.2f} ms, max {max(delays) * 1000:.2f} ms")
+    assert median_ms < 500
