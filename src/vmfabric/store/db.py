@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
-from vmfabric.errors import TransientError
+from vmfabric.errors import ConfigError, TransientError
 
 _WRITE = "vmfabric_write"
 _SIDE_FILES = ("-wal", "-shm")
@@ -89,7 +89,7 @@ def restrict_side_files(path: str) -> None:
 def open_engine(url: URL, busy_timeout: float) -> Engine:
     """An Engine for ``url``, with the SQLite settings described above when it is SQLite."""
     if url.get_backend_name() != "sqlite":
-        return create_engine(url)
+        return _server_engine(url)
     path = sqlite_file(url)
     if path is not None and not _readonly(url):
         create_private_file(path)
@@ -99,6 +99,14 @@ def open_engine(url: URL, busy_timeout: float) -> Engine:
     engine = create_engine(url, **args)
     _install_sqlite_hooks(engine, path, busy_timeout)
     return engine
+
+
+def _server_engine(url: URL) -> Engine:
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ImportError as err:
+        missing = f"its database driver is not installed ({err.name})"
+        raise ConfigError(f"store {describe(url)}: {missing}") from None
 
 
 def _install_sqlite_hooks(engine: Engine, path: str | None, busy_timeout: float) -> None:

@@ -87,12 +87,12 @@ class Carriage:
 
 def _counts(conn: Connection, table: Any) -> dict[str, int]:
     stmt = select(table.c.session, func.count()).group_by(table.c.session)
-    return {session: int(n) for session, n in conn.execute(stmt).tuples()}
+    return {session: int(n) for session, n in conn.execute(stmt)}
 
 
 def _held_plans(conn: Connection) -> list[tuple[int, list[str]]]:
     stmt = select(plans.c.id, plans.c.sessions).where(plans.c.status == "held")
-    return [(int(i), list(s)) for i, s in conn.execute(stmt.order_by(plans.c.id)).tuples()]
+    return [(int(i), list(s)) for i, s in conn.execute(stmt.order_by(plans.c.id))]
 
 
 def _session_json(
@@ -210,7 +210,7 @@ def show_vms(conn: Connection, name: str | None) -> list[Json]:
 
 def _vm_counts(conn: Connection) -> dict[Key, int]:
     stmt = select(vms.c.session, vms.c.host, func.count()).group_by(vms.c.session, vms.c.host)
-    return {(s, h): int(n) for s, h, n in conn.execute(stmt).tuples()}
+    return {(s, h): int(n) for s, h, n in conn.execute(stmt)}
 
 
 def _neighbors(host: Host) -> list[Json]:
