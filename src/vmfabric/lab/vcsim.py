@@ -106,13 +106,14 @@ def build_vcsim(dest: Path = BINARY, source: Path = SOURCE) -> Path:
 class Vcsim:
     """One simulator process. ``start()`` (or ``with``) runs it; ``stop()`` ends it by PID.
 
-    ``port=0`` picks a free port; pass a previous instance's ``port`` to restart on it.
+    ``hosts=0`` means one per ``host_names`` (3 without names). ``port=0`` picks a free
+    port; pass a previous instance's ``port`` to restart on it.
     """
 
     def __init__(
         self,
         *,
-        hosts: int = 3,
+        hosts: int = 0,
         vms: int = 2,
         host_names: Sequence[str] = (),
         nics: int = 2,
@@ -122,7 +123,7 @@ class Vcsim:
         password: str | None = None,
         binary: Path | None = None,
     ) -> None:
-        self.hosts = max(hosts, len(host_names))
+        self.hosts = max(hosts, len(host_names)) or 3
         self.vms = vms
         self.host_names = tuple(host_names)
         self.nics = nics
