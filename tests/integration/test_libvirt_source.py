@@ -7,8 +7,13 @@ domains through ``source.connection(host)`` and watch the events the source emit
 
 from __future__ import annotations
 
+import os
 import queue
+import shutil
+import signal
 import statistics
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -141,6 +146,65 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Running]]:
             stop.set()
             thread.join(timeout=10)
         assert not any(t.is_alive() for _, t in started), "a LibvirtSource did not stop"
+
+
+class Libvirtd:
+    """A private libvirtd, run as ``nobody`` in session mode so that it touches nothing
+    outside its own folder; its test driver is reached as ``test+unix:///default``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.proc: subprocess.Popen[bytes] | None = None
+        (folder / "libvirtd.conf").write_text(
+            f'unix_sock_dir = "{folder}"\nauth_unix_rw = "none"\nauth_unix_ro = "none"\n'
+            f'log_outputs = "3:file:{folder}/libvirtd.log"\n',
+            encoding="utf-8",
+        )
+
+    @property
+    def uri(self) -> str:
+        return f"test+unix:///default?socket={self.folder}/libvirt-sock"
+
+    def start(self) -> None:
+        env = {"PATH": "/usr/sbin:/usr/bin:/bin", "HOME": str(self.folder)}
+        env |= {f"XDG_{k}": f"{self.folder}/{k.lower()}" for k in ("RUNTIME_DIR", "CONFIG_HOME")}
+        env["XDG_CACHE_HOME"] = f"{self.folder}/cache"
+        argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env", "-i"]
+        argv += [f"{k}={v}" for k, v in env.items()]
+        argv += ["libvirtd", "-f", f"{self.folder}/libvirtd.conf", "-p", f"{self.folder}/pid"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while not (self.folder / "libvirt-sock").exists():
+            assert self.proc.poll() is None, "libvirtd exited at start"
+            assert time.monotonic() < deadline, "libvirtd made no socket within 15 s"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        (self.folder / "libvirt-sock").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def libvirtd() -> Iterator[Libvirtd]:
+    if shutil.which("libvirtd") is None or shutil.which("setpriv") is None:
+        pytest.skip("libvirtd (apt libvirt-daemon) is not installed")
+    folder = Path(tempfile.mkdtemp(prefix=f"vfl-lvd{os.getpid()}-"))
+    os.chmod(folder, 0o777)  # noqa: S103 - libvirtd runs as nobody in this private folder
+    daemon = Libvirtd(folder)
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        daemon.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_snapshot_reads_domains_trunks_and_network_portgroups(
@@ -311,3 +375,51 @@ def test_create_to_vmupsert_latency(
     record_property("create_to_vmupsert_median_ms", round(median_ms, 2))
     print(f"create() -> VmUpsert: median {median_ms:.2f} ms, max {max(delays) * 1000:.2f} ms")
     assert median_ms < 500
+
+
+def test_dropped_connection_keeps_vms_then_reconnects_with_a_fresh_snapshot(
+    tmp_path: Path, start: Callable[..., Running], libvirtd: Libvirtd
+) -> None:
+    run = start({"hv1": node_file(tmp_path, "hv1"), "remote": libvirtd.uri})
+    first = run.wait_for(Snapshot, lambda s: True)
+    builtin = {vm.id for vm in first.vms if vm.host == "remote"}
+    assert builtin  # test:///default comes with one running domain
+    uid = str(uuid.uuid4())
+    run.conn("remote").defineXML(domain_xml("r-01", uid, access_nic(170))).create()
+    run.wait_for(VmUpsert, lambda e: e.vm.id == uid and e.vm.power is Power.ON)
+
+    libvirtd.stop()  # a real drop: the close callback fires
+    down = run.wait_for(SessionStatus, lambda s: bool(s.warnings))
+    assert down.state == "connected"
+    assert down.warnings[0].startswith("hypervisor remote unreadable (")
+    assert down.warnings[0].endswith("its last known VMs are kept")
+    other = str(uuid.uuid4())
+    run.conn("hv1").defineXML(domain_xml("h-01", other)).create()
+    run.wait_for(VmUpsert, lambda e: e.vm.id == other and e.vm.power is Power.ON)
+    assert not any(isinstance(e, VmRemoved | Snapshot) for e in run.seen[run.seen.index(down):])
+
+    libvirtd.start()  # back: Backoff retries, then one fresh snapshot of both hosts
+    fresh = run.wait_for(Snapshot, lambda s: True, timeout=20)
+    ids = {vm.id for vm in fresh.vms}
+    assert builtin | {other} <= ids
+    assert uid not in ids  # the new daemon's test driver never saw r-01
+    back = run.seen[-2]
+    assert isinstance(back, SessionStatus) and (back.state, back.warnings) == ("connected", ())
+    assert run.count(Snapshot) == 2
+
+
+def test_unreadable_hypervisor_is_retried_until_readable(
+    tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    late = tmp_path / "late.xml"
+    run = start({"hv1": node_file(tmp_path, "hv1"), "late": f"test://{late}"})
+    run.wait_for(Snapshot, lambda s: True)
+    node_file(tmp_path, "late", domain_xml("born-late", str(uuid.uuid4())))
+    fresh = run.wait_for(Snapshot, lambda s: True, timeout=10)
+    assert [vm.name for vm in fresh.vms] == ["born-late"]
+    assert run.seen[-2] == SessionStatus("kvm", "connected", version=fresh_version(run))
+
+
+def fresh_version(run: Running) -> str:
+    statuses = [e for e in run.seen if isinstance(e, SessionStatus) and e.version]
+    return statuses[-1].version
