@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -796,3 +797,73 @@ def test_bulk_10000_vms_replace_and_show_are_fast(store: Store) -> None:
     # generous bounds: other engineers load this 2-core machine at the same time
     assert max(first, again) < 1.0
     assert show < 2.0
+
+
+# ---- PostgreSQL: the same calls give the same answers ------------------------------------
+
+
+def _as_postgres(*command: str) -> None:
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120
+    )
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a unix socket (skipped where none is installed)."""
+    pytest.importorskip("psycopg")
+    if not (shutil.which("initdb") and shutil.which("pg_ctl") and shutil.which("runuser")):
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    if os.geteuid() != 0:
+        pytest.skip("starts PostgreSQL as the postgres user, which needs root")
+    folder = Path(tempfile.mkdtemp(prefix="vmfabric-pg-"))
+    shutil.chown(folder, "postgres")
+    data = folder / "data"
+    _as_postgres("initdb", "-D", str(data), "-A", "trust", "-U", "vmfabric", "--no-sync")
+    options = f"-k {folder} -c listen_addresses='' -F"
+    _as_postgres("pg_ctl", "-D", str(data), "-o", options, "-w", "-l", f"{folder}/log", "start")
+    try:
+        yield f"postgresql+psycopg://vmfabric@/postgres?host={folder}"
+    finally:
+        _as_postgres("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def exercise(store: Store) -> dict[str, object]:
+    """Every write, then every read, the same way on any database."""
+    fill(store, "lab")
+    fill(store, "old")
+    store.forget_sessions_except(["lab"])
+    store.set_session_status("lab", "connected", in_sync=True, version="8", now=NOW)
+    store.apply_changes([VmRemoved("lab", "vm-4"), HostUpsert(esx02()), VmUpsert(vms()[3])], NOW)
+    store.set_port_states(port_states(), NOW)
+    store.set_switch_status("leaf1", "error", "refused", NOW)
+    store.record_audit([AuditEntry(NOW, "leaf1", "p1", 110, "add", "web-01", "lab")])
+    held = store.save_plan("leaf1", "held", {"ports": [1, 2]}, "guard", NOW, sessions=["lab"])
+    store.approve_plan(held, NOW)
+    return {
+        "sessions": store.show_sessions(),
+        "autovlan": store.session_autovlan("lab"),
+        "vms": store.show_vms(),
+        "hosts": store.show_hosts(),
+        "interfaces": store.show_interfaces(),
+        "vlans": store.show_vlans(),
+        "switches": store.show_switches(),
+        "audit": store.audit(),
+        "plans": store.plans(),
+        "pending": store.pending_approvals(),
+        "snapshot": repr(store.snapshot("lab")),
+    }
+
+
+@pytest.mark.integration
+def test_postgresql_gives_the_same_answers_as_sqlite(postgres_url: str, tmp_path: Path) -> None:
+    with Store(url_of(tmp_path / "same.db")) as lite:
+        expected = exercise(lite)
+    with Store(postgres_url) as server:
+        got = exercise(server)
+        hosts, pgs, many = big_inventory(n_vms=2000)
+        server.replace_inventory("big", hosts, pgs, many, NOW)
+        assert len(server.show_vms()) == 2004
+    assert got == expected
+    assert expected["pending"] == [1]

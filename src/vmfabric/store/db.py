@@ -149,9 +149,14 @@ def store_errors(where: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def transaction(engine: Engine, where: str, *, write: bool) -> Iterator[Connection]:
-    """One transaction: committed when the block ends, rolled back if it raises."""
+    """One transaction: committed when the block ends, rolled back if it raises.
+
+    Reads on a server database run REPEATABLE READ, so a query's statements see one
+    snapshot as they do on SQLite."""
     with store_errors(where), engine.connect() as conn:
         if write:
             conn.execution_options(**{_WRITE: True})
+        elif engine.dialect.name != "sqlite":
+            conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             yield conn

@@ -155,13 +155,18 @@ def get_plan(conn: Connection, plan_id: int) -> dict[str, Any] | None:
     return None if row is None else _plan_dict(row)
 
 
-def set_plan_status(conn: Connection, plan_id: int, status: str, now: float) -> bool:
-    """Set a plan's status; False if there is no such plan."""
+def set_plan_status(
+    conn: Connection, plan_id: int, status: str, now: float, *, only_from: str | None = None
+) -> bool:
+    """Set a plan's status (only if it is ``only_from``, when given, in the same statement);
+    False if no plan matched."""
     stmt = (
         update(plans)
         .where(plans.c.id == plan_id)
         .values(status=check_plan_status(status), updated=now)
     )
+    if only_from is not None:
+        stmt = stmt.where(plans.c.status == only_from)
     return conn.execute(stmt).rowcount > 0
 
 

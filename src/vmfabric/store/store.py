@@ -223,12 +223,12 @@ class Store:
     def approve_plan(self, plan_id: int, now: float) -> None:
         """Mark a held plan approved (``vmfabric approve``); refuses any other status."""
         with self._write() as conn:
+            if records.set_plan_status(conn, plan_id, "approved", now, only_from="held"):
+                return
             found = records.get_plan(conn, plan_id)
-            if found is None:
-                raise ConfigError(f"no plan {plan_id} in store {self.where}")
-            if found["status"] != "held":
-                raise ConfigError(f"plan {plan_id} is {found['status']}, not held")
-            records.set_plan_status(conn, plan_id, "approved", now)
+        if found is None:
+            raise ConfigError(f"no plan {plan_id} in store {self.where}")
+        raise ConfigError(f"plan {plan_id} is {found['status']}, not held")
 
     def pending_approvals(self) -> list[int]:
         """Ids of plans approved and not yet applied, oldest first."""
