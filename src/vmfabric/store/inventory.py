@@ -191,15 +191,16 @@ def _where_session(table: Table, session: str | None) -> Any:
     return true() if session is None else table.c.session == session
 
 
+def _children(conn: Connection, table: Table, session: str | None) -> Iterable[rows.Record]:
+    """A child table's rows (of one session or all), in owner and position order."""
+    stmt = select(table).where(_where_session(table, session))
+    order = (table.c.session, table.c[_OWNER[table]], table.c.position)
+    return conn.execute(stmt.order_by(*order)).mappings()
+
+
 def load_hosts(conn: Connection, session: str | None = None) -> dict[Key, Host]:
-    nic_groups = rows.group_by_owner(
-        conn.execute(select(host_nics).where(_where_session(host_nics, session))).mappings(),
-        "host",
-    )
-    up_groups = rows.group_by_owner(
-        conn.execute(select(host_uplinks).where(_where_session(host_uplinks, session))).mappings(),
-        "host",
-    )
+    nic_groups = rows.group_by_owner(_children(conn, host_nics, session), "host")
+    up_groups = rows.group_by_owner(_children(conn, host_uplinks, session), "host")
     result: dict[Key, Host] = {}
     for row in conn.execute(select(hosts).where(_where_session(hosts, session))).mappings():
         key = (row["session"], row["name"])
@@ -222,6 +223,7 @@ def load_vms(conn: Connection, session: str | None = None, name: str | None = No
         net_stmt = net_stmt.join(
             vms, and_(vms.c.session == vm_networks.c.session, vms.c.id == vm_networks.c.vm_id)
         ).where(vms.c.name == name)
+    net_stmt = net_stmt.order_by(vm_networks.c.session, vm_networks.c.vm_id, vm_networks.c.position)
     nets = rows.group_by_owner(conn.execute(net_stmt).mappings(), "vm_id")
     return [
         rows.vm_from_row(r, nets.get((r["session"], r["id"]), []))

@@ -12,6 +12,7 @@ memberships count: ``ports`` are the dynamic ports and VLANs only static are lef
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ SwitchPort = tuple[str, str]
 _DIGITS = re.compile(r"(\d+)")
 
 
+@functools.lru_cache(maxsize=65536)
 def natural(text: str) -> tuple[Any, ...]:
     """Sort key putting "p2" before "p10"; str and int parts alternate, so keys compare."""
     return tuple(int(part) if i % 2 else part for i, part in enumerate(_DIGITS.split(text)))

@@ -117,13 +117,11 @@ def port_state_row(state: PortState, now: float) -> Row:
 # ---- rows -> model ---------------------------------------------------------------------
 
 
-def group_by_owner(rows: Iterable[Record], owner: str) -> dict[Key, list[Row]]:
-    """Child rows grouped by (session, owner column), each group in position order."""
-    groups: dict[Key, list[Row]] = {}
+def group_by_owner(rows: Iterable[Record], owner: str) -> dict[Key, list[Record]]:
+    """Child rows grouped by (session, owner column); rows must come in position order."""
+    groups: dict[Key, list[Record]] = {}
     for row in rows:
-        groups.setdefault((row["session"], row[owner]), []).append(dict(row))
-    for group in groups.values():
-        group.sort(key=lambda r: int(r["position"]))
+        groups.setdefault((row["session"], row[owner]), []).append(row)
     return groups
 
 
