@@ -33,8 +33,13 @@ This module owns two things:
    neither clobbered nor raced (OVSDB answers "try again" and the decision is redone on
    fresh data). Changes that are no-ops against the current state send no transaction.
 
+A write also increments ``Open_vSwitch.next_cfg`` (as ovs-vsctl does): ovs-vswitchd does
+not act on a database change until it moves. ``apply`` then waits until ovs-vswitchd
+reports ``cur_cfg`` caught up, i.e. the switch forwards by the new configuration.
+
 Options (``switches[].options``): ``timeout`` (seconds, default 5) bounds connecting,
-each read and each transaction.
+each read, each transaction and the wait for ovs-vswitchd; ``wait_applied`` (default
+true) set false returns as soon as OVSDB committed.
 """
 
 from __future__ import annotations
@@ -195,6 +200,11 @@ _SCHEMA: dict[str, Any] = {
     "name": "Open_vSwitch",
     "version": "8.3.1",
     "tables": {
+        "Open_vSwitch": {
+            "columns": {"next_cfg": {"type": "integer"}, "cur_cfg": {"type": "integer"}},
+            "maxRows": 1,
+            "isRoot": True,
+        },
         "Bridge": {
             "columns": {
                 "name": {"type": "string", "mutable": False},
@@ -282,10 +292,12 @@ class _ApplyCommand(command.BaseCommand):  # type: ignore[misc]
         self.changes = changes
         self.memberships = 0
         self.committed = False
+        self.next_cfg: int | None = None
 
     def run_idl(self, txn: Any) -> None:
         rows = _bridge_ports(self.api.idl, self.config)
         self.memberships = 0
+        wrote = False
         for change in self.changes:
             row = rows.get(change.port)
             write = plan_port(_raw_port(row) if row is not None else None, change,
@@ -293,9 +305,20 @@ class _ApplyCommand(command.BaseCommand):  # type: ignore[misc]
             if write:
                 _write_row(row, write)
                 self.memberships += write.memberships
+                wrote = True
+        root = _root_row(self.api.idl)
+        if wrote and root is not None:
+            root.increment("next_cfg")  # ovs-vswitchd acts on a change once next_cfg moves
 
     def post_commit(self, txn: Any) -> None:
         self.committed = True
+        if _root_row(self.api.idl) is not None:
+            self.next_cfg = int(txn.get_increment_new_value())
+
+
+def _root_row(idl: _Idl) -> Any:
+    """The Open_vSwitch table's single row, or None on an uninitialised database."""
+    return next(iter(idl.tables["Open_vSwitch"].rows.values()), None)
 
 
 def _write_row(row: Any, write: PortWrite) -> None:
@@ -328,6 +351,7 @@ class OvsDriver:
         self.config = config
         self.name = config.name
         self.timeout = driver_timeout(config)
+        self.wait_applied = bool(config.options.get("wait_applied", True))
         self.transactions = 0
         self.writes = 0
         self._changed = threading.Condition()
@@ -462,8 +486,28 @@ class OvsDriver:
         if cmd.committed:
             self.transactions += 1
             self.writes += cmd.memberships
+        if cmd.next_cfg is not None and self.wait_applied:
+            self._wait_applied(cmd.next_cfg)
         with self._replica() as idl:
             return self._states(idl, ports)
+
+    def _wait_applied(self, next_cfg: int) -> None:
+        """Wait until ovs-vswitchd reports (cur_cfg) that it runs configuration ``next_cfg``."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            with self._changed:
+                seen = self._seq()
+            with self._replica() as idl:
+                root = _root_row(idl)
+                if root is None or root.cur_cfg >= next_cfg:
+                    return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TransientError(
+                    f"switch {self.name}: ovs-vswitchd has not applied the change after "
+                    f"{self.timeout:g}s (committed to OVSDB {self.config.ovsdb})"
+                )
+            self._wait_change(seen, remaining)
 
     def _commit(self, conn: connection.Connection, idl: _Idl, cmd: _ApplyCommand) -> None:
         txn = transaction.Transaction(

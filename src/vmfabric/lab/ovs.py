@@ -191,6 +191,11 @@ class OvsInstance:
         """Run ``ovs-appctl`` against one of this instance's daemons."""
         return self._run(["ovs-appctl", "-t", str(self._path(daemon + ".ctl")), *args]).strip()
 
+    def settle(self) -> None:
+        """Wait until ovs-vswitchd has revalidated its datapath flows (after a config change,
+        before checking that traffic is now dropped)."""
+        self.appctl("ovs-vswitchd", "revalidator/wait")
+
     def add_bridge(self, name: str) -> str:
         """Add bridge ``name`` with the userspace (netdev) datapath; return the name."""
         nsx.check_link_name(name)

@@ -1,0 +1,107 @@
+"""Real frames through a real Open vSwitch, switched by what OvsDriver.apply wrote.
+
+Topology, all on one private OVS (userspace datapath) in its own namespace:
+
+    vm1 (10.110.0.1, VLAN 110) -- hv1 bridge --u1p== u1 --+
+                                                          sw bridge (edge ports u1, u2)
+    vm2 (10.110.0.2, VLAN 110) -- hv2 bridge --u2p== u2 --+
+    vm3 (10.110.0.3, VLAN 120) -- hv2 bridge
+
+Each hypervisor bridge puts its VMs on access ports and its uplink carries every VLAN;
+the switch's edge ports carry only what the driver puts on their trunks. The VMs are
+namespaces of their own, all in one IP subnet, so only VLANs separate them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from vmfabric.config import SwitchConfig
+from vmfabric.drivers.ovs import OvsDriver
+from vmfabric.lab import netns as nsx
+from vmfabric.lab.ovs import OvsInstance
+from vmfabric.model import PortChange
+
+pytestmark = pytest.mark.integration
+
+VMS = {  # name: (hypervisor bridge, VLAN, address)
+    "vm1": ("hv1", 110, "10.110.0.1"),
+    "vm2": ("hv2", 110, "10.110.0.2"),
+    "vm3": ("hv2", 120, "10.110.0.3"),
+}
+
+
+class Fabric:
+    def __init__(self, ovs: OvsInstance) -> None:
+        self.ovs = ovs
+        self.vm_netns = {vm: f"{ovs.name}-{vm}" for vm in VMS}
+        config = SwitchConfig.model_validate(
+            {"name": "leaf1", "driver": "ovs", "ovsdb": ovs.db_url, "bridge": "sw",
+             "edge_ports": ["u1", "u2"]}
+        )
+        self.driver = OvsDriver(config)
+
+    def build(self) -> None:
+        for bridge in ("sw", "hv1", "hv2"):
+            self.ovs.add_bridge(bridge)
+        for i in (1, 2):  # switch edge port (closed trunk) wired to a hypervisor uplink
+            self.ovs.add_edge_port("sw", f"u{i}", trunks={4095})
+            self.ovs.vsctl("add-port", f"hv{i}", f"u{i}p")
+        for i, (vm, (bridge, vlan, address)) in enumerate(VMS.items(), start=1):
+            ns = nsx.add_netns(self.vm_netns[vm])
+            self.ovs.add_edge_port(bridge, f"v{i}", tag=vlan, peer="eth0", peer_netns=ns)
+            nsx.add_address("eth0", f"{address}/24", ns)
+
+    def destroy(self) -> None:
+        self.driver.close()
+        for ns in self.vm_netns.values():
+            nsx.delete_netns(ns)
+
+    def ping(self, src: str, dst: str, tries: int = 1) -> bool:
+        """True if ``src`` reaches ``dst``; retries cover ARP and MAC learning."""
+        address = VMS[dst][2]
+        netns = self.vm_netns[src]
+        return any(nsx.ping(netns, address, count=1, wait=1) for _ in range(tries))
+
+    def settle(self) -> None:
+        """Let ovs-vswitchd revalidate its flows (the driver waited for it to reconfigure)."""
+        self.ovs.settle()
+
+
+@pytest.fixture
+def fabric(ovs: OvsInstance) -> Iterator[Fabric]:
+    made = Fabric(ovs)
+    try:
+        made.build()
+        yield made
+    finally:
+        made.destroy()
+
+
+def test_vlan_reaches_across_the_switch_only_when_on_both_edge_trunks(fabric: Fabric) -> None:
+    fabric.driver.apply([PortChange("u1", add=frozenset({110}))])
+    fabric.settle()
+    assert not fabric.ping("vm1", "vm2"), "VLAN 110 is on u1 only: vm2 must be unreachable"
+
+    fabric.driver.apply([PortChange("u2", add=frozenset({110}))])
+    assert fabric.ping("vm1", "vm2", tries=5), "VLAN 110 is on u1 and u2: vm2 must answer"
+    assert not fabric.ping("vm3", "vm2"), "vm3 is in VLAN 120: it must never reach VLAN 110"
+    assert not fabric.ping("vm3", "vm1")
+
+
+def test_removing_the_last_vlan_closes_the_link_and_empty_trunks_would_not(
+    fabric: Fabric,
+) -> None:
+    fabric.driver.apply([PortChange(p, add=frozenset({110})) for p in ("u1", "u2")])
+    assert fabric.ping("vm1", "vm2", tries=5)
+
+    fabric.driver.apply([PortChange("u2", remove=frozenset({110}))])
+    fabric.settle()
+    assert fabric.ovs.vsctl("get", "port", "u2", "trunks") == "[4095]"
+    assert not fabric.ping("vm1", "vm2"), "u2 lost its last VLAN: it must carry none"
+
+    # The trap the driver avoids: an edge port with empty trunks carries every VLAN.
+    fabric.ovs.vsctl("clear", "port", "u2", "trunks")
+    assert fabric.ping("vm1", "vm2", tries=5), "control: empty trunks should carry VLAN 110"
