@@ -114,6 +114,7 @@ class LabState(BaseModel):
     name: str
     status: str = "starting"
     source: str
+    topology: tp.Topology
     underlay: tp.Underlay
     state_dir: str
     mgmt_netns: str
@@ -264,7 +265,7 @@ def _plan_state(topo: tp.Topology, source: str, root: str | Path | None) -> LabS
     links = [LinkState(name=tp.link_name(topo, i), a=link.endpoints[0], b=link.endpoints[1])
              for i, link in enumerate(topo.links)]
     return LabState(
-        name=topo.name, source=source, underlay=topo.underlay,
+        name=topo.name, source=source, topology=topo, underlay=topo.underlay,
         state_dir=str(state_dir(topo.name, root)), mgmt_netns=namespaces[0],
         mgmt_subnet=str(topo.mgmt.subnet), namespaces=namespaces, links=links,
     )
@@ -702,3 +703,36 @@ def loopbacks_reachable(state: LabState) -> list[str]:
             if nsx.run(argv, src.netns, check=False).returncode != 0:
                 failed.append(f"{src.name}->{dst.name}")
     return failed
+
+
+# ---- description for `lab show` -----------------------------------------------------------
+
+
+def lab_name(arg: str | None) -> str:
+    """The lab name meant by a CLI argument: a topology file, a built-in name or a lab name."""
+    if arg is None or arg in tp.BUILTIN or Path(arg).is_file():
+        return tp.load_topology(arg)[0].name
+    return arg
+
+
+def _describe_node(state: LabState, node_state: NodeState) -> dict[str, object]:
+    try:
+        heard = neighbors(state, node_state.name)
+    except VmfabricError:
+        heard = {}
+    ports = [{**port.model_dump(), "lldp": ":".join(heard[port.name]) if port.name in heard
+              else None} for port in node_state.ports]
+    return {**node_state.model_dump(exclude={"ports"}), "ports": ports,
+            "up": os.path.exists(f"/run/netns/{node_state.netns}")}
+
+
+def describe(state: LabState) -> dict[str, object]:
+    """Everything ``lab show`` prints: nodes with ports and LLDP neighbours, links, VMs, PIDs."""
+    return {
+        "name": state.name, "status": state.status, "underlay": str(state.underlay),
+        "state_dir": state.state_dir, "up_seconds": state.up_seconds,
+        "nodes": [_describe_node(state, item) for item in state.nodes.values()],
+        "links": [link.model_dump() for link in state.links],
+        "vms": [vm.model_dump() for vm in state.vms.values()],
+        "processes": lab_pids(Path(state.state_dir), state.namespaces),
+    }
