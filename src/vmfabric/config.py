@@ -228,7 +228,7 @@ class Config(_Model):
     """The whole of vmfabric.yaml."""
 
     store: str = Field("sqlite:///vmfabric.db", description="SQLAlchemy URL of the store.")
-    engine: EngineConfig = Field(default_factory=EngineConfig)  # type: ignore[arg-type]
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     sessions: list[SessionConfig] = Field(default_factory=list)
     switches: list[SwitchConfig] = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)

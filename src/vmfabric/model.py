@@ -170,6 +170,7 @@ class SessionStatus:
     error: str = ""
     version: str = ""
     warnings: tuple[str, ...] = ()
+    bad_input: bool = False  # the error is in a file a person wrote: fix it, not retry
 
 
 Change = VmUpsert | VmRemoved | HostUpsert | HostRemoved | PortGroupUpsert | PortGroupRemoved
