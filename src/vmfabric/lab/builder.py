@@ -4,7 +4,8 @@
 ``vfl-<lab>-<node>``:
 
 - a switch is an Open vSwitch bridge ``br0`` (userspace datapath, an ``OvsInstance`` of its
-  own). Edge ports (towards hosts) are trunks carrying ``edge_vlans``; with ``underlay:
+  own). Edge ports (towards hosts) are trunks carrying ``edge_vlans`` (default none:
+  ``trunks=[4095]``, the ovs driver's closed-port placeholder); with ``underlay:
   none`` fabric links are trunks of every VLAN and the bridges run RSTP (the first switch
   with no host attached is the root) so the leaf-spine square is loop-free. With an
   underlay, fabric links are routed /31s outside OVS and FRR runs in the namespace.
@@ -51,7 +52,7 @@ from vmfabric.lab import frr
 from vmfabric.lab import netns as nsx
 from vmfabric.lab import topology as tp
 from vmfabric.lab.ovs import OvsInstance
-from vmfabric.vlans import check_vlan, parse_vlans
+from vmfabric.vlans import check_vlan
 
 DEFAULT_STATE_ROOT = "/run/vmfabric-lab"
 SWITCH_BRIDGE = "br0"
@@ -59,6 +60,7 @@ HOST_BRIDGE = "vs0"
 MGMT_BRIDGE = "br-mgmt"
 MGMT_PORT = "mgmt0"
 LLDP_TX_INTERVAL = 1
+CLOSED_VLAN = 4095  # trunks=[4095]: a trunk carrying no VLAN (the ovs driver's placeholder)
 
 
 class PortState(BaseModel):
@@ -464,7 +466,7 @@ def _finish_node(topo: tp.Topology, state: LabState, item: tp.Node) -> None:
 
 def _attach_switch_ports(topo: tp.Topology, node_state: NodeState) -> None:
     p2p = tp.p2p_addresses(topo)
-    trunks = ",".join(str(v) for v in sorted(parse_vlans(topo.edge_vlans)))
+    trunks = ",".join(str(v) for v in sorted(tp.edge_vlans(topo) or {CLOSED_VLAN}))
     for port in node_state.ports:
         if port.edge:
             _vsctl(node_state, "add-port", SWITCH_BRIDGE, port.name, "vlan_mode=trunk",

@@ -7,7 +7,7 @@ them, a management network and an optional L3 underlay::
     underlay: none                  # none | ospf | bgp
     mgmt: {subnet: 172.31.255.0/24}
     addressing: {loopbacks: 10.255.0.0/24, p2p: 10.254.0.0/24, asn_base: 65000}
-    edge_vlans: "1"                 # VLANs a leaf edge port carries before any VM appears
+    edge_vlans: ""                  # VLANs edge ports carry before any VM ("": closed)
     nodes:
       - {name: leaf1, kind: switch}
       - {name: hv1, kind: host}
@@ -120,7 +120,11 @@ class Topology(_Strict):
     underlay: Underlay = Underlay.NONE
     mgmt: Mgmt = Mgmt()
     addressing: Addressing = Addressing()
-    edge_vlans: str = Field(default="1", description="Initial trunks of edge ports.")
+    edge_vlans: str = Field(
+        default="",
+        description='VLANs edge ports carry at start ("": none; the port is closed with '
+        "trunks=[4095], the ovs driver's placeholder).",
+    )
     nodes: list[Node]
     links: list[Link]
 
@@ -192,7 +196,7 @@ def validate(topo: Topology, where: str = "topology") -> None:
     if not _LAB_NAME.match(topo.name):
         raise ConfigError(f"lab name {topo.name!r} must be 1-24 of a-z 0-9 -", f"{where}: name")
     try:
-        parse_vlans(topo.edge_vlans)
+        edge_vlans(topo)
     except ValueError as exc:
         raise ConfigError(str(exc), f"{where}: edge_vlans") from None
     _validate_nodes(topo, where)
@@ -271,6 +275,11 @@ def _validate_room(topo: Topology, where: str) -> None:
 
 
 # ---- derived plan --------------------------------------------------------------------------
+
+
+def edge_vlans(topo: Topology) -> frozenset[int]:
+    """VLANs edge ports carry when the lab starts (empty: closed)."""
+    return parse_vlans(topo.edge_vlans) if topo.edge_vlans.strip() else frozenset()
 
 
 def link_name(topo: Topology, index: int) -> str:
