@@ -14,6 +14,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -651,6 +652,45 @@ def test_locked_database_raises_store_error(store: Store, db_path: Path) -> None
         raw.execute("ROLLBACK")
         raw.close()
         other.close()
+
+
+def test_a_reader_opens_the_store_while_the_writer_holds_the_lock(
+    store: Store, db_path: Path
+) -> None:
+    fill(store)
+    raw = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        with Store(url_of(db_path), busy_timeout=0.2) as reader:
+            assert len(reader.show_vms()) == 4
+    finally:
+        raw.execute("ROLLBACK")
+        raw.close()
+
+
+def test_a_store_of_another_schema_version_is_refused(store: Store, db_path: Path) -> None:
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(ConfigError, match="schema version 99"):
+        Store(url_of(db_path))
+
+
+@pytest.mark.parametrize("memory", [True, False], ids=["memory", "file"])
+def test_threads_may_share_one_store(memory: bool, db_path: Path) -> None:
+    shared = Store("sqlite://" if memory else url_of(db_path))
+
+    def work(worker: int) -> None:
+        for i in range(25):
+            vm = Vm("lab", f"vm-{worker}-{i}", f"vm-{worker}-{i}", "esx01", Power.ON, ("web",))
+            shared.apply_changes([VmUpsert(vm)], NOW)
+            shared.show_sessions()
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(work, range(4)))
+        assert len(shared.show_vms()) == 100
+    finally:
+        shared.close()
 
 
 def test_missing_directory_raises_store_error(tmp_path: Path) -> None:

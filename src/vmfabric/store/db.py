@@ -52,6 +52,11 @@ def sqlite_file(url: URL) -> str | None:
     return database
 
 
+def single_connection(url: URL) -> bool:
+    """Whether every user of the Store shares one connection (SQLite in memory)."""
+    return url.get_backend_name() == "sqlite" and sqlite_file(url) is None
+
+
 def describe(url: URL) -> str:
     """How error messages name the store: its file, or its URL without the password."""
     if url.get_backend_name() == "sqlite":

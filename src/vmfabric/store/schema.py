@@ -20,9 +20,19 @@ from sqlalchemy import (
     Text,
 )
 
+SCHEMA_VERSION = 1
+
 metadata = MetaData()
 
 _NAME = 255
+
+# one row: ("schema_version", "1"); a store written by another schema version is refused
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
 
 sessions = Table(
     "sessions",

@@ -9,20 +9,22 @@ Failures of the database itself raise ``StoreError`` (a TransientError) naming t
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, inspect, select, update
 
 from vmfabric.errors import ConfigError
 from vmfabric.model import Change, Host, PortGroup, PortState, Snapshot, Vm
 from vmfabric.store import db, inventory, queries, records
 from vmfabric.store.records import AuditEntry
-from vmfabric.store.schema import hosts, metadata, sessions, vms
+from vmfabric.store.schema import SCHEMA_VERSION, hosts, meta, metadata, sessions, vms
 from vmfabric.vlans import format_vlans
 
 DEFAULT_BUSY_TIMEOUT = 5.0
+_VERSION_KEY = "schema_version"
 
 
 class Store:
@@ -33,10 +35,31 @@ class Store:
         parsed = db.parse_url(url)
         self.where = db.describe(parsed)
         self._path = db.sqlite_file(parsed)
+        # one shared connection (memory) must not interleave transactions of two threads
+        self._serial: AbstractContextManager[Any] = (
+            threading.RLock() if db.single_connection(parsed) else nullcontext()
+        )
         with db.store_errors(self.where):
             self._engine = db.open_engine(parsed, busy_timeout)
-        with self._write() as conn:
-            metadata.create_all(conn, checkfirst=True)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Create missing tables (under the write lock only when some are missing, so that
+        a reader opening the store does not wait for the writer) and check the version."""
+        with self._read() as conn:
+            ready = _tables_ready(conn)
+            version = _schema_version(conn) if ready else None
+        if not ready or version is None:
+            with self._write() as conn:
+                metadata.create_all(conn, checkfirst=True)
+                version = _schema_version(conn)
+                if version is None:
+                    conn.execute(insert(meta).values(key=_VERSION_KEY, value=str(SCHEMA_VERSION)))
+                    version = str(SCHEMA_VERSION)
+        if version != str(SCHEMA_VERSION):
+            raise ConfigError(
+                f"store {self.where}: schema version {version}, this vmfabric uses {SCHEMA_VERSION}"
+            )
 
     def close(self) -> None:
         """Close every connection; the Store must not be used afterwards."""
@@ -52,12 +75,12 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with db.transaction(self._engine, self.where, write=True) as conn:
+        with self._serial, db.transaction(self._engine, self.where, write=True) as conn:
             yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with db.transaction(self._engine, self.where, write=False) as conn:
+        with self._serial, db.transaction(self._engine, self.where, write=False) as conn:
             yield conn
 
     # ---- sessions ------------------------------------------------------------------------
@@ -264,6 +287,15 @@ class Store:
     def show_vlans(self, dynamic_only: bool = False) -> list[dict[str, Any]]:
         with self._read() as conn:
             return queries.show_vlans(conn, dynamic_only)
+
+
+def _tables_ready(conn: Connection) -> bool:
+    return set(metadata.tables) <= set(inspect(conn).get_table_names())
+
+
+def _schema_version(conn: Connection) -> str | None:
+    stmt = select(meta.c.value).where(meta.c.key == _VERSION_KEY)
+    return conn.execute(stmt).scalar_one_or_none()
 
 
 def _one_line(text: str) -> str:
