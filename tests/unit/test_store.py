@@ -286,10 +286,19 @@ def test_new_session_is_connecting_and_never_updated(store: Store) -> None:
     assert store.show_sessions("nope") == []
 
 
+def test_session_state_and_mode_are_checked(store: Store) -> None:
+    with pytest.raises(ValueError, match="session mode"):
+        store.set_session("lab", "static", "", True, ALL, "sometimes")
+    with pytest.raises(ValueError, match="session state"):
+        store.set_session_status("lab", "asleep", in_sync=False, now=NOW)
+
+
 def test_forget_sessions_except_drops_their_inventory(store: Store) -> None:
     fill(store, "lab")
     fill(store, "old")
+    store.apply_changes([PortGroupUpsert(PortGroup("orphan", "web", frozenset({5})))], NOW)
     store.forget_sessions_except(["lab"])
+    assert store.snapshot("orphan").portgroups == ()
     assert [s["name"] for s in store.show_sessions()] == ["lab"]
     assert {v["session"] for v in store.show_vms()} == {"lab"}
     assert {h["session"] for h in store.show_hosts()} == {"lab"}

@@ -12,19 +12,29 @@ import json
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import Connection, delete, insert, inspect, select, update
 
 from vmfabric.errors import ConfigError
-from vmfabric.model import Change, Host, PortGroup, PortState, Snapshot, Vm
+from vmfabric.model import Change, Host, PortGroup, PortState, SessionStateName, Snapshot, Vm
 from vmfabric.store import db, inventory, queries, records
 from vmfabric.store.records import AuditEntry
-from vmfabric.store.schema import SCHEMA_VERSION, hosts, meta, metadata, sessions, vms
+from vmfabric.store.schema import (
+    SCHEMA_VERSION,
+    hosts,
+    meta,
+    metadata,
+    portgroups,
+    sessions,
+    vms,
+)
 from vmfabric.vlans import format_vlans
 
 DEFAULT_BUSY_TIMEOUT = 5.0
 _VERSION_KEY = "schema_version"
+SESSION_STATES = frozenset(get_args(SessionStateName))
+SESSION_MODES = frozenset({"enforce", "check"})
 
 
 class Store:
@@ -100,7 +110,7 @@ class Store:
             "url": url,
             "autovlan": autovlan,
             "allowed_vlans": format_vlans(allowed_vlans),
-            "mode": mode,
+            "mode": _one_of(mode, SESSION_MODES, "session mode"),
         }
         with self._write() as conn:
             stmt = update(sessions).where(sessions.c.name == name).values(**config)
@@ -121,7 +131,7 @@ class Store:
         """Record a session's live status and ``now`` as its last update (no-op for a
         session never set with ``set_session``)."""
         status = {
-            "state": state,
+            "state": _one_of(state, SESSION_STATES, "session state"),
             "in_sync": in_sync,
             "error": _one_line(error),
             "version": version,
@@ -136,8 +146,8 @@ class Store:
         keep = set(names)
         with self._write() as conn:
             known = set(conn.execute(select(sessions.c.name)).scalars())
-            known |= set(conn.execute(select(hosts.c.session).distinct()).scalars())
-            known |= set(conn.execute(select(vms.c.session).distinct()).scalars())
+            for table in (hosts, portgroups, vms):
+                known |= set(conn.execute(select(table.c.session).distinct()).scalars())
             gone = sorted(known - keep)
             conn.execute(delete(sessions).where(sessions.c.name.in_(gone)))
             inventory.delete_sessions(conn, gone)
@@ -296,6 +306,12 @@ def _tables_ready(conn: Connection) -> bool:
 def _schema_version(conn: Connection) -> str | None:
     stmt = select(meta.c.value).where(meta.c.key == _VERSION_KEY)
     return conn.execute(stmt).scalar_one_or_none()
+
+
+def _one_of(value: str, allowed: frozenset[str], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{what} {value!r} is not one of {sorted(allowed)}")
+    return value
 
 
 def _one_line(text: str) -> str:
