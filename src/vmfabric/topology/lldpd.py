@@ -69,8 +69,9 @@ def lldpcli_argv(
     host: str | None = None,
     netns: str | None = None,
     socket: str | None = None,
+    fmt: str = "json",
 ) -> list[str]:
-    """The argv that prints neighbours as JSON.
+    """The argv that prints neighbours as JSON (``fmt`` ``json0`` is lldpd's stabler form).
 
     ``command`` (``"ssh {host} lldpcli -f json show neighbors"``) is split like a shell
     would and ``{host}`` replaced in each word; without it, local ``lldpcli`` (with ``-u
@@ -81,7 +82,7 @@ def lldpcli_argv(
         if not argv:
             raise ConfigError("lldp command is empty")
     else:
-        argv = ["lldpcli", *(["-u", socket] if socket else []), "-f", "json", "show", "neighbors"]
+        argv = ["lldpcli", *(["-u", socket] if socket else []), "-f", fmt, "show", "neighbors"]
     return ["ip", "netns", "exec", netns, *argv] if netns else argv
 
 
