@@ -138,9 +138,23 @@ def _reason(err: exc.SQLAlchemyError) -> str:
     return lines[0] if lines else type(cause).__name__
 
 
+def _file_hint(path: str | None) -> str:
+    """Why a SQLite file may not be writable, when the file system says so."""
+    if path is None:
+        return ""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return " (read-only file system)"
+    except OSError:
+        return " (its folder is not accessible)"
+    return ""
+
+
 @contextlib.contextmanager
-def store_errors(where: str) -> Iterator[None]:
-    """Turn database failures into a one-line StoreError naming ``where``.
+def store_errors(where: str, path: str | None = None) -> Iterator[None]:
+    """Turn database failures into a one-line StoreError naming ``where`` (and, for a
+    SQLite ``path``, a read-only file system).
 
     Integrity errors are bugs (the store deduplicates its inputs), so they pass through.
     """
@@ -149,16 +163,18 @@ def store_errors(where: str) -> Iterator[None]:
     except exc.IntegrityError:
         raise
     except (exc.DBAPIError, exc.TimeoutError) as err:
-        raise StoreError(f"store {where}: {_reason(err)}") from err
+        raise StoreError(f"store {where}: {_reason(err)}{_file_hint(path)}") from err
 
 
 @contextlib.contextmanager
-def transaction(engine: Engine, where: str, *, write: bool) -> Iterator[Connection]:
+def transaction(
+    engine: Engine, where: str, *, write: bool, path: str | None = None
+) -> Iterator[Connection]:
     """One transaction: committed when the block ends, rolled back if it raises.
 
     Reads on a server database run REPEATABLE READ, so a query's statements see one
     snapshot as they do on SQLite."""
-    with store_errors(where), engine.connect() as conn:
+    with store_errors(where, path), engine.connect() as conn:
         if write:
             conn.execution_options(**{_WRITE: True})
         elif engine.dialect.name != "sqlite":

@@ -49,7 +49,7 @@ class Store:
         self._serial: AbstractContextManager[Any] = (
             threading.RLock() if db.single_connection(parsed) else nullcontext()
         )
-        with db.store_errors(self.where):
+        with db.store_errors(self.where, self._path):
             self._engine = db.open_engine(parsed, busy_timeout)
         self._prepare()
 
@@ -85,12 +85,18 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._serial, db.transaction(self._engine, self.where, write=True) as conn:
+        with (
+            self._serial,
+            db.transaction(self._engine, self.where, write=True, path=self._path) as conn,
+        ):
             yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._serial, db.transaction(self._engine, self.where, write=False) as conn:
+        with (
+            self._serial,
+            db.transaction(self._engine, self.where, write=False, path=self._path) as conn,
+        ):
             yield conn
 
     # ---- sessions ------------------------------------------------------------------------
