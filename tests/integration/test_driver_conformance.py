@@ -6,16 +6,19 @@ through the driver, and checks both the driver's answer and the switch's raw col
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
 from support.ovs_fixtures import require_ovs
 from vmfabric.config import SwitchConfig
+from vmfabric.drivers.base import create_driver
 from vmfabric.drivers.fake import FakeDriver, FakePort
 from vmfabric.drivers.ovs import OvsDriver
-from vmfabric.errors import PermanentError
+from vmfabric.errors import ConfigError, PermanentError, TransientError
 from vmfabric.lab.ovs import OvsInstance, unique_name
 from vmfabric.model import PortChange, PortMode
 
@@ -42,21 +45,28 @@ class Harness(Protocol):
 
 
 class OvsHarness:
+    """Edits go through ovs-vsctl; the driver's replica is then synced, as a real edit made
+    long before the next reconcile would be."""
+
     def __init__(self, ovs: OvsInstance, config: SwitchConfig) -> None:
         self.ovs = ovs
         self.driver = OvsDriver(config)
 
+    def vsctl(self, *args: str) -> None:
+        self.ovs.vsctl(*args)
+        self.driver.sync()
+
     def set_port(self, name: str, trunks: set[int] | None = None, tag: int | None = None) -> None:
-        self.ovs.vsctl("--may-exist", "add-port", BRIDGE, name, "--", "set", "interface",
-                       name, "type=internal")
-        self.ovs.vsctl("clear", "port", name, "trunks", "tag")
+        self.vsctl("--may-exist", "add-port", BRIDGE, name, "--", "set", "interface",
+                   name, "type=internal")
+        self.vsctl("clear", "port", name, "trunks", "tag")
         if trunks:
-            self.ovs.vsctl("set", "port", name, "trunks=" + ",".join(map(str, sorted(trunks))))
+            self.vsctl("set", "port", name, "trunks=" + ",".join(map(str, sorted(trunks))))
         if tag is not None:
-            self.ovs.vsctl("set", "port", name, f"tag={tag}")
+            self.vsctl("set", "port", name, f"tag={tag}")
 
     def drop_port(self, name: str) -> None:
-        self.ovs.vsctl("--if-exists", "del-port", BRIDGE, name)
+        self.vsctl("--if-exists", "del-port", BRIDGE, name)
 
     def _get(self, name: str, column: str) -> Any:
         return self.ovs.vsctl("--format=json", "--columns=" + column, "list", "port", name)
@@ -76,7 +86,7 @@ class OvsHarness:
         return dict(self._cell(name, column)[1])
 
     def set_key(self, name: str, column: str, key: str, value: str) -> None:
-        self.ovs.vsctl("set", "port", name, f"{column}:{key}={value}")
+        self.vsctl("set", "port", name, f"{column}:{key}={value}")
 
 
 class FakeHarness:
@@ -275,3 +285,58 @@ def test_change_for_a_non_edge_port_is_refused_before_anything_is_written(
     assert sw.trunks("p1") == {4095}
     assert sw.trunks("x1") == {10}
     assert sw.driver.transactions == 0
+
+
+# ---- the fake driver's own options (failure and latency injection, shared state) ----------
+
+
+def fake_config(tmp_path: Path | None = None, **options: object) -> SwitchConfig:
+    if tmp_path is not None:
+        options["state_file"] = str(tmp_path / "leaf1.json")
+    return SwitchConfig.model_validate(
+        {"name": "leaf1", "driver": "fake", "edge_ports": EDGE, "options": options}
+    )
+
+
+def test_fake_fail_next_fails_that_many_applies_without_writing() -> None:
+    driver = create_driver(fake_config(fail_next=2))
+    assert isinstance(driver, FakeDriver)
+    for _ in range(2):
+        with pytest.raises(TransientError, match="switch leaf1: injected failure"):
+            driver.apply([change("p1", add={110})])
+    assert driver.read_ports()["p1"].vlans == frozenset()
+    assert driver.apply([change("p1", add={110})])["p1"].vlans == {110}
+    assert driver.transactions == 1
+
+
+def test_fake_latency_and_unreachable_options() -> None:
+    slow = FakeDriver(fake_config(latency=0.05))
+    started = time.monotonic()
+    slow.apply([change("p1", add={110})])
+    assert time.monotonic() - started >= 0.05
+    down = FakeDriver(fake_config(unreachable=True))
+    with pytest.raises(TransientError, match="cannot reach"):
+        down.read_ports()
+
+
+def test_fake_initial_ports_and_state_shared_through_a_file(tmp_path: Path) -> None:
+    options = {"ports": "p1,p2,p3,p5", "port.p1": "10,20", "port.p2": "open",
+               "port.p3": "access:5"}
+    first = FakeDriver(fake_config(tmp_path, **options))
+    states = first.read_ports()
+    assert states["p1"].mode is PortMode.TRUNK
+    assert states["p1"].vlans == {10, 20}
+    assert states["p2"].mode is PortMode.OPEN
+    assert states["p3"].mode is PortMode.ACCESS
+    assert states["p4"].mode is PortMode.MISSING
+    first.apply([change("p1", add={110})])
+    second = FakeDriver(fake_config(tmp_path, **options))  # another process would do the same
+    assert second.read_ports()["p1"].dynamic == {110}
+    second.apply([change("p1", remove={110, 10, 20})])
+    assert first.read_ports()["p1"].vlans == frozenset()
+    assert first.port("p1") == FakePort(trunks={4095})
+
+
+def test_fake_refuses_a_bad_port_option() -> None:
+    with pytest.raises(ConfigError, match=r"option port\.p1"):
+        FakeDriver(fake_config(None, **{"port.p1": "sideways"}))

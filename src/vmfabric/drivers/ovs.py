@@ -26,7 +26,8 @@ This module owns two things:
    change actually put on the port, so a VLAN people configured never becomes dynamic.
 
 2. **The driver** (``OvsDriver``, registered as ``ovs``): an ovsdbapp connection that keeps
-   an in-memory replica of the Bridge and Port tables. Reads come from the replica; a
+   an in-memory replica of the Bridge and Port tables. Reads come from the replica (it
+   trails the server by one notification; ``sync()`` waits for it to catch up); a
    write is one OVSDB transaction for all ports of the switch, built from set mutations
    (insert/delete single trunk VLANs, set/delete one external_ids key) guarded by
    ``verify`` of the columns the decision was made from, so a concurrent manual edit is
@@ -321,6 +322,13 @@ def _root_row(idl: _Idl) -> Any:
     return next(iter(idl.tables["Open_vSwitch"].rows.values()), None)
 
 
+class _BarrierCommand(command.BaseCommand):  # type: ignore[misc]
+    """A read-only round trip: its reply comes after every update the server sent before."""
+
+    def run_idl(self, txn: Any) -> None:
+        txn.add_op({"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["_uuid"]})
+
+
 def _write_row(row: Any, write: PortWrite) -> None:
     for column in ("tag", "trunks", "vlan_mode", "external_ids"):
         row.verify(column)
@@ -433,6 +441,12 @@ class OvsDriver:
         with self._replica() as idl:
             return self._states(idl, self.config.edge_ports)
 
+    def sync(self) -> None:
+        """Make the replica current: whatever OVSDB committed before this call (by anyone) is
+        visible to reads after it. One read-only round trip; reads alone never wait."""
+        conn, idl = self._started()
+        self._commit(conn, idl, _BarrierCommand(_Api(idl)))
+
     def wait_for(
         self, predicate: Callable[[Mapping[str, PortState]], bool], timeout: float
     ) -> dict[str, PortState]:
@@ -509,7 +523,7 @@ class OvsDriver:
                 )
             self._wait_change(seen, remaining)
 
-    def _commit(self, conn: connection.Connection, idl: _Idl, cmd: _ApplyCommand) -> None:
+    def _commit(self, conn: connection.Connection, idl: _Idl, cmd: command.BaseCommand) -> None:
         txn = transaction.Transaction(
             _Api(idl), conn, timeout=self.timeout, check_error=True, log_errors=False
         )
