@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -215,6 +216,39 @@ def test_another_process_reads_while_the_writer_is_open(store: Store, db_path: P
         check=True,
     )
     assert done.stdout.strip() == "loose-01,trunker,web-01,web-02"
+
+
+def test_readers_never_see_half_a_replace(store: Store, db_path: Path) -> None:
+    """Each show is one snapshot: VM rows and their network rows always agree."""
+    versions = [
+        [Vm("lab", f"vm-{i}", f"{tag}-{i}", "esx01", Power.ON, (net,)) for i in range(1500)]
+        for tag, net in (("a", "web"), ("b", "db"))
+    ]
+    store.replace_inventory("lab", [esx01()], portgroups(), versions[0], NOW)
+    replaced = [0]
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            inventory = versions[(replaced[0] + 1) % 2]
+            store.replace_inventory("lab", [esx01()], portgroups(), inventory, NOW)
+            replaced[0] += 1
+
+    seen: set[tuple[str, str]] = set()
+    deadline = time.monotonic() + 30
+    with Store(url_of(db_path)) as reader, ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(writer)
+        try:
+            while replaced[0] < 12 and time.monotonic() < deadline:
+                shown = reader.show_vms()
+                pairs = {(v["name"][0], v["networks"][0]["portgroup"]) for v in shown}
+                assert len(shown) == 1500
+                assert pairs in ({("a", "web")}, {("b", "db")}), pairs
+                seen |= pairs
+        finally:
+            stop.set()
+            running.result(timeout=60)
+    assert seen == {("a", "web"), ("b", "db")}
 
 
 def test_no_column_can_hold_a_secret() -> None:
