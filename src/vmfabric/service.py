@@ -278,8 +278,8 @@ class Controller:
             await self._consume(queue, stop)
         finally:
             thread_stop.set()
-            for w in self.workers.values():
-                w.wake.set()
+            self._timer_reset.set()
+            self.wake_all()
             await asyncio.gather(*tasks, return_exceptions=True)
             for t in threads:
                 await asyncio.to_thread(t.join, 10)

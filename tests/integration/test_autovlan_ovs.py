@@ -1,0 +1,168 @@
+"""Issue "core", done-when: static inventory + real Open vSwitch, end to end.
+
+sync puts exactly the desired VLANs on the edge ports and keeps static ones; a second sync
+writes nothing (checked on OVSDB itself: the Port rows' _version does not move); the
+running controller adds a moved VM's VLAN at once and prunes the old port after the prune
+delay; a VLAN outside allowed_vlans never appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from support.ovs_fixtures import MakeSwitch, OvsSwitch
+from vmfabric.config import Config, load_config
+from vmfabric.service import Controller, sync_once
+from vmfabric.store import Store
+
+pytestmark = pytest.mark.integration
+
+INVENTORY = {
+    "hosts": [{"name": "esx1", "nics": ["vmnic0"]}, {"name": "esx2", "nics": ["vmnic0"]}],
+    "portgroups": [
+        {"name": "web", "vlan": 110},
+        {"name": "app", "vlan": "120-121"},
+        {"name": "prot", "vlan": 1001},
+    ],
+    "vms": [
+        {"name": "web-01", "host": "esx1", "power": "on", "portgroups": ["web"]},
+        {"name": "app-01", "host": "esx2", "power": "on", "portgroups": ["app"]},
+        {"name": "db-01", "host": "esx2", "power": "on", "portgroups": ["prot"]},
+        {"name": "off-01", "host": "esx1", "power": "off", "portgroups": ["app"]},
+    ],
+}
+
+
+def write_config(tmp: Path, sw: OvsSwitch, prune: str = "1s") -> Path:
+    (tmp / "inv.yaml").write_text(yaml.safe_dump(INVENTORY))
+    cfg = {
+        "store": "sqlite:///vmfabric.db",
+        "engine": {"prune_delay": prune, "coalesce": "10ms"},
+        "sessions": [
+            {"name": "inv", "kind": "static", "path": "inv.yaml", "allowed_vlans": "2-1000"}
+        ],
+        "switches": [sw.config.model_dump(mode="json", exclude_none=True)],
+        "links": [
+            {"host": "esx1", "nic": "vmnic0", "switch": "leaf1", "port": "e1"},
+            {"host": "esx2", "nic": "vmnic0", "switch": "leaf1", "port": "e2"},
+        ],
+    }
+    path = tmp / "vmfabric.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def trunks(sw: OvsSwitch, port: str) -> set[int]:
+    text = sw.ovs.vsctl("get", "Port", port, "trunks")
+    return {int(v) for v in re.findall(r"\d+", text)}
+
+
+@contextlib.contextmanager
+def port_updates(sw: OvsSwitch) -> Iterator[list[str]]:
+    """Collect the names of the ports OVSDB reports updated while the block runs (an OVSDB
+    monitor, so any write to a port, by anyone, shows up)."""
+    argv = ["ovsdb-client", "monitor", sw.ovs.db_url, "Open_vSwitch", "Port",
+            "name", "trunks", "tag", "external_ids", "--format=csv", "--no-headings"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    updates: list[str] = []
+    try:
+        time.sleep(0.5)  # let the monitor print its initial rows
+        yield updates
+        time.sleep(0.5)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=5)
+    rows = [line.split(",") for line in out.splitlines() if line]
+    names = {r[0]: r[2] for r in rows if r[1] in ("initial", "new", "insert")}
+    updates.extend(sorted({names.get(r[0], r[0]) for r in rows if r[1] != "initial"}))
+
+
+def test_sync_puts_exactly_the_desired_vlans_and_a_second_sync_writes_nothing(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=3, trunks=frozenset({4095}))
+    sw.ovs.vsctl("set", "Port", "e1", "trunks=[50,4095]")  # a VLAN people configured
+    config = load_config(write_config(tmp_path, sw))
+    store = Store(config.store_url())
+
+    first = sync_once(config, store, dry_run=False)
+
+    assert first.transactions == 1
+    assert trunks(sw, "e1") == {50, 110}, "web on esx1; static 50 kept; placeholder gone"
+    assert trunks(sw, "e2") == {120, 121}, "app trunk range on esx2; prot 1001 not allowed"
+    assert trunks(sw, "e3") == {4095}, "no host behind e3: stays closed, not open"
+    with port_updates(sw) as updates:
+        second = sync_once(config, store, dry_run=False)
+        sw.ovs.vsctl("set", "Port", "e3", "external_ids:probe=1")  # proves the monitor sees
+    assert second.plan == [] and second.transactions == 0
+    assert updates == ["e3"], "a no-op sync must not write OVSDB (only the probe on e3)"
+    iface = {(d["switch"], d["port"]): d for d in store.show_interfaces()}
+    assert iface[("leaf1", "e1")]["static_vlans"] == [50]
+    assert iface[("leaf1", "e1")]["dynamic_vlans"] == [110]
+
+
+def test_dry_run_applies_nothing(ovs_switch: MakeSwitch, tmp_path: Path) -> None:
+    sw = ovs_switch(n=2, trunks=frozenset({4095}))
+    config = load_config(write_config(tmp_path, sw))
+    result = sync_once(config, None, dry_run=True)
+    assert {(p.port, v) for p in result.plan for v in p.add} == {
+        ("e1", 110), ("e2", 120), ("e2", 121)
+    }  # fmt: skip
+    assert trunks(sw, "e1") == {4095} and trunks(sw, "e2") == {4095}
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+async def run_controller(config: Config, body: Callable[[], None]) -> Controller:
+    store = Store(config.store_url())
+    ctl = Controller(config, store)
+    stop = asyncio.Event()
+    task = asyncio.create_task(ctl.run(stop))
+    try:
+        await asyncio.to_thread(body)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        store.close()
+    return ctl
+
+
+def test_moved_vm_vlan_is_added_at_once_and_pruned_after_the_delay(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=2, trunks=frozenset({4095}))
+    sw.ovs.vsctl("set", "Port", "e2", "trunks=[60]")  # static on the destination
+    path = write_config(tmp_path, sw, prune="1500ms")
+    config = load_config(path)
+    inv = tmp_path / "inv.yaml"
+
+    def scenario() -> None:
+        wait_for(lambda: 110 in trunks(sw, "e1"), 10, "web-01's VLAN on e1")
+        moved = yaml.safe_load(inv.read_text())
+        moved["vms"][0]["host"] = "esx2"  # vMotion web-01 esx1 -> esx2
+        inv.write_text(yaml.safe_dump(moved))
+        moved_at = time.monotonic()
+        wait_for(lambda: 110 in trunks(sw, "e2"), 3, "VLAN 110 added on e2")
+        assert 110 in trunks(sw, "e1"), "the old port keeps it during the prune delay"
+        wait_for(lambda: 110 not in trunks(sw, "e1"), 6, "VLAN 110 pruned from e1")
+        assert time.monotonic() - moved_at >= 1.4, "pruned before the prune delay"
+        assert 60 in trunks(sw, "e2") and 1001 not in trunks(sw, "e2")
+        assert trunks(sw, "e1") == {4095}, "emptied port is closed, not open to all"
+
+    asyncio.run(run_controller(config, scenario))
