@@ -173,6 +173,8 @@ def test_read_ports_reports_every_mode(switch: MakeHarness) -> None:
     assert states["p1"].vlans == {10, 20}
     assert states["p1"].static == {10, 20}
     assert states["p2"].mode is PortMode.ACCESS
+    assert states["p2"].vlans == {5}  # the access VLAN, reported as static
+    assert states["p2"].dynamic == frozenset()
     assert states["p3"].mode is PortMode.OPEN
     assert states["p4"].mode is PortMode.MISSING
     assert states["p5"].mode is PortMode.TRUNK

@@ -4,6 +4,7 @@ TransientError (quickly, never a hang) and recovery, a missing bridge is a Confi
 
 from __future__ import annotations
 
+import os
 import signal
 import statistics
 import threading
@@ -182,3 +183,26 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return "State:\tZ" not in status
+
+
+def test_a_hung_ovsdb_server_gives_transient_errors_not_a_hang(ovs_switch: MakeSwitch) -> None:
+    sw = ovs_switch(n=1, options={"timeout": 1})
+    driver = OvsDriver(sw.config)
+    pid = sw.ovs.pid("ovsdb-server")
+    assert pid is not None
+    try:
+        driver.read_ports()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(TransientError, match="switch leaf1"):
+                driver.apply([add("e1", 110)])
+            with pytest.raises(TransientError, match="switch leaf1"):
+                driver.read_ports()
+            assert time.monotonic() - started < 4.0  # two calls, each bounded by its timeout
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        state = _retry_until_ok(driver, add("e1", 120), within=15)["e1"]
+        assert 120 in state.vlans
+    finally:
+        driver.close()

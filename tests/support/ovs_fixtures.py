@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from vmfabric.config import SwitchConfig
+from vmfabric.lab.netns import netns_exists
 from vmfabric.lab.ovs import OvsInstance, ovs_installed, unique_name
 
 CLOSED = frozenset({4095})
@@ -46,6 +47,7 @@ def ovs() -> Iterator[OvsInstance]:
         yield instance
     finally:
         instance.stop()
+    assert not netns_exists(instance.netns), f"namespace {instance.netns} was left behind"
 
 
 MakeSwitch = Callable[..., OvsSwitch]
