@@ -422,3 +422,43 @@ def test_unreadable_hypervisor_is_retried_until_readable(
 def fresh_version(run: Running) -> str:
     statuses = [e for e in run.seen if isinstance(e, SessionStatus) and e.version]
     return statuses[-1].version
+
+
+def test_undefining_a_running_domain_keeps_it_until_it_stops(
+    tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    run = start({"hv1": node_file(tmp_path, "hv1")})
+    run.wait_for(Snapshot, lambda s: True)
+    uid = str(uuid.uuid4())
+    dom = run.conn("hv1").defineXML(domain_xml("tr-01", uid, access_nic(180)))
+    dom.create()
+    run.wait_for(VmUpsert, _is_vm(uid, Power.ON))
+    dom.undefine()  # still running, now transient
+    marker = str(uuid.uuid4())
+    run.conn("hv1").defineXML(domain_xml("marker", marker))
+    run.wait_for(VmUpsert, lambda e: e.vm.id == marker)
+    assert not any(isinstance(e, VmRemoved) for e in run.seen)
+    dom.destroy()  # a stopped transient domain is gone
+    run.wait_for(VmRemoved, lambda e: e.id == uid)
+
+
+def test_redefined_network_portgroup_vlan_reaches_the_engine(
+    tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    network = (
+        "<network><name>lab</name><uuid>{u}</uuid><bridge name='br-lab'/>"
+        "<portgroup name='app'><vlan><tag id='{v}'/></vlan></portgroup></network>"
+    )
+    net_uuid = str(uuid.uuid4())
+    run = start({"hv1": node_file(tmp_path, "hv1")})
+    run.wait_for(Snapshot, lambda s: True)
+    conn = run.conn("hv1")
+    conn.networkDefineXML(network.format(u=net_uuid, v=300))  # defined, not started
+    uid = str(uuid.uuid4())
+    conn.defineXML(domain_xml("app-01", uid, network_nic("lab", "app")))
+    first = run.wait_for(PortGroupUpsert, lambda e: e.portgroup.name == "lab/app")
+    assert first.portgroup == PortGroup("kvm", "lab/app", frozenset({300}), "br-lab")
+    conn.networkDefineXML(network.format(u=net_uuid, v=301))  # a network event, no VM event
+    changed = run.wait_for(PortGroupUpsert, lambda e: e.portgroup.name == "lab/app")
+    assert changed.portgroup.vlans == frozenset({301})
+    assert run.count(Snapshot) == 1

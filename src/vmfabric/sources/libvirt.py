@@ -40,6 +40,7 @@ import itertools
 import queue
 import threading
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -217,7 +218,8 @@ class Inventory:
     """The session as the hypervisors report it. Pure: no libvirt, no threads, no clock.
 
     Each method takes one worker report and returns the events that tell the engine what
-    changed. ``snapshot()`` is the whole session."""
+    changed; port groups and warnings are indexed so that one event costs O(its VM), not
+    O(session). ``snapshot()`` is the whole session."""
 
     def __init__(self, session: str, hosts: Iterable[str]) -> None:
         self.session = session
@@ -225,17 +227,23 @@ class Inventory:
         self._seq = itertools.count()
         self._vms: dict[str, Vm] = {}
         self._portgroups: dict[str, PortGroup] = {}
+        self._pg_copies: dict[str, Counter[PortGroup]] = {}
         self._pg_warnings: dict[str, str] = {}
+        self._dom_warnings: dict[tuple[str, str], tuple[str, ...]] = {}
 
     # -- reports
     def host_read(self, host: str, info: Host, views: Iterable[DomainView]) -> list[SourceEvent]:
         """A hypervisor's full read (after a connect or a network change)."""
         state = self.hosts[host]
-        touched = set(state.domains)
-        state.domains = {v.vm.id: (next(self._seq), v) for v in views}
-        touched |= set(state.domains)
+        fresh = {v.vm.id: v for v in views}
+        gone = set(state.domains) - set(fresh)
+        names: set[str] = set()
+        for uuid in gone:
+            names |= self._set(host, uuid, None)
+        for uuid, view in fresh.items():
+            names |= self._set(host, uuid, view)
         state.host, state.error, state.readable, state.ever_read = info, "", True, True
-        return self._publish(touched)
+        return self._publish(gone | set(fresh), names)
 
     def host_failed(self, host: str, error: str) -> None:
         """A hypervisor cannot be read: keep its last known VMs, remember why."""
@@ -247,12 +255,7 @@ class Inventory:
 
     def domain(self, host: str, uuid: str, view: DomainView | None) -> list[SourceEvent]:
         """One domain changed on one hypervisor (None: it is gone from there)."""
-        domains = self.hosts[host].domains
-        if view is None:
-            domains.pop(uuid, None)
-        else:
-            domains[uuid] = (next(self._seq), view)
-        return self._publish({uuid})
+        return self._publish({uuid}, self._set(host, uuid, view))
 
     # -- views
     def ready(self) -> bool:
@@ -272,8 +275,8 @@ class Inventory:
                 kept = "its last known VMs are kept" if state.ever_read else "its VMs are unknown"
                 out.append(f"hypervisor {name} unreadable ({state.error}); {kept}")
             out.extend(state.warnings)
-            for _, view in sorted(state.domains.values(), key=lambda sv: sv[1].vm.name):
-                out.extend(view.warnings)
+        for _, found in sorted(self._dom_warnings.items()):
+            out.extend(found)
         out.extend(w for _, w in sorted(self._pg_warnings.items()))
         return tuple(out)
 
@@ -286,29 +289,42 @@ class Inventory:
             tuple(self._vms[i] for i in sorted(self._vms)),
         )
 
-    # -- merging
-    def _copies(self, uuid: str) -> list[tuple[int, DomainView]]:
-        return [s.domains[uuid] for s in self.hosts.values() if uuid in s.domains]
+    # -- indexes
+    def _set(self, host: str, uuid: str, view: DomainView | None) -> set[str]:
+        """Replace one host's copy of a domain; the port group names it touched."""
+        domains = self.hosts[host].domains
+        old = domains.pop(uuid, None)
+        names: set[str] = set()
+        if old is not None:
+            for pg in old[1].portgroups:
+                self._pg_copies[pg.name][pg] -= 1
+                names.add(pg.name)
+        self._dom_warnings.pop((host, uuid), None)
+        if view is None:
+            return names
+        domains[uuid] = (next(self._seq), view)
+        for pg in view.portgroups:
+            self._pg_copies.setdefault(pg.name, Counter())[pg] += 1
+            names.add(pg.name)
+        if view.warnings:
+            self._dom_warnings[(host, uuid)] = view.warnings
+        return names
 
     def _placement(self, uuid: str) -> DomainView | None:
-        copies = self._copies(uuid)
+        copies = [s.domains[uuid] for s in self.hosts.values() if uuid in s.domains]
         rank = {Power.ON: 2, Power.SUSPENDED: 1, Power.OFF: 0}
         best = max(copies, key=lambda sv: (rank[sv[1].vm.power], sv[0]), default=None)
         return best[1] if best else None
 
-    def _publish(self, uuids: Iterable[str]) -> list[SourceEvent]:
+    def _publish(self, uuids: Iterable[str], names: set[str]) -> list[SourceEvent]:
         events: list[SourceEvent] = []
-        names: set[str] = set()
         for uuid in sorted(uuids):
             old, view = self._vms.get(uuid), self._placement(uuid)
-            names.update(old.networks if old else ())
             if view is None:
                 if old is not None:
                     del self._vms[uuid]
                     events.append(VmRemoved(self.session, uuid))
-                continue
-            names.update(view.vm.networks)
-            if view.vm != old:
+            elif view.vm != old:
                 self._vms[uuid] = view.vm
                 events.append(VmUpsert(view.vm))
         return self._publish_portgroups(names) + events
@@ -316,21 +332,16 @@ class Inventory:
     def _publish_portgroups(self, names: set[str]) -> list[SourceEvent]:
         events: list[SourceEvent] = []
         for name in sorted(names):
-            copies = [
-                pg
-                for s in self.hosts.values()
-                for _, view in s.domains.values()
-                for pg in view.portgroups
-                if pg.name == name
-            ]
-            merged, warning = merge_portgroups(copies)
+            copies = self._pg_copies.get(name, Counter())
+            merged, warning = merge_portgroups(pg for pg, n in copies.items() if n > 0)
             self._pg_warnings.pop(name, None)
             if warning:
                 self._pg_warnings[name] = warning
-            if merged is None and name in self._portgroups:
-                del self._portgroups[name]
-                events.append(PortGroupRemoved(self.session, name))
-            elif merged is not None and self._portgroups.get(name) != merged:
+            if merged is None:
+                self._pg_copies.pop(name, None)
+                if self._portgroups.pop(name, None) is not None:
+                    events.append(PortGroupRemoved(self.session, name))
+            elif self._portgroups.get(name) != merged:
                 self._portgroups[name] = merged
                 events.append(PortGroupUpsert(merged))
         return events
@@ -369,25 +380,30 @@ class _Worker:
         self.source = source
         self.host = host
         self.uri = uri
-        self.inbox: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.inbox: queue.Queue[tuple[int, str, str]] = queue.Queue()
         self.conn: Any = None
+        self._gen = 0  # connection generation: items queued for an older one are dropped
         self._callbacks: list[int] = []
         self._net_callbacks: list[int] = []
         self._networks: dict[str, ET.Element | None] = {}
 
-    # -- callbacks (libvirt's event thread: queue only)
-    def _on_domain(self, _conn: Any, dom: Any, event: int, _detail: int, _opaque: Any) -> None:
-        gone = event == libvirt.VIR_DOMAIN_EVENT_UNDEFINED
-        self.inbox.put(("gone" if gone else "domain", dom.UUIDString()))
+    # -- callbacks (libvirt's event thread: queue only; ``gen`` is the opaque argument).
+    # Every domain event re-reads the domain: an "undefined" domain may still run
+    # (transient), a "stopped" transient one is gone.
+    def _on_domain(self, _conn: Any, dom: Any, _event: int, _detail: int, gen: int) -> None:
+        self.inbox.put((gen, "domain", dom.UUIDString()))
 
-    def _on_device(self, _conn: Any, dom: Any, *_rest: Any) -> None:
-        self.inbox.put(("domain", dom.UUIDString()))
+    def _on_device(self, _conn: Any, dom: Any, _device: str, gen: int) -> None:
+        self.inbox.put((gen, "domain", dom.UUIDString()))
 
-    def _on_network(self, _conn: Any, _net: Any, _event: int, _detail: int, _opaque: Any) -> None:
-        self.inbox.put(("networks", ""))
+    def _on_network(self, _conn: Any, _net: Any, _event: int, _detail: int, gen: int) -> None:
+        self.inbox.put((gen, "networks", ""))
 
-    def _on_close(self, _conn: Any, reason: int, _opaque: Any) -> None:
-        self.inbox.put(("closed", f"connection closed (reason {reason})"))
+    def _on_close(self, _conn: Any, reason: int, gen: int) -> None:
+        self.inbox.put((gen, "closed", f"connection closed (reason {reason})"))
+
+    def stop(self) -> None:
+        self.inbox.put((-1, "stop", ""))
 
     # -- the thread
     def run(self, stop: threading.Event) -> None:
@@ -410,20 +426,22 @@ class _Worker:
 
     def _connect(self) -> None:
         self.conn = libvirt.open(self.uri)
+        self._gen += 1
+        gen = self._gen
         self._networks.clear()
-        self.conn.registerCloseCallback(self._on_close, None)
-        lifecycle = libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE
-        self._callbacks = [self.conn.domainEventRegisterAny(None, lifecycle, self._on_domain, None)]
-        for event in (
-            libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED,
-            libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
-        ):
-            self._callbacks.append(
-                self.conn.domainEventRegisterAny(None, event, self._on_device, None)
-            )
+        self.conn.registerCloseCallback(self._on_close, gen)
+        domain_events = (
+            (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_domain),
+            (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, self._on_device),
+            (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, self._on_device),
+        )
+        self._callbacks = [
+            self.conn.domainEventRegisterAny(None, event, callback, gen)
+            for event, callback in domain_events
+        ]
         net_id = libvirt.VIR_NETWORK_EVENT_ID_LIFECYCLE
         self._net_callbacks = [
-            self.conn.networkEventRegisterAny(None, net_id, self._on_network, None)
+            self.conn.networkEventRegisterAny(None, net_id, self._on_network, gen)
         ]
         if not self.uri.startswith("test:"):
             self.conn.setKeepAlive(5, 3)
@@ -443,16 +461,18 @@ class _Worker:
     def _serve(self, stop: threading.Event) -> str:
         """Handle callbacks until the connection drops (returns why) or ``stop`` is set."""
         while True:
-            kind, arg = self.inbox.get()
+            gen, kind, arg = self.inbox.get()
             if kind == "stop" or stop.is_set():
                 return "stopped"
+            if gen != self._gen:
+                continue
             if kind == "closed":
                 return arg
             if kind == "networks":
                 self._networks.clear()
                 self.source.report(self._read_all())
                 continue
-            view = None if kind == "gone" else self._read_domain(arg)
+            view = self._read_domain(arg)
             self.source.report(_Report("domain", self.host, uuid=arg, view=view))
 
     # -- reading
@@ -575,7 +595,7 @@ class LibvirtSource:
         stop.wait()
         self._reports.put(_Report("stop", ""))
         for worker in self._workers.values():
-            worker.inbox.put(("stop", ""))
+            worker.stop()
 
 
 class _Session:
