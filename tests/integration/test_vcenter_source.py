@@ -233,3 +233,38 @@ def test_vmotion_latency_figure(vcsim_lab: Lab, source_run: SourceRunner) -> Non
     print(f"vMotion -> VmUpsert: median {median * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
     assert median < 1.0
     assert run.source.full_reads == 1
+
+
+def test_tls_is_verified_by_default_and_an_unknown_certificate_is_refused(
+    vcsim_factory: VcsimFactory, source_run: SourceRunner
+) -> None:
+    sim = vcsim_factory(vms=0, hosts=1, tls=True)
+    assert sim.url.startswith("https://")
+    run = source_run(sim)
+    _, down = run.events.wait(SessionStatus, lambda e: e.state == "disconnected", timeout=10)
+    assert down.error.startswith(f"{sim.url}: TLS certificate verify failed")
+    assert run.events.of(Snapshot) == []
+
+
+def test_tls_with_the_servers_ca_file_connects(
+    vcsim_factory: VcsimFactory, source_run: SourceRunner
+) -> None:
+    sim = vcsim_factory(vms=0, hosts=1, tls=True)
+    run = source_run(sim, ca_file=sim.ca_file)
+    snap = _first_snapshot(run)
+    assert len(snap.hosts) == 1
+    connected = run.events.of(SessionStatus)[1]
+    assert connected.state == "connected" and connected.warnings == ()
+
+
+def test_unverified_tls_connects_with_a_warning(
+    vcsim_factory: VcsimFactory, source_run: SourceRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = vcsim_factory(vms=0, hosts=1, tls=True)
+    with caplog.at_level(logging.WARNING, logger="vmfabric.sources.vcenter"):
+        run = source_run(sim, verify_tls=False)
+        _first_snapshot(run)
+    assert "TLS certificate verification is off" in caplog.text
+    assert run.events.of(SessionStatus)[1].warnings == (
+        "TLS certificate verification is off (verify_tls: false)",
+    )

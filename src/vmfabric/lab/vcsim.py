@@ -107,7 +107,8 @@ class Vcsim:
     """One simulator process. ``start()`` (or ``with``) runs it; ``stop()`` ends it by PID.
 
     ``hosts=0`` means one per ``host_names`` (3 without names). ``port=0`` picks a free
-    port; pass a previous instance's ``port`` to restart on it.
+    port; pass a previous instance's ``port`` to restart on it. ``tls=True`` serves https
+    with a self-signed certificate for 127.0.0.1, written to ``ca_file``.
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class Vcsim:
         username: str = "vmfabric",
         password: str | None = None,
         binary: Path | None = None,
+        tls: bool = False,
     ) -> None:
         self.hosts = max(hosts, len(host_names)) or 3
         self.vms = vms
@@ -136,6 +138,7 @@ class Vcsim:
         self._proc: subprocess.Popen[str] | None = None
         self._workdir = Path(tempfile.mkdtemp(prefix="vmfabric-vcsim-"))
         self.log_path = self._workdir / "vcsim.log"
+        self.ca_file: Path | None = self._workdir / "ca.pem" if tls else None
 
     def __repr__(self) -> str:
         return f"Vcsim(url={self.url!r}, username={self.username!r}, pid={self.pid})"
@@ -155,12 +158,15 @@ class Vcsim:
             argv += ["-hosts", ",".join(self.host_names)]
         if self.hints_file is not None:
             argv += ["-hints", str(self.hints_file)]
+        if self.ca_file is not None:
+            argv += ["-tls-cert", str(self.ca_file)]
         return argv
 
     def start(self, timeout: float = 120.0) -> Vcsim:
         """Start the process and wait for its URL (line 1 of its stdout)."""
         binary = self.binary or build_vcsim()
         env = dict(os.environ, VCSIM_USERNAME=self.username, VCSIM_PASSWORD=self._password)
+        env["TMPDIR"] = str(self._workdir)  # its datastore folders go away with cleanup()
         with self.log_path.open("a", encoding="utf-8") as err:
             self._proc = subprocess.Popen(
                 self._argv(binary), stdout=subprocess.PIPE, stderr=err, env=env, text=True,

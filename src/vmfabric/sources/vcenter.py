@@ -66,6 +66,7 @@ SmartConnect: Any = _connect.SmartConnect
 Disconnect: Any = _connect.Disconnect
 
 WAIT_SECONDS = 1  # longest WaitForUpdatesEx wait: bounds stop and timer latency
+MAX_OBJECT_UPDATES = 1000  # per WaitForUpdatesEx answer; larger reads arrive truncated
 SOCKET_TIMEOUT = 30.0
 PVLAN_PROBLEM = "PVLAN is not supported"
 
@@ -429,6 +430,8 @@ def describe(exc: BaseException) -> str:
     """A one-line reason for a lost or refused connection."""
     if isinstance(exc, vmodl.MethodFault):
         text = str(getattr(exc, "msg", "") or type(exc).__name__.rsplit(".", 1)[-1])
+    elif isinstance(exc, ssl.SSLCertVerificationError):
+        text = f"TLS certificate verify failed: {exc.verify_message}"
     elif isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror
     else:
@@ -452,7 +455,7 @@ class VcenterSource:
         self.hint_queries = 0
         self.updates = 0
         self.last_full_read_seconds = 0.0
-        self._backoff = Backoff(first=1.0, cap=60.0)
+        self.backoff = Backoff(first=1.0, cap=60.0)
 
     def __repr__(self) -> str:
         return f"VcenterSource(name={self.name!r}, url={self.config.url!r})"
@@ -465,13 +468,21 @@ class VcenterSource:
             try:
                 self._session(emit, stop)
             except (VmfabricError, vmodl.MethodFault, *CONNECTION_ERRORS) as exc:
-                emit(SessionStatus(self.name, "disconnected", error=self._scrub(describe(exc))))
+                self._lost(emit, exc)
             except Exception as exc:  # a bug must not end the session thread
                 log.exception("session %s: unexpected error", self.name)
-                emit(SessionStatus(self.name, "disconnected", error=self._scrub(describe(exc))))
+                self._lost(emit, exc)
             else:
                 return
-            stop.wait(self._backoff.next())
+            stop.wait(self.backoff.next())
+
+    def _lost(self, emit: Emit, exc: BaseException) -> None:
+        reason = describe(exc)
+        if not isinstance(exc, (LoginError, ConfigError)):
+            reason = f"{self.config.url}: {reason}"
+        reason = self._scrub(reason)
+        log.warning("session %s disconnected: %s", self.name, reason)
+        emit(SessionStatus(self.name, "disconnected", error=reason))
 
     def _scrub(self, text: str) -> str:
         """Belt and braces: never let the password reach an event or a log."""
@@ -490,7 +501,6 @@ class VcenterSource:
                 self.name, "connected", version=f"{about.fullName} (API {about.apiVersion})",
                 warnings=self._warnings(),
             ))
-            self._backoff.reset()
             _Watch(self, content, emit).run(stop)
         finally:
             self._logout(si)
@@ -564,6 +574,7 @@ class _Watch:
     def run(self, stop: threading.Event) -> None:
         config = self.source.config
         self.full_read(query_hints=True)
+        self.source.backoff.reset()  # only a session that got as far as a snapshot counts
         now = time.monotonic()
         next_audit, next_hints = now + config.audit_interval, now + config.hint_refresh
         while not stop.is_set():
@@ -600,7 +611,9 @@ class _Watch:
 
     def _wait_all(self, wait: int) -> Iterator[Any]:
         """WaitForUpdatesEx until the server has nothing more (handles truncation)."""
-        options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=wait)
+        options = vmodl.query.PropertyCollector.WaitOptions(
+            maxWaitSeconds=wait, maxObjectUpdates=MAX_OBJECT_UPDATES
+        )
         while True:
             update_set = self.pc.WaitForUpdatesEx(self.version, options)
             if update_set is None:
@@ -640,6 +653,8 @@ class _Watch:
             events += self.emitted.host_changes(inv.hosts_by_name())
         vm_ids = inv.vms.keys() if touched.others else touched.vms & inv.vms.keys()
         removed = touched.vms - inv.vms.keys()
+        for gone in inv.neighbors.keys() - inv.hosts.keys():
+            del inv.neighbors[gone]
         events += self.emitted.vm_changes(inv.vms_of(vm_ids), removed)
         for event in events:
             self.emit(event)

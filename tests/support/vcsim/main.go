@@ -5,13 +5,23 @@
 // QueryNetworkHint from a JSON hints file that is re-read on every call so that a test can
 // rewire CDP/LLDP neighbours at run time. Credentials come from VCSIM_USERNAME and
 // VCSIM_PASSWORD. POST /vmfabric/rename?host=OLD&name=NEW renames a host (basic auth with the
-// same credentials). Line 1 of stdout is the service URL (no password). SIGTERM/SIGINT stop it.
+// same credentials). -tls-cert FILE serves https (a self-signed certificate for 127.0.0.1,
+// written to FILE as PEM). Line 1 of stdout is the service URL (no password). SIGTERM/SIGINT stop it.
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +29,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/methods"
@@ -236,6 +247,32 @@ func renameHandler(user, pass string) func(http.ResponseWriter, *http.Request) {
 	}
 }
 
+// selfSigned makes a P-256 certificate for 127.0.0.1 and localhost, its own CA (the
+// simulator's built-in certificate has a 1024-bit key that OpenSSL refuses as too weak).
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	template := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "vcsim", Organization: []string{"vmfabric tests"}},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:              []string{"localhost"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(7 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
 func splitNames(text string) []string {
 	if text == "" {
 		return nil
@@ -250,6 +287,7 @@ func run() error {
 	nics := flag.Int("nics", 2, "physical NICs per host (at least 2)")
 	hintsFile := flag.String("hints", "", "JSON hints file, re-read on every QueryNetworkHint")
 	listen := flag.String("listen", "127.0.0.1:0", "listen address")
+	tlsCert := flag.String("tls-cert", "", "serve https and write the server certificate (PEM) here")
 	flag.Parse()
 
 	names := splitNames(*hostNames)
@@ -280,8 +318,21 @@ func run() error {
 
 	m.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(user, pass)}
 	m.Service.HandleFunc("/vmfabric/rename", renameHandler(user, pass))
+	if *tlsCert != "" {
+		cert, err := selfSigned()
+		if err != nil {
+			return err
+		}
+		m.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
 	s := m.Service.NewServer()
 	defer s.Close()
+	if *tlsCert != "" {
+		block := &pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw}
+		if err := os.WriteFile(*tlsCert, pem.EncodeToMemory(block), 0o600); err != nil {
+			return err
+		}
+	}
 
 	public := *s.URL
 	public.User = nil
