@@ -85,6 +85,16 @@ def test_missing_bridge_is_a_config_error_naming_switch_and_bridge(
         driver.close()
 
 
+def test_bad_endpoint_or_timeout_is_a_config_error() -> None:
+    base = {"name": "leaf1", "driver": "ovs", "bridge": "sw", "edge_ports": ["e1"]}
+    with pytest.raises(ConfigError, match="switch leaf1: ovsdb 'http://x' is not"):
+        OvsDriver(SwitchConfig.model_validate({**base, "ovsdb": "http://x"}))
+    with pytest.raises(ConfigError, match="option timeout"):
+        OvsDriver(SwitchConfig.model_validate(
+            {**base, "ovsdb": "unix:/x.sock", "options": {"timeout": 0}}
+        ))
+
+
 def _retry_until_ok(driver: OvsDriver, change: PortChange, within: float) -> dict[str, PortState]:
     deadline = time.monotonic() + within
     while True:

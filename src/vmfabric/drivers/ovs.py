@@ -182,6 +182,16 @@ def check_changes(config: SwitchConfig, changes: Sequence[PortChange]) -> None:
                 raise ConfigError(f"switch {config.name} port {change.port}: {exc}") from None
 
 
+def check_endpoint(config: SwitchConfig) -> None:
+    """Accept ``unix:PATH`` and ``tcp:HOST:PORT`` (comma-separated for a cluster)."""
+    for remote in str(config.ovsdb).split(","):
+        kind, _, rest = remote.strip().partition(":")
+        if kind not in ("unix", "tcp") or not rest:
+            raise ConfigError(
+                f"switch {config.name}: ovsdb {remote.strip()!r} is not unix:PATH or tcp:HOST:PORT"
+            )
+
+
 def driver_timeout(config: SwitchConfig) -> float:
     """The ``timeout`` option in seconds (default 5)."""
     value = config.options.get("timeout", DEFAULT_TIMEOUT)
@@ -356,6 +366,7 @@ class OvsDriver:
     def __init__(self, config: SwitchConfig) -> None:
         if not config.ovsdb or not config.bridge:
             raise ConfigError(f"switch {config.name}: the ovs driver needs ovsdb and bridge")
+        check_endpoint(config)
         self.config = config
         self.name = config.name
         self.timeout = driver_timeout(config)
