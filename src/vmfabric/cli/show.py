@@ -198,7 +198,7 @@ def interface(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         )
         for d in data
     ]
-    console.print(_table("Edge interfaces", ["Switch", "Port", "Mode", "Hosts", "VLANs"], rows))
+    console.print(_table("Interfaces", ["Switch", "Port", "Mode", "Hosts", "VLANs"], rows))
     console.print(DYNAMIC_NOTE)
 
 

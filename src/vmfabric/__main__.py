@@ -1,0 +1,5 @@
+"""``python -m vmfabric`` runs the command line."""
+
+from vmfabric.cli import main
+
+main()

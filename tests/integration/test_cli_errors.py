@@ -1,0 +1,106 @@
+"""Bad input through the real command: one line on stderr, exit 2 (1 for an unreachable
+switch), and nothing applied to the switch."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from support.ovs_fixtures import MakeSwitch, OvsSwitch
+
+pytestmark = pytest.mark.integration
+VMFABRIC = str(Path(sys.executable).parent / "vmfabric")
+INVENTORY = {
+    "hosts": [{"name": "esx1", "nics": ["vmnic0"]}],
+    "portgroups": [{"name": "web", "vlan": 110}],
+    "vms": [{"name": "web-01", "host": "esx1", "portgroups": ["web"]}],
+}
+
+
+def setup(tmp: Path, switch: dict[str, object], inventory: object = INVENTORY) -> Path:
+    (tmp / "inv.yaml").write_text(yaml.safe_dump(inventory))
+    cfg = {
+        "store": "sqlite:///vf.db",
+        "sessions": [{"name": "inv", "kind": "static", "path": "inv.yaml"}],
+        "switches": [switch],
+        "links": [{"host": "esx1", "nic": "vmnic0", "switch": "leaf1", "port": "e1"}],
+    }
+    path = tmp / "vmfabric.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def vmfabric(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([VMFABRIC, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def trunks(sw: OvsSwitch, port: str) -> set[int]:
+    return {int(v) for v in re.findall(r"\d+", sw.ovs.vsctl("get", "Port", port, "trunks"))}
+
+
+def switch_dict(sw: OvsSwitch, **over: object) -> dict[str, object]:
+    return {**sw.config.model_dump(mode="json", exclude_none=True), **over}
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert done.returncode == code, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vmfabric: error: "), done.stderr
+    assert text in lines[0], lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_edge_port_missing_from_bridge_is_bad_input_and_nothing_is_applied(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=1, trunks=frozenset({4095}))
+    path = setup(tmp_path, switch_dict(sw, edge_ports=["e1", "e9"]))
+    done = vmfabric("sync", "-c", str(path))
+    assert_one_line_error(done, 2, "switch leaf1: edge port e9 does not exist on bridge sw")
+    assert trunks(sw, "e1") == {4095}, "nothing may be applied when one port is missing"
+
+
+def test_unreachable_ovsdb_is_a_runtime_failure(tmp_path: Path) -> None:
+    switch = {"name": "leaf1", "driver": "ovs", "ovsdb": f"unix:{tmp_path}/none.sock",
+              "bridge": "sw", "edge_ports": ["e1"], "options": {"timeout": 1}}  # fmt: skip
+    done = vmfabric("sync", "-c", str(setup(tmp_path, switch)))
+    assert_one_line_error(done, 1, "leaf1")
+
+
+def test_unknown_driver_is_bad_input(tmp_path: Path) -> None:
+    switch = {"name": "leaf1", "driver": "junos-telnet", "edge_ports": ["e1"]}
+    done = vmfabric("sync", "-c", str(setup(tmp_path, switch)))
+    assert_one_line_error(done, 2, "unknown driver 'junos-telnet'")
+
+
+def test_bad_inventory_file_is_bad_input(ovs_switch: MakeSwitch, tmp_path: Path) -> None:
+    sw = ovs_switch(n=1, trunks=frozenset({4095}))
+    bad = {**INVENTORY, "vms": [{"name": "web-01", "host": "esx9", "portgroups": ["web"]}]}
+    done = vmfabric("sync", "-c", str(setup(tmp_path, switch_dict(sw), bad)))
+    assert_one_line_error(done, 2, "vms[0].host: host 'esx9' is not in hosts")
+    assert trunks(sw, "e1") == {4095}
+
+
+def test_invalid_config_is_bad_input(tmp_path: Path) -> None:
+    path = tmp_path / "vmfabric.yaml"
+    path.write_text("sessions: [{name: a, kind: static, path: x, allowed_vlans: 4095}]\n")
+    done = vmfabric("show", "vm", "-c", str(path))
+    assert_one_line_error(done, 2, "sessions[0].allowed_vlans: VLAN 4095 is outside 1-4094")
+
+
+def test_show_json_works_and_unknown_vm_is_bad_input(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=1, trunks=frozenset({4095}))
+    path = setup(tmp_path, switch_dict(sw))
+    assert vmfabric("sync", "-c", str(path)).returncode == 0
+    assert trunks(sw, "e1") == {110}
+    done = vmfabric("show", "vm", "web-01", "--json", "-c", str(path))
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(done.stdout)[0]["attachments"] == [{"switch": "leaf1", "port": "e1"}]
+    assert_one_line_error(vmfabric("show", "vm", "nope", "-c", str(path)), 2, "no VM named")
