@@ -17,9 +17,9 @@ from support.ovs_fixtures import MakeSwitch, require_ovs
 from vmfabric.config import SwitchConfig
 from vmfabric.drivers.base import create_driver
 from vmfabric.drivers.ovs import OvsDriver
-from vmfabric.errors import ConfigError, TransientError
-from vmfabric.lab.netns import list_netns
-from vmfabric.lab.ovs import OvsInstance
+from vmfabric.errors import ConfigError, PermanentError, TransientError
+from vmfabric.lab.netns import add_netns, delete_netns, list_netns, netns_exists
+from vmfabric.lab.ovs import OvsInstance, unique_name
 from vmfabric.model import PortChange, PortMode, PortState
 
 pytestmark = pytest.mark.integration
@@ -216,3 +216,29 @@ def test_a_hung_ovsdb_server_gives_transient_errors_not_a_hang(ovs_switch: MakeS
         assert 120 in state.vlans
     finally:
         driver.close()
+
+
+def test_a_start_failing_halfway_leaves_nothing_behind(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    require_ovs()
+    monkeypatch.setattr("vmfabric.lab.ovs.SCHEMA", tmp_path / "no-such.ovsschema")
+    broken = OvsInstance(unique_name("vfx"), parent_dir=str(tmp_path))
+    with pytest.raises(PermanentError, match="ovsdb-tool"):
+        broken.start()
+    assert not netns_exists(broken.netns)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_start_never_deletes_a_namespace_it_did_not_create(tmp_path: Path) -> None:
+    require_ovs()
+    name = add_netns(unique_name("vfx"))
+    try:
+        with pytest.raises(PermanentError, match="netns add"):
+            OvsInstance(name, parent_dir=str(tmp_path)).start()
+        assert netns_exists(name)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        delete_netns(name)
+    delete_netns(name)  # idempotent
+    assert not netns_exists(name)

@@ -20,8 +20,9 @@ import pytest
 
 from vmfabric.config import SwitchConfig
 from vmfabric.drivers.ovs import OvsDriver
+from vmfabric.errors import ConfigError
 from vmfabric.lab import netns as nsx
-from vmfabric.lab.ovs import OvsInstance
+from vmfabric.lab.ovs import OvsInstance, unique_name
 from vmfabric.model import PortChange
 
 pytestmark = pytest.mark.integration
@@ -105,3 +106,29 @@ def test_removing_the_last_vlan_closes_the_link_and_empty_trunks_would_not(
     # The trap the driver avoids: an edge port with empty trunks carries every VLAN.
     fabric.ovs.vsctl("clear", "port", "u2", "trunks")
     assert fabric.ping("vm1", "vm2", tries=5), "control: empty trunks should carry VLAN 110"
+
+
+def test_netns_helpers_wire_two_namespaces_and_clean_up() -> None:
+    prefix = unique_name("vfn")
+    a, b = f"{prefix}-a", f"{prefix}-b"
+    try:
+        nsx.add_netns(a)
+        nsx.add_netns(b)
+        assert nsx.list_netns(prefix) == [a, b]
+        nsx.add_veth("x0", "x1", netns=a, peer_netns=b)
+        for ns, link, address in ((a, "x0", "10.9.0.1/30"), (b, "x1", "10.9.0.2/30")):
+            nsx.set_up(link, ns)
+            nsx.add_address(link, address, ns)
+        assert nsx.link_exists("x1", b)
+        assert not nsx.link_exists("x1", a)
+        assert nsx.ping(a, "10.9.0.2", count=1, wait=2)
+        nsx.delete_link("x0", a)
+        assert not nsx.link_exists("x1", b)  # the peer went with it
+        nsx.delete_link("x0", a)  # idempotent
+        assert not nsx.ping(a, "10.9.0.2", count=1, wait=0.5)
+    finally:
+        nsx.delete_netns(a)
+        nsx.delete_netns(b)
+    assert nsx.list_netns(prefix) == []
+    with pytest.raises(ConfigError, match="interface name"):
+        nsx.check_link_name("much-too-long-name0")
