@@ -53,7 +53,8 @@ NETWORK = """<network><name>prod</name><bridge name='br-prod'/>
   <portgroup name='web' default='yes'><vlan><tag id='130'/></vlan></portgroup>
   <portgroup name='db'><vlan><tag id='140'/></vlan></portgroup>
   <portgroup name='plain'/>
-</network>"""
+</network>
+<network><name>edge</name><vlan><tag id='190'/></vlan><portgroup name='x'/></network>"""
 TRUNK_NIC = """<interface type='bridge'><source bridge='br-int'/>
   <virtualport type='openvswitch'/>
   <vlan trunk='yes'><tag id='120'/><tag id='110'/></vlan></interface>"""
@@ -212,7 +213,7 @@ def test_snapshot_reads_domains_trunks_and_network_portgroups(
 ) -> None:
     uid = str(uuid.uuid4())
     nics = TRUNK_NIC + network_nic("prod") + network_nic("prod", "db")
-    nics += network_nic("prod", "plain")
+    nics += network_nic("prod", "plain") + network_nic("edge", "x")
     hv1 = node_file(tmp_path, "hv1", NETWORK + domain_xml("web-01", uid, nics))
     run = start({"hv1": hv1})
     status = run.wait_for(SessionStatus, settled)
@@ -224,11 +225,12 @@ def test_snapshot_reads_domains_trunks_and_network_portgroups(
     (vm,) = snap.vms
     assert (vm.id, vm.name, vm.host) == (uid, "web-01", "hv1")
     assert vm.power is Power.ON  # domains in a node file start running
-    assert set(vm.networks) == {"vlan110,120", "prod/web", "prod/db"}  # 'plain' is untagged
+    assert set(vm.networks) == {"vlan110,120", "prod/web", "prod/db", "edge"}  # plain: untagged
     assert set(snap.portgroups) == {
         PortGroup("kvm", "vlan110,120", frozenset({110, 120}), "br-int"),
         PortGroup("kvm", "prod/web", frozenset({130}), "br-prod"),
         PortGroup("kvm", "prod/db", frozenset({140}), "br-prod"),
+        PortGroup("kvm", "edge", frozenset({190}), ""),  # x has no VLAN: the network's
     }
 
 
@@ -326,11 +328,13 @@ def test_unplaceable_interfaces_warn_without_crashing(
     run.wait_for(Snapshot, lambda s: True)
     uid = str(uuid.uuid4())
     nics = network_nic("nowhere") + network_nic("prod", "nosuch") + access_nic(160)
+    nics += access_nic(4095)
     run.conn("hv1").defineXML(domain_xml("odd-01", uid, nics))
-    status = run.wait_for(SessionStatus, lambda s: len(s.warnings) == 2)
+    status = run.wait_for(SessionStatus, lambda s: len(s.warnings) == 3)
     assert status.state == "connected"
     assert "hv1: VM odd-01 interface 0: network 'nowhere' is not defined" in status.warnings[0]
     assert "network 'prod' has no portgroup 'nosuch'" in status.warnings[1]
+    assert status.warnings[2] == "hv1: VM odd-01 interface 3: VLAN 4095 is outside 1-4094"
     vm = run.wait_for(VmUpsert, lambda e: e.vm.id == uid).vm
     assert vm.networks == ("vlan160",) and vm.power is Power.OFF
 

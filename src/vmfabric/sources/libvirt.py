@@ -120,7 +120,10 @@ def _vlan_tags(vlan: ET.Element | None, where: str) -> frozenset[int]:
         text = tag.get("id", "")
         if not text.isdigit():
             raise ValueError(f"{where}: VLAN tag id {text!r} is not a number")
-        tags.add(check_vlan(int(text)))
+        try:
+            tags.add(check_vlan(int(text)))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
     return frozenset(tags)
 
 
@@ -140,11 +143,9 @@ def _network_portgroup(
         raise ValueError(f"{where}: network {name!r} has no portgroup {wanted!r}")
     if group is None:
         group = next((g for g in groups if g.get("default") == "yes"), None)
-    if group is not None:
-        vlans = _vlan_tags(group.find("vlan"), where)
-        full = f"{name}/{group.get('name', '')}"
-        return PortGroup(session, full, vlans, vswitch) if vlans else None
-    vlans = _vlan_tags(net.find("vlan"), where)
+    if group is not None and (vlans := _vlan_tags(group.find("vlan"), where)):
+        return PortGroup(session, f"{name}/{group.get('name', '')}", vlans, vswitch)
+    vlans = _vlan_tags(net.find("vlan"), where)  # a port group without VLANs inherits these
     return PortGroup(session, name, vlans, vswitch) if vlans else None
 
 
@@ -181,7 +182,7 @@ def parse_domain(
         try:
             group = _interface_portgroup(session, iface, networks, where)
         except ValueError as exc:
-            warnings.append(str(exc) if str(exc).startswith(host) else f"{where}: {exc}")
+            warnings.append(str(exc))  # every ValueError here starts with ``where``
             continue
         if group is not None:
             groups.setdefault(group.name, group)
