@@ -6,6 +6,7 @@ through the driver, and checks both the driver's answer and the switch's raw col
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -342,3 +343,18 @@ def test_fake_initial_ports_and_state_shared_through_a_file(tmp_path: Path) -> N
 def test_fake_refuses_a_bad_port_option() -> None:
     with pytest.raises(ConfigError, match=r"option port\.p1"):
         FakeDriver(fake_config(None, **{"port.p1": "sideways"}))
+
+
+def test_wait_for_wakes_when_another_thread_applies(switch: MakeHarness) -> None:
+    sw = switch()
+    sw.driver.read_ports()
+    timer = threading.Timer(0.2, sw.driver.apply, ([change("p1", add={130})],))
+    timer.start()
+    try:
+        states = sw.driver.wait_for(lambda s: 130 in s["p1"].vlans, timeout=5)
+        assert states["p1"].dynamic == {130}
+        with pytest.raises(TransientError, match="not seen"):
+            sw.driver.wait_for(lambda s: 131 in s["p1"].vlans, timeout=0.2)
+    finally:
+        timer.cancel()
+        timer.join()

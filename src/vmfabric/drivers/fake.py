@@ -26,8 +26,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,8 @@ class FakeDriver:
         self.state_file = Path(str(state_file)) if state_file else None
         self.ports: dict[str, FakePort] = self._initial_ports()
         self.connected = False
+        self._changed = threading.Condition()
+        self._seq = 0
 
     def _initial_ports(self) -> dict[str, FakePort]:
         listed = self.config.options.get("ports")
@@ -145,6 +148,8 @@ class FakeDriver:
         """The port table; loaded from and saved to ``state_file`` under a lock if set."""
         if self.state_file is None:
             yield self.ports
+            if write:
+                self._notify()
             return
         lock_path = self.state_file.with_name(self.state_file.name + ".lock")
         with open(lock_path, "a+", encoding="utf-8") as lock:
@@ -157,6 +162,12 @@ class FakeDriver:
             yield self.ports
             if write:
                 self._save()
+                self._notify()
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._seq += 1
+            self._changed.notify_all()
 
     def _save(self) -> None:
         assert self.state_file is not None
@@ -218,6 +229,35 @@ class FakeDriver:
             if write:
                 pending.append(write)
         return pending
+
+    def sync(self) -> None:
+        """Nothing to catch up with: present for parity with OvsDriver."""
+
+    def wait_for(
+        self, predicate: Callable[[Mapping[str, PortState]], bool], timeout: float
+    ) -> dict[str, PortState]:
+        """Block until ``predicate(read_ports())`` holds, as OvsDriver.wait_for does.
+
+        Woken by changes made through this object; with ``state_file`` it also re-reads the
+        file every 50 ms to see other processes' changes. TransientError after ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._changed:
+                seen = self._seq
+            states = self.read_ports()
+            if predicate(states):
+                return states
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TransientError(f"switch {self.name}: awaited state not seen in {timeout:g}s")
+            if self.state_file is not None:
+                remaining = min(remaining, 0.05)
+            self._wait_change(seen, remaining)
+
+    def _wait_change(self, seen: int, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._seq != seen, timeout)
 
     # ---- test setup --------------------------------------------------------------------------
 
