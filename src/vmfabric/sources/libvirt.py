@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import libvirt
 
@@ -73,6 +73,12 @@ _POWER = {
     libvirt.VIR_DOMAIN_RUNNING: Power.ON,
     libvirt.VIR_DOMAIN_BLOCKED: Power.ON,  # running, waiting on a resource
     libvirt.VIR_DOMAIN_PAUSED: Power.SUSPENDED,
+}
+_CLOSE_REASONS = {
+    libvirt.VIR_CONNECT_CLOSE_REASON_ERROR: "I/O error",
+    libvirt.VIR_CONNECT_CLOSE_REASON_EOF: "end of file from the server",
+    libvirt.VIR_CONNECT_CLOSE_REASON_KEEPALIVE: "keepalive timeout",
+    libvirt.VIR_CONNECT_CLOSE_REASON_CLIENT: "closed by the client",
 }
 _loop_lock = threading.Lock()
 _loop_started = False
@@ -355,7 +361,7 @@ class Inventory:
 class _Report:
     """A worker's message to the session thread."""
 
-    kind: str  # "read" | "failed" | "domain" | "stop"
+    kind: Literal["read", "failed", "domain", "stop"]
     host: str
     info: Host | None = None
     views: tuple[DomainView, ...] = ()
@@ -401,7 +407,8 @@ class _Worker:
         self.inbox.put((gen, "networks", ""))
 
     def _on_close(self, _conn: Any, reason: int, gen: int) -> None:
-        self.inbox.put((gen, "closed", f"connection closed (reason {reason})"))
+        why = _CLOSE_REASONS.get(reason, f"reason {reason}")
+        self.inbox.put((gen, "closed", f"connection closed ({why})"))
 
     def stop(self) -> None:
         self.inbox.put((-1, "stop", ""))
