@@ -335,8 +335,27 @@ def _wait_ready(topo: tp.Topology, state: LabState, timeout: float) -> None:
             time.sleep(0.5)
         if failed:
             raise PermanentError(f"loopbacks not reachable: {names(failed)}")
+    else:
+        while (pending := rstp_pending(state)) and time.monotonic() - started < timeout:
+            time.sleep(0.2)
+        if pending:
+            raise PermanentError(f"RSTP has not settled on {names(pending)}")
     if not wait_lldp(state, max(timeout - (time.monotonic() - started), 1.0)):
         raise PermanentError(f"no LLDP neighbour on {names(missing_lldp(state))}")
+
+
+def rstp_pending(state: LabState) -> list[str]:
+    """Fabric ports that RSTP has neither put forwarding nor chosen as alternate/backup."""
+    pending: list[str] = []
+    for item in state.nodes.values():
+        for port in item.ports if item.kind == tp.Kind.SWITCH else []:
+            if port.edge or port.address:
+                continue
+            status = _vsctl(item, "get", "port", port.name, "rstp_status")
+            if "=Forwarding" not in status and "=Alternate" not in status \
+                    and "=Backup" not in status:
+                pending.append(f"{item.name}:{port.name}")
+    return pending
 
 
 def override(topo: tp.Topology, name: str | None, underlay: str | None) -> tp.Topology:
@@ -356,10 +375,19 @@ def override(topo: tp.Topology, name: str | None, underlay: str | None) -> tp.To
     return new
 
 
+def _check_traversable(directory: Path) -> None:
+    """lldpd and FRR drop privileges: every folder above the state dir must be searchable."""
+    for folder in [directory, *directory.parents]:
+        if folder.exists() and not folder.stat().st_mode & 0o001:
+            raise ConfigError(f"{folder} is not searchable by other users (lldpd and FRR "
+                              "drop privileges); use another --state-dir", str(directory))
+
+
 def _build(topo: tp.Topology, state: LabState) -> None:
     directory = Path(state.state_dir)
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o755)
+    _check_traversable(directory)
     save_state(state)
     _build_mgmt(topo, state)
     with ThreadPoolExecutor(max_workers=4) as pool:
