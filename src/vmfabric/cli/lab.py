@@ -49,10 +49,15 @@ def up(
     wait: Annotated[float, typer.Option(help="Seconds to wait for LLDP/underlay.")] = 45.0,
 ) -> None:
     """Build the lab in network namespaces."""
-    state = _guard(lambda: builder.up(topology, name=name, underlay=underlay, root=state_dir,
-                                      reuse=reuse, wait=wait))
-    typer.echo(f"lab {state.name} up in {state.up_seconds}s: {len(state.nodes)} nodes, "
-               f"{len(state.links)} links, underlay {state.underlay}")
+    state = _guard(
+        lambda: builder.up(
+            topology, name=name, underlay=underlay, root=state_dir, reuse=reuse, wait=wait
+        )
+    )
+    typer.echo(
+        f"lab {state.name} up in {state.up_seconds}s: {len(state.nodes)} nodes, "
+        f"{len(state.links)} links, underlay {state.underlay}"
+    )
     typer.echo(f"state: {Path(state.state_dir) / 'state.json'}")
 
 
@@ -82,8 +87,10 @@ def show(
 
 
 def _render(data: dict[str, object]) -> None:
-    typer.echo(f"lab {data['name']} ({data['status']}, underlay {data['underlay']}), "
-               f"state {data['state_dir']}")
+    typer.echo(
+        f"lab {data['name']} ({data['status']}, underlay {data['underlay']}), "
+        f"state {data['state_dir']}"
+    )
     nodes = data["nodes"]
     assert isinstance(nodes, list)
     for node in nodes:
@@ -98,12 +105,20 @@ def _render(data: dict[str, object]) -> None:
 
 
 def _render_node(node: dict[str, object]) -> None:
-    extra = " ".join(f"{key} {node[key]}" for key in ("mgmt_ip", "loopback", "asn")
-                     if node.get(key))
-    typer.echo(f"{node['name']} [{node['kind']}] netns {node['netns']} bridge {node['bridge']} "
-               f"ovsdb {node['ovsdb']} {extra}".rstrip())
+    extra = " ".join(
+        f"{key} {node[key]}" for key in ("mgmt_ip", "loopback", "asn") if node.get(key)
+    )
+    typer.echo(
+        f"{node['name']} [{node['kind']}] netns {node['netns']} bridge {node['bridge']} "
+        f"ovsdb {node['ovsdb']} {extra}".rstrip()
+    )
     for port in node["ports"]:  # type: ignore[attr-defined]
-        role = "edge" if port["edge"] else ("routed " + port["address"] if port["address"]
-                                            else "trunk")
-        typer.echo(f"  {port['name']:<8} {port['mac']} -> {port['peer']:<14} {role:<20} "
-                   f"lldp: {port['lldp'] or '-'}")
+        role = (
+            "edge"
+            if port["edge"]
+            else ("routed " + port["address"] if port["address"] else "trunk")
+        )
+        typer.echo(
+            f"  {port['name']:<8} {port['mac']} -> {port['peer']:<14} {role:<20} "
+            f"lldp: {port['lldp'] or '-'}"
+        )
