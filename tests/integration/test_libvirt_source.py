@@ -180,11 +180,11 @@ class Libvirtd:
             assert time.monotonic() < deadline, "libvirtd made no socket within 15 s"
             time.sleep(0.05)
 
-    def stop(self) -> None:
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(how)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -380,8 +380,9 @@ def test_create_to_vmupsert_latency(
     assert median_ms < 500
 
 
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])  # KILL: close callback only
 def test_dropped_connection_keeps_vms_then_reconnects_with_a_fresh_snapshot(
-    tmp_path: Path, start: Callable[..., Running], libvirtd: Libvirtd
+    tmp_path: Path, start: Callable[..., Running], libvirtd: Libvirtd, how: signal.Signals
 ) -> None:
     run = start({"hv1": node_file(tmp_path, "hv1"), "remote": libvirtd.uri})
     first = run.wait_for(Snapshot, lambda s: True)
@@ -391,7 +392,7 @@ def test_dropped_connection_keeps_vms_then_reconnects_with_a_fresh_snapshot(
     run.conn("remote").defineXML(domain_xml("r-01", uid, access_nic(170))).create()
     run.wait_for(VmUpsert, lambda e: e.vm.id == uid and e.vm.power is Power.ON)
 
-    libvirtd.stop()  # a real drop: the close callback fires
+    libvirtd.stop(how)  # a real drop
     down = run.wait_for(SessionStatus, lambda s: bool(s.warnings))
     assert down.state == "connected"
     assert down.warnings[0].startswith("hypervisor remote unreadable (")
