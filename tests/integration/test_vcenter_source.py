@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -268,3 +269,24 @@ def test_unverified_tls_connects_with_a_warning(
     assert run.events.of(SessionStatus)[1].warnings == (
         "TLS certificate verification is off (verify_tls: false)",
     )
+
+
+@pytest.mark.skipif(not os.environ.get("VMFABRIC_BENCH"), reason="set VMFABRIC_BENCH=1")
+def test_full_read_figure_64_hosts_2000_vms(
+    vcsim_factory: VcsimFactory, source_run: SourceRunner
+) -> None:
+    """Full inventory read time at 64 hosts / 2000 VMs (reported figure; ~15 s to run)."""
+    sim = vcsim_factory(hosts=64, vms=2000)
+    run = source_run(sim, audit_interval=0.5)
+    first = _first_snapshot(run)
+    assert len(first.hosts) == 64 and len(first.vms) == 2000
+    assert run.source.hint_queries == 64
+    reads = [run.source.last_full_read_seconds]
+    for _ in range(3):
+        count = run.source.full_reads
+        run.events.wait(Snapshot, start=len(run.events), timeout=30)
+        assert run.source.full_reads > count
+        reads.append(run.source.last_full_read_seconds)
+    print(f"full read 64 hosts/2000 VMs: first (with hints) {reads[0]:.2f} s, "
+          f"audits {', '.join(f'{r:.2f}' for r in reads[1:])} s")
+    assert max(reads) < 30

@@ -2,13 +2,13 @@
 
 Owns the session lifecycle and the mapping of vSphere objects to vmfabric's model.
 
-- Inventory: one PropertyFilter over a ContainerView of VMs, hosts, networks (standard and
-  distributed port groups) and distributed switches. The filter's first
-  ``WaitForUpdatesEx`` is the full read (a ``Snapshot``); later calls on the same filter
-  deliver only changes, turned into ``VmUpsert``/``HostUpsert``/``PortGroupUpsert``... by
-  diffing the rebuilt model objects against what was last emitted. Nothing re-reads the
-  inventory but the periodic audit (``audit_interval``), which recreates the filter and
-  emits a new ``Snapshot`` (the engine diffs it).
+- Inventory: one PropertyFilter per kind (VMs, hosts, networks, distributed port groups,
+  distributed switches), each over a ContainerView, all on the session's PropertyCollector.
+  The first ``WaitForUpdatesEx`` answers with the whole inventory (a ``Snapshot``); later
+  calls on the same filters deliver only changes, turned into ``VmUpsert``, ``HostUpsert``,
+  ``PortGroupUpsert``... by diffing rebuilt model objects against what was last emitted.
+  Nothing re-reads the inventory but the periodic audit (``audit_interval``), which
+  recreates the filters and emits a new ``Snapshot`` (the engine diffs it).
 - Uplink discovery: ``QueryNetworkHint`` once per host (never per NIC) at every full
   connect, when a host (re)connects and every ``hint_refresh``; a ``HostUpsert`` follows
   only when a neighbour changed.
@@ -714,13 +714,3 @@ def _create(config: SessionConfig, base_dir: Path) -> VcenterSource:
 
 
 SOURCES.register("vcenter")(_create)
-
-__all__ = [
-    "Inventory",
-    "VcenterSource",
-    "dvpg_vlans",
-    "neighbor_from_hint",
-    "standard_vlans",
-    "trunk_vlans",
-    "vswitch_nics",
-]
