@@ -722,17 +722,19 @@ def names(items: Iterable[str]) -> str:
     return ", ".join(items)
 
 
+def _ping_loopback(src: NodeState, dst: NodeState) -> bool:
+    argv = ["ping", "-n", "-q", "-c", "1", "-W", "1", "-I", str(src.loopback), str(dst.loopback)]
+    return nsx.run(argv, src.netns, check=False).returncode == 0
+
+
 def loopbacks_reachable(state: LabState) -> list[str]:
     """Switch pairs whose loopbacks do not answer a ping sourced from a loopback."""
     switches = [item for item in state.nodes.values() if item.loopback]
-    failed: list[str] = []
-    for src in switches:
-        for dst in switches:
-            argv = ["ping", "-n", "-q", "-c", "1", "-W", "1", "-I", str(src.loopback),
-                    str(dst.loopback)]
-            if nsx.run(argv, src.netns, check=False).returncode != 0:
-                failed.append(f"{src.name}->{dst.name}")
-    return failed
+    pairs = [(src, dst) for src in switches for dst in switches]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda pair: _ping_loopback(*pair), pairs))
+    return [f"{src.name}->{dst.name}" for (src, dst), ok in zip(pairs, answers, strict=True)
+            if not ok]
 
 
 # ---- description for `lab show` -----------------------------------------------------------

@@ -9,7 +9,8 @@ one config file each, generated here from the topology:
   ``bfd`` on every neighbour, the loopback announced, ECMP across spines
   (``as-path multipath-relax``); datacenter timers.
 - ``ospf``: area 0 point-to-point on every fabric link (hello 1 s, dead 3 s) with BFD,
-  the loopback in area 0.
+  the loopback in area 0; LSAs retransmitted after 1 s (the default 5 s
+  holds adjacencies in Loading).
 
 ``wait_converged`` polls ``vtysh`` until every session/adjacency is up and BFD agrees.
 Stopping is the builder's job (by PID file); ``remove_pathspaces`` deletes the
@@ -67,7 +68,8 @@ def ospfd_config(topo: tp.Topology, name: str) -> str:
              "interface lo", " ip ospf area 0", " ip ospf passive", "!"]
     for port, _address, _peer in fabric_neighbors(topo, name):
         lines += [f"interface {port}", " ip ospf area 0", " ip ospf network point-to-point",
-                  " ip ospf hello-interval 1", " ip ospf dead-interval 3", " ip ospf bfd", "!"]
+                  " ip ospf hello-interval 1", " ip ospf dead-interval 3",
+                  " ip ospf retransmit-interval 1", " ip ospf bfd", "!"]
     lines += ["router ospf", f" ospf router-id {tp.loopback(topo, name)}",
               " timers throttle spf 0 50 1000", " maximum-paths 8", "!"]
     return "\n".join(lines) + "\n"
