@@ -467,3 +467,20 @@ def test_redefined_network_portgroup_vlan_reaches_the_engine(
     changed = run.wait_for(PortGroupUpsert, lambda e: e.portgroup.name == "lab/app")
     assert changed.portgroup.vlans == frozenset({301})
     assert run.count(Snapshot) == 1
+
+
+def test_hosts_disagreeing_on_a_portgroup_get_the_union_and_a_warning(
+    tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    other = NETWORK.replace("<tag id='130'/>", "<tag id='131'/>")
+    uris = {"hv1": node_file(tmp_path, "hv1", NETWORK), "hv2": node_file(tmp_path, "hv2", other)}
+    run = start(uris)
+    run.wait_for(Snapshot, lambda s: True)
+    for host in ("hv1", "hv2"):
+        run.conn(host).defineXML(domain_xml(f"w-{host}", str(uuid.uuid4()), network_nic("prod")))
+    merged = run.wait_for(PortGroupUpsert, lambda e: e.portgroup.vlans == frozenset({130, 131}))
+    assert merged.portgroup.vswitch == "br-prod"
+    statuses = [e for e in run.seen if isinstance(e, SessionStatus)]
+    assert statuses[-1].warnings == (
+        "port group prod/web differs between hosts; using VLANs 130-131",
+    )
