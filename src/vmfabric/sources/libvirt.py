@@ -39,6 +39,7 @@ import contextlib
 import itertools
 import queue
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -595,9 +596,10 @@ class LibvirtSource:
         try:
             _Session(self.name, list(self._workers), emit).serve(self._reports, stop)
         finally:
-            stop.set()
+            stop.set()  # workers blocked in a remote open are daemons: wait 5 s in all
+            deadline = time.monotonic() + 5
             for thread in threads:
-                thread.join(timeout=5)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _stop_watch(self, stop: threading.Event) -> None:
         stop.wait()
