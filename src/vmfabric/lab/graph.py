@@ -19,21 +19,29 @@ from vmfabric.lab.builder import LabState
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _tier(topo: tp.Topology, name: str) -> int:
+    """Drawing row: 0 switches without hosts (spines), 1 switches with hosts, 2 hosts."""
+    if tp.node(topo, name).kind == tp.Kind.HOST:
+        return 2
+    return 1 if tp.edge_ports(topo, name) else 0
 
 
 def _node_line(topo: tp.Topology, item: tp.Node) -> str:
     label = item.name
     if item.kind == tp.Kind.SWITCH:
-        label += f"\\nlo {tp.loopback(topo, item.name)}"
-        label += f"\\nmgmt {tp.mgmt_address(topo, item.name).ip}"
+        label += f"\nlo {tp.loopback(topo, item.name)}"
+        label += f"\nmgmt {tp.mgmt_address(topo, item.name).ip}"
         style = "shape=box, style=filled, fillcolor=lightblue"
         return f"  {_quote(item.name)} [{style}, label={_quote(label)}];"
     return f"  {_quote(item.name)} [shape=ellipse, label={_quote(label)}];"
 
 
 def _link_line(topo: tp.Topology, index: int) -> str:
-    a, b = tp.endpoints(topo.links[index])
+    a, b = sorted(tp.endpoints(topo.links[index]), key=lambda end: _tier(topo, end.node))
     name = tp.link_name(topo, index)
     return (f"  {_quote(a.node)} -- {_quote(b.node)} [label={_quote(name)}, "
             f"taillabel={_quote(a.port)}, headlabel={_quote(b.port)}, fontsize=10];")
@@ -45,7 +53,7 @@ def _vm_lines(state: LabState | None) -> list[str]:
     lines: list[str] = []
     for vm in state.vms.values():
         node_id = f"vm:{vm.name}"
-        label = f"{vm.name}\\nvlan {vm.vlan}\\n{vm.ip}"
+        label = f"{vm.name}\nvlan {vm.vlan}\n{vm.ip}"
         lines.append(f"  {_quote(node_id)} [shape=note, fontsize=9, label={_quote(label)}];")
         lines.append(f"  {_quote(vm.host)} -- {_quote(node_id)} [style=dashed];")
     return lines
@@ -53,9 +61,12 @@ def _vm_lines(state: LabState | None) -> list[str]:
 
 def dot_source(topo: tp.Topology, state: LabState | None = None) -> str:
     """Graphviz source of ``topo`` (and the VMs in ``state``)."""
-    lines = [f"graph {_quote(topo.name)} {{", "  rankdir=BT; nodesep=0.6; ranksep=1.2;",
+    lines = [f"graph {_quote(topo.name)} {{", "  rankdir=TB; nodesep=0.6; ranksep=1.2;",
              f"  label={_quote(f'lab {topo.name} (underlay {topo.underlay})')};"]
     lines += [_node_line(topo, item) for item in topo.nodes]
+    for tier in range(3):
+        members = " ".join(_quote(n.name) for n in topo.nodes if _tier(topo, n.name) == tier)
+        lines.append(f"  {{rank=same; {members}}}" if members else "")
     lines += [_link_line(topo, index) for index in range(len(topo.links))]
     lines += _vm_lines(state)
     lines.append("}")
