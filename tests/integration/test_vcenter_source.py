@@ -166,6 +166,25 @@ def test_hint_refresh_queries_each_host_once_and_emits_only_changes(
     assert {e.host.name for e in run.events.of(HostUpsert)} == {"hv3"}
 
 
+def test_host_reconnect_requeries_only_that_hosts_hints(
+    vcsim_lab: Lab, source_run: SourceRunner
+) -> None:
+    run = source_run(vcsim_lab.sim)
+    _first_snapshot(run)
+    start = len(run.events)
+    vcsim_lab.control.set_host_connection("hv2", "disconnected")
+    vcsim_lab.set_hints({**LAB_HINTS, "hv2": {"vmnic0": {"cdp": {"devId": "leaf9",
+                                                                  "portId": "Ethernet9"}}}})
+    vcsim_lab.control.set_host_connection("hv2", "connected")
+    _, up = run.events.wait(HostUpsert, start=start)
+    assert up.host.name == "hv2"
+    assert up.host.nics[0].neighbor is not None
+    assert up.host.nics[0].neighbor.system_name == "leaf9"
+    assert up.host.nics[1].neighbor is None
+    assert vcsim_lab.sim.hint_queries() == {"hv1": 1, "hv2": 2, "hv3": 1}
+    assert run.source.hint_queries == 4 and run.source.full_reads == 1
+
+
 def test_audit_rereads_everything_and_finds_nothing_new(
     vcsim_lab: Lab, source_run: SourceRunner
 ) -> None:

@@ -23,6 +23,7 @@ import secrets
 import select
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -129,14 +130,16 @@ class Vcsim:
         self.vms = vms
         self.host_names = tuple(host_names)
         self.nics = nics
-        self.hints_file = hints_file
+        self._workdir = Path(tempfile.mkdtemp(prefix="vmfabric-vcsim-"))
+        self.hints_file = hints_file or self._workdir / "hints.json"
+        if not self.hints_file.exists():
+            write_hints(self.hints_file, {})
         self.port = port
         self.username = username
         self._password = password or secrets.token_urlsafe(12)
         self.binary = binary
         self.url = ""
         self._proc: subprocess.Popen[str] | None = None
-        self._workdir = Path(tempfile.mkdtemp(prefix="vmfabric-vcsim-"))
         self.log_path = self._workdir / "vcsim.log"
         self.ca_file: Path | None = self._workdir / "ca.pem" if tls else None
 
@@ -156,8 +159,7 @@ class Vcsim:
         argv += ["-nics", str(self.nics), "-listen", f"127.0.0.1:{self.port}"]
         if self.host_names:
             argv += ["-hosts", ",".join(self.host_names)]
-        if self.hints_file is not None:
-            argv += ["-hints", str(self.hints_file)]
+        argv += ["-hints", str(self.hints_file)]
         if self.ca_file is not None:
             argv += ["-tls-cert", str(self.ca_file)]
         return argv
@@ -210,6 +212,10 @@ class Vcsim:
         if proc.stdout is not None:
             proc.stdout.close()
 
+    def set_hints(self, hints: Hints) -> None:
+        """Rewire CDP/LLDP: the simulator re-reads this on every QueryNetworkHint."""
+        write_hints(self.hints_file, hints)
+
     def hint_queries(self) -> dict[str, int]:
         """How many QueryNetworkHint calls each host has answered so far."""
         counts: dict[str, int] = {}
@@ -248,6 +254,9 @@ class VcsimControl:
     def __init__(self, url: str, username: str, password: str) -> None:
         parts = urlsplit(url)
         self._url = parts
+        self._tls = ssl.create_default_context()
+        self._tls.check_hostname = False  # a test tool talking to its own simulator
+        self._tls.verify_mode = ssl.CERT_NONE
         self._username = username
         self._password = password
         self._si: Any = SmartConnect(
@@ -321,19 +330,25 @@ class VcsimControl:
 
     # -- changes
 
-    def rename_host(self, old: str, new: str) -> None:
-        """Rename a host through the harness's /vmfabric/rename endpoint (the simulator has
-        no HostSystem.Rename_Task); watchers see an ordinary ``name`` property change."""
-        query = urlencode({"host": old, "name": new})
-        url = urlunsplit((self._url.scheme, self._url.netloc, "/vmfabric/rename", query, ""))
+    def _host_control(self, path: str, params: dict[str, str]) -> None:
+        """POST to one of the harness's host endpoints (see tests/support/vcsim/README.md)."""
+        url = urlunsplit((self._url.scheme, self._url.netloc, path, urlencode(params), ""))
         token = base64.b64encode(f"{self._username}:{self._password}".encode()).decode()
         auth = {"Authorization": f"Basic {token}"}
         request = Request(url, method="POST", headers=auth)  # noqa: S310 (the harness URL)
         try:
-            with urlopen(request, timeout=10) as answer:  # noqa: S310
+            with urlopen(request, timeout=10, context=self._tls) as answer:  # noqa: S310
                 answer.read()
         except HTTPError as exc:
-            raise ConfigError(f"cannot rename host {old!r} to {new!r}: {exc.reason}") from None
+            raise ConfigError(f"{path} {params}: {exc.reason}") from None
+
+    def rename_host(self, old: str, new: str) -> None:
+        """Rename a host; watchers see an ordinary ``name`` property change."""
+        self._host_control("/vmfabric/rename", {"host": old, "name": new})
+
+    def set_host_connection(self, host: str, state: str) -> None:
+        """Set ``runtime.connectionState``: connected, disconnected or notResponding."""
+        self._host_control("/vmfabric/connection", {"host": host, "state": state})
 
     def add_dvportgroup(
         self,

@@ -4,8 +4,9 @@
 // NICs per host (vmnic0 on vSwitch0, the others on the DVS as a proxy switch), and answers
 // QueryNetworkHint from a JSON hints file that is re-read on every call so that a test can
 // rewire CDP/LLDP neighbours at run time. Credentials come from VCSIM_USERNAME and
-// VCSIM_PASSWORD. POST /vmfabric/rename?host=OLD&name=NEW renames a host (basic auth with the
-// same credentials). -tls-cert FILE serves https (a self-signed certificate for 127.0.0.1,
+// VCSIM_PASSWORD. POST /vmfabric/rename?host=OLD&name=NEW renames a host and
+// /vmfabric/connection?host=H&state=connected|disconnected|notResponding sets its connection
+// state (basic auth with the same credentials). -tls-cert FILE serves https (a self-signed certificate for 127.0.0.1,
 // written to FILE as PEM). Line 1 of stdout is the service URL (no password). SIGTERM/SIGINT stop it.
 package main
 
@@ -223,28 +224,51 @@ func configureHosts(names []string, nics int, hintsFile string) {
 	}
 }
 
-// renameHandler serves POST /vmfabric/rename?host=OLD&name=NEW: the simulator has no
-// HostSystem.Rename_Task, and wrapping HostSystem would break its own type assertions.
-func renameHandler(user, pass string) func(http.ResponseWriter, *http.Request) {
+// hostHandler serves the harness's host controls (basic auth with the vCenter credentials):
+// POST /vmfabric/rename?host=OLD&name=NEW and /vmfabric/connection?host=H&state=S. The
+// simulator has no HostSystem.Rename_Task nor Disconnect/ReconnectHost_Task, and wrapping
+// HostSystem would break the simulator's own type assertions.
+func hostHandler(user, pass string, change func(r *http.Request) []types.PropertyChange) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()
 		if !ok || u != user || p != pass {
 			http.Error(w, "login failed", http.StatusUnauthorized)
 			return
 		}
-		old, name := r.URL.Query().Get("host"), r.URL.Query().Get("name")
+		name := r.URL.Query().Get("host")
+		changes := change(r)
+		if changes == nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
 		for _, h := range hosts() {
-			if h.Name == old && name != "" {
-				simulator.Map.WithLock(h, func() {
-					simulator.Map.Update(h, []types.PropertyChange{{Name: "name", Val: name}})
-					h.Summary.Config.Name = name
-				})
-				fmt.Fprintf(w, "renamed %s to %s\n", old, name)
+			if h.Name == name {
+				simulator.Map.WithLock(h, func() { simulator.Map.Update(h, changes) })
+				h.Summary.Config.Name = h.Name
+				fmt.Fprintf(w, "host %s changed\n", name)
 				return
 			}
 		}
-		http.Error(w, "no host named "+old, http.StatusNotFound)
+		http.Error(w, "no host named "+name, http.StatusNotFound)
 	}
+}
+
+func renameChange(r *http.Request) []types.PropertyChange {
+	name := r.URL.Query().Get("name")
+	if name == "" {
+		return nil
+	}
+	return []types.PropertyChange{{Name: "name", Val: name}}
+}
+
+func connectionChange(r *http.Request) []types.PropertyChange {
+	state := types.HostSystemConnectionState(r.URL.Query().Get("state"))
+	switch state {
+	case types.HostSystemConnectionStateConnected, types.HostSystemConnectionStateDisconnected,
+		types.HostSystemConnectionStateNotResponding:
+		return []types.PropertyChange{{Name: "runtime.connectionState", Val: state}}
+	}
+	return nil
 }
 
 // selfSigned makes a P-256 certificate for 127.0.0.1 and localhost, its own CA (the
@@ -317,7 +341,8 @@ func run() error {
 	configureHosts(names, *nics, *hintsFile)
 
 	m.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(user, pass)}
-	m.Service.HandleFunc("/vmfabric/rename", renameHandler(user, pass))
+	m.Service.HandleFunc("/vmfabric/rename", hostHandler(user, pass, renameChange))
+	m.Service.HandleFunc("/vmfabric/connection", hostHandler(user, pass, connectionChange))
 	if *tlsCert != "" {
 		cert, err := selfSigned()
 		if err != nil {
