@@ -1,0 +1,63 @@
+"""Run the controller in a background thread for a test, and stop it on the way out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+from vmfabric.config import Config
+from vmfabric.lab.ovs import OvsInstance
+from vmfabric.service import Controller
+from vmfabric.sources.base import Source
+from vmfabric.store import Store
+
+
+@contextlib.contextmanager
+def running_controller(
+    config: Config, sources: Sequence[Source] | None = None
+) -> Iterator[Controller]:
+    """A Controller running on its own event loop in a thread; joined on exit."""
+    store = Store(config.store_url())
+    ctl = Controller(config, store, sources=sources)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            loop.run_until_complete(ctl.run(stop))
+        except BaseException as exc:  # surfaced in the test thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=main, name="controller", daemon=True)
+    thread.start()
+    try:
+        yield ctl
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        loop.close()
+        store.close()
+    if thread.is_alive():
+        raise AssertionError("the controller did not stop within 30 s")
+    if failure:
+        raise failure[0]
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Seconds until ``check()`` is true; AssertionError naming ``what`` after ``timeout``."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def trunks(ovs: OvsInstance, port: str) -> set[int]:
+    """The VLANs an OVS port trunks, read with ovs-vsctl (the closed-port 4095 included)."""
+    return {int(v) for v in re.findall(r"\d+", ovs.vsctl("get", "Port", port, "trunks"))}
