@@ -52,6 +52,7 @@ from vmfabric.lab import frr
 from vmfabric.lab import netns as nsx
 from vmfabric.lab import topology as tp
 from vmfabric.lab.ovs import OvsInstance
+from vmfabric.topology.lldpd import read_neighbors
 from vmfabric.vlans import check_vlan
 
 DEFAULT_STATE_ROOT = "/run/vmfabric-lab"
@@ -580,6 +581,8 @@ def down(name: str, root: str | Path | None = None) -> list[str]:
     inodes = netns_inodes(namespaces)
     for pidfile in pidfiles:
         pid = kill_pidfile(pidfile, str(directory), inodes)
+        if pid is not None and pidfile.parent.parent.name == "frr":
+            frr.remove_crash_dir(pidfile, pid)
         if pid is not None:
             removed.append(f"process {pid} ({pidfile.relative_to(directory)})")
     for ns in namespaces:
@@ -597,8 +600,6 @@ def down(name: str, root: str | Path | None = None) -> list[str]:
 
 def neighbors(state: LabState, node: str) -> dict[str, tuple[str, str]]:
     """What node ``node`` hears over LLDP: local port -> (system name, port id)."""
-    from vmfabric.topology.lldpd import read_neighbors
-
     node_state = state.node(node)
     if node_state.lldpd_socket is None:
         return {}

@@ -14,7 +14,8 @@ one config file each, generated here from the topology:
 
 ``wait_converged`` polls ``vtysh`` until every session/adjacency is up and BFD agrees.
 Stopping is the builder's job (by PID file); ``remove_pathspaces`` deletes the
-``/var/run/frr/vfl-<lab>-*`` directories the daemons may create.
+``/var/run/frr/vfl-<lab>-*`` directories the daemons may create and ``remove_crash_dir``
+the ``/var/tmp/frr/<daemon>.<pid>`` one each daemon keeps.
 """
 
 from __future__ import annotations
@@ -127,6 +128,14 @@ def start(topo: tp.Topology, name: str, state_dir: Path) -> Path:
         shutil.chown(conf, FRR_USER, FRR_USER)
         nsx.run(_argv(daemon, ps, directory), tp.netns_name(topo.name, name), timeout=30)
     return directory
+
+
+TMP_DIR = Path("/var/tmp/frr")
+
+
+def remove_crash_dir(pidfile: Path, pid: int) -> None:
+    """Delete ``/var/tmp/frr/<daemon>.<pid>``, the log buffer a stopped daemon leaves."""
+    shutil.rmtree(TMP_DIR / f"{pidfile.stem}.{pid}", ignore_errors=True)
 
 
 def remove_pathspaces(prefix: str) -> list[str]:
