@@ -335,14 +335,14 @@ def _wait_ready(topo: tp.Topology, state: LabState, timeout: float) -> None:
         while (failed := loopbacks_reachable(state)) and time.monotonic() - started < timeout:
             time.sleep(0.5)
         if failed:
-            raise PermanentError(f"loopbacks not reachable: {names(failed)}")
+            raise PermanentError(f"loopbacks not reachable: {_join(failed)}")
     else:
         while (pending := rstp_pending(state)) and time.monotonic() - started < timeout:
             time.sleep(0.2)
         if pending:
-            raise PermanentError(f"RSTP has not settled on {names(pending)}")
+            raise PermanentError(f"RSTP has not settled on {_join(pending)}")
     if not wait_lldp(state, max(timeout - (time.monotonic() - started), 1.0)):
-        raise PermanentError(f"no LLDP neighbour on {names(missing_lldp(state))}")
+        raise PermanentError(f"no LLDP neighbour on {_join(missing_lldp(state))}")
 
 
 def rstp_pending(state: LabState) -> list[str]:
@@ -550,8 +550,8 @@ def _start_lldpd(state: LabState, node_state: NodeState) -> None:
 _KILL_ORDER = ("frr", "lldpd", "ovs-vswitchd", "ovsdb-server")
 
 
-def _kill_rank(pidfile: Path) -> int:
-    text = str(pidfile)
+def _kill_rank(pidfile: Path, directory: Path) -> int:
+    text = str(pidfile.relative_to(directory))
     return next((i for i, word in enumerate(_KILL_ORDER) if word in text), len(_KILL_ORDER))
 
 
@@ -576,7 +576,8 @@ def down(name: str, root: str | Path | None = None) -> list[str]:
     """
     directory = state_dir(name, root)
     removed: list[str] = []
-    pidfiles = sorted(directory.rglob("*.pid"), key=_kill_rank) if directory.exists() else []
+    found = directory.rglob("*.pid") if directory.exists() else []
+    pidfiles = sorted(found, key=lambda path: _kill_rank(path, directory))
     namespaces = _own_netns(name, root)
     inodes = netns_inodes(namespaces)
     for pidfile in pidfiles:
@@ -719,7 +720,7 @@ def _get_vm(state: LabState, name: str) -> VmState:
     return state.vms[name]
 
 
-def names(items: Iterable[str]) -> str:
+def _join(items: Iterable[str]) -> str:
     return ", ".join(items)
 
 
