@@ -152,12 +152,15 @@ class PortGroupRemoved:
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """A session's full inventory. Replaces everything known of the session and marks it
-    in sync: only after a snapshot may the session's absence of a VM prune anything."""
+    in sync: only after a snapshot may the session's absence of a VM prune anything. A
+    snapshot naming ``unknown_hosts`` (hypervisors that could not be read, whose VMs are
+    unknown) is applied but leaves the session out of sync: its removals stay held."""
 
     session: str
     hosts: tuple[Host, ...]
     portgroups: tuple[PortGroup, ...]
     vms: tuple[Vm, ...]
+    unknown_hosts: tuple[str, ...] = ()  # hosts that could not be read: VMs unknown
 
 
 @dataclass(frozen=True, slots=True)

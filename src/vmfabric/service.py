@@ -346,7 +346,8 @@ class Controller:
     def _record_session_event(self, ev: SessionStatus | Snapshot, now: float) -> None:
         if isinstance(ev, Snapshot):
             self.store.replace_inventory(ev.session, ev.hosts, ev.portgroups, ev.vms, now)
-            self.store.set_session_status(ev.session, "connected", in_sync=True, now=now)
+            in_sync = self.engine.in_sync(ev.session)
+            self.store.set_session_status(ev.session, "connected", in_sync=in_sync, now=now)
             return
         if ev.state != "connected" or ev.error:
             log.log(

@@ -132,3 +132,12 @@ def test_next_deadline_is_when_the_pending_removal_becomes_due() -> None:
     assert e.next_deadline(now=40.0) is None  # due now: the plan at 40 takes it
     e.apply_one(SessionStatus("vc", "disconnected"), now=11.0)
     assert e.next_deadline(now=11.0) is None  # fail-static: no timer while out of sync
+
+
+def test_snapshot_with_unknown_hosts_applies_but_holds_removals() -> None:
+    e = engine(vm("web-01", "esx1"))
+    e.apply_one(Snapshot("vc", HOSTS, PGS, (), unknown_hosts=("esx1",)), now=1.0)
+    st = states(p1=trunk("p1", {110}, {110}))
+    assert not e.in_sync("vc") and not e.plan(st, now=100.0).ports
+    e.apply_one(Snapshot("vc", HOSTS, PGS, ()), now=101.0)
+    assert e.in_sync("vc") and e.plan(st, now=131.0).ports[0].remove == frozenset({110})

@@ -257,9 +257,10 @@ class AutovlanEngine:
                 self._upsert_vm(vm, now)
                 touched.discard(key)
         self._recompute(touched, now)
-        if not self._in_sync.get(s, False):
+        complete = not snap.unknown_hosts
+        if complete and not self._in_sync.get(s, False):
             self._synced_at[s] = now
-        self._in_sync[s] = True
+        self._in_sync[s] = complete
 
     def _upsert_vm(self, vm: Vm, now: float) -> None:
         key = vm.key

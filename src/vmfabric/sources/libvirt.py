@@ -16,8 +16,9 @@ hypervisor that comes back after a drop gets a fresh ``Snapshot``.
 Unreadable hypervisors. The session is ``connected`` while at least one hypervisor is;
 each unreadable one is named in ``SessionStatus.warnings``. Its last known VMs stay in
 every snapshot (never pruned because a host cannot be read); a hypervisor that was never
-readable is listed in ``Snapshot.hosts`` with no VMs and a warning saying its VMs are
-unknown (the Snapshot type has no field to mark it). With no hypervisor readable, the
+readable is listed in ``Snapshot.unknown_hosts`` (and in ``hosts`` with no VMs, with a
+warning saying its VMs are unknown): the engine then keeps the session out of sync, so
+nothing is pruned until every hypervisor has been read. With no hypervisor readable, the
 session is ``disconnected``.
 
 Placement. A VM id is the domain UUID, so a VM that leaves host A and starts on host B is
@@ -295,6 +296,7 @@ class Inventory:
             hosts,
             tuple(self._portgroups[n] for n in sorted(self._portgroups)),
             tuple(self._vms[i] for i in sorted(self._vms)),
+            unknown_hosts=tuple(n for n, st in sorted(self.hosts.items()) if not st.ever_read),
         )
 
     # -- indexes
