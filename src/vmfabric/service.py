@@ -416,9 +416,11 @@ class Controller:
         self.store.save_plan(switch, status, plan_json(ports), reason, now)
 
     def note_held(self, switch: str, plan: Plan) -> None:
-        """Nothing to do today beyond the plan itself; kept for `show plan` of pending
-        prune-delay removals in a later version."""
-        del switch, plan
+        """A plan may start removal timers (a dynamic VLAN on the switch that no VM needs,
+        as after a restart): let the prune timer look again so they fire when due."""
+        del switch
+        if plan.held:
+            self._timer_reset.set()
 
     def record_switch(self, switch: str, state: str, error: str = "") -> None:
         try:
