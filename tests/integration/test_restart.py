@@ -1,0 +1,199 @@
+"""README "Safety", Restart: with nothing changed a restart writes nothing, and with the
+store deleted the origin records on the switch are enough to rebuild the view.
+
+Writes are counted twice, independently: by an ``ovsdb-client monitor`` of the Port table
+(any write by anyone shows up; a probe write proves the monitor is listening) and by the
+OvsDriver's own ``transactions`` counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from support.ovs_fixtures import MakeSwitch, OvsSwitch
+from vmfabric.config import Config, load_config
+from vmfabric.drivers.ovs import OvsDriver
+from vmfabric.service import Controller
+from vmfabric.store import Store
+
+pytestmark = pytest.mark.integration
+
+INVENTORY: dict[str, Any] = {
+    "hosts": [{"name": "esx1", "nics": ["vmnic0"]}, {"name": "esx2", "nics": ["vmnic0"]}],
+    "portgroups": [{"name": "web", "vlan": 110}, {"name": "app", "vlan": "120-121"}],
+    "vms": [
+        {"name": "web-01", "host": "esx1", "power": "on", "portgroups": ["web"]},
+        {"name": "app-01", "host": "esx2", "power": "on", "portgroups": ["app"]},
+        {"name": "app-02", "host": "esx1", "power": "on", "portgroups": ["app"]},
+    ],
+}
+WANTED = {"e1": {50, 110, 120, 121}, "e2": {120, 121}}
+
+
+def write_config(tmp: Path, sw: OvsSwitch) -> Config:
+    (tmp / "inv.yaml").write_text(yaml.safe_dump(INVENTORY))
+    cfg = {
+        "store": "sqlite:///vmfabric.db",
+        "engine": {"prune_delay": "1s", "coalesce": "10ms"},
+        "sessions": [{"name": "inv", "kind": "static", "path": "inv.yaml"}],
+        "switches": [sw.config.model_dump(mode="json", exclude_none=True)],
+        "links": [
+            {"host": "esx1", "nic": "vmnic0", "switch": "leaf1", "port": "e1"},
+            {"host": "esx2", "nic": "vmnic0", "switch": "leaf1", "port": "e2"},
+        ],
+    }
+    (tmp / "vmfabric.yaml").write_text(yaml.safe_dump(cfg))
+    return load_config(tmp / "vmfabric.yaml")
+
+
+def trunks(sw: OvsSwitch, port: str) -> set[int]:
+    return {int(v) for v in re.findall(r"\d+", sw.ovs.vsctl("get", "Port", port, "trunks"))}
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+@contextmanager
+def controller(config: Config) -> Iterator[tuple[Controller, OvsDriver]]:
+    """Run a Controller (own thread and event loop) with an OvsDriver the test can inspect."""
+    driver = OvsDriver(config.switches[0])
+    store = Store(config.store_url())
+    ctl = Controller(config, store, drivers={"leaf1": driver})
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            loop.run_until_complete(ctl.run(stop))
+        except BaseException as exc:  # handed to the test thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=main, name="controller", daemon=True)
+    thread.start()
+    try:
+        yield ctl, driver
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        store.close()
+        loop.close()
+    assert not failure, f"controller failed: {failure[0]!r}"
+
+
+def settled(ctl: Controller) -> bool:
+    """The session's snapshot is in and the switch was read after it."""
+    return ctl.engine.in_sync("inv") and [s["state"] for s in ctl.store.show_switches()] == ["ok"]
+
+
+@contextmanager
+def port_writes(sw: OvsSwitch) -> Iterator[list[str]]:
+    """Names of the Port rows OVSDB reports changed while the block runs; the block must end
+    with a probe write to e3 (that proves the monitor saw the period)."""
+    argv = ["ovsdb-client", "monitor", sw.ovs.db_url, "Open_vSwitch", "Port",
+            "name", "trunks", "external_ids", "--format=csv", "--no-headings"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    seen: list[str] = []
+    try:
+        time.sleep(0.5)
+        yield seen
+        time.sleep(0.5)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=5)
+    rows = [line.split(",") for line in out.splitlines() if line]
+    names = {r[0]: r[2] for r in rows if r[1] in ("initial", "new", "insert")}
+    seen.extend(sorted({names.get(r[0], r[0]) for r in rows if r[1] != "initial"}))
+
+
+def converge_once(sw: OvsSwitch, config: Config) -> None:
+    with controller(config) as (ctl, _):
+        wait_for(lambda: all(trunks(sw, p) == v for p, v in WANTED.items()), 10, "first run")
+        wait_for(lambda: settled(ctl), 5, "first run settled")
+
+
+def quiet_rerun(sw: OvsSwitch, config: Config) -> tuple[list[str], int]:
+    """Run the controller again for longer than the prune delay; OVSDB writes and driver
+    transactions seen meanwhile."""
+    with port_writes(sw) as writes, controller(config) as (ctl, driver):
+        wait_for(lambda: settled(ctl), 10, "second run settled")
+        time.sleep(2.0)  # past the prune delay: a spurious removal would happen now
+        sw.ovs.vsctl("set", "Port", "e3", "external_ids:probe=1")
+        count = driver.transactions
+    return writes, count
+
+
+def test_restart_with_the_same_inventory_writes_nothing(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=3)
+    sw.ovs.vsctl("set", "Port", "e1", "trunks=[50]")  # static
+    config = write_config(tmp_path, sw)
+    converge_once(sw, config)
+
+    writes, transactions = quiet_rerun(sw, config)
+
+    assert writes == ["e3"], f"the restart wrote ports {writes} (only the probe on e3 expected)"
+    assert transactions == 0
+    assert all(trunks(sw, p) == v for p, v in WANTED.items())
+
+
+def test_restart_with_the_store_deleted_writes_nothing_and_show_is_right_again(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=3)
+    sw.ovs.vsctl("set", "Port", "e1", "trunks=[50]")  # static
+    config = write_config(tmp_path, sw)
+    converge_once(sw, config)
+    for leftover in tmp_path.glob("vmfabric.db*"):
+        leftover.unlink()
+
+    writes, transactions = quiet_rerun(sw, config)
+
+    assert writes == ["e3"], f"the restart wrote ports {writes} (only the probe on e3 expected)"
+    assert transactions == 0
+    with Store(config.store_url()) as store:
+        iface = {d["port"]: d for d in store.show_interfaces()}
+        vms = {d["name"]: d for d in store.show_vms()}
+        session = store.show_sessions("inv")[0]
+    assert iface["e1"]["static_vlans"] == [50]
+    assert iface["e1"]["dynamic_vlans"] == [110, 120, 121]
+    assert iface["e2"]["dynamic_vlans"] == [120, 121]
+    assert sorted(vms) == ["app-01", "app-02", "web-01"]
+    assert vms["web-01"]["attachments"] == [{"switch": "leaf1", "port": "e1"}]
+    assert session["vms"] == 3
+
+
+def test_after_a_lost_store_the_origin_record_still_prunes_what_vmfabric_added(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=3)
+    sw.ovs.vsctl("set", "Port", "e1", "trunks=[50]")  # static
+    config = write_config(tmp_path, sw)
+    converge_once(sw, config)
+    for leftover in tmp_path.glob("vmfabric.db*"):
+        leftover.unlink()
+    fewer = dict(INVENTORY, vms=INVENTORY["vms"][1:])  # web-01 deleted while vmfabric was down
+    (tmp_path / "inv.yaml").write_text(yaml.safe_dump(fewer))
+
+    with controller(config) as (ctl, _):
+        wait_for(lambda: settled(ctl), 10, "settled")
+        wait_for(lambda: 110 not in trunks(sw, "e1"), 10, "VLAN 110 pruned from e1")
+
+    assert trunks(sw, "e1") == {50, 120, 121}, "the static VLAN stays, only 110 goes"
