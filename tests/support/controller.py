@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -58,6 +59,12 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - start
 
 
-def trunks(ovs: OvsInstance, port: str) -> set[int]:
-    """The VLANs an OVS port trunks, read with ovs-vsctl (the closed-port 4095 included)."""
-    return {int(v) for v in re.findall(r"\d+", ovs.vsctl("get", "Port", port, "trunks"))}
+def trunks(ovs: OvsInstance | str, port: str) -> set[int]:
+    """The VLANs an OVS port trunks, read with ovs-vsctl (the closed-port 4095 included).
+    ``ovs`` is an OvsInstance or an OVSDB URL ("unix:/.../db.sock", e.g. a lab switch's)."""
+    if isinstance(ovs, OvsInstance):
+        text = ovs.vsctl("get", "Port", port, "trunks")
+    else:
+        argv = ["ovs-vsctl", f"--db={ovs}", "--timeout=10", "get", "Port", port, "trunks"]
+        text = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return {int(v) for v in re.findall(r"\d+", text)}
