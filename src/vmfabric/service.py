@@ -230,6 +230,7 @@ class Controller:
         self._drivers = drivers
         self._sources = sources
         self._approved: dict[str, bool] = {}
+        self._status: dict[str, SessionStatus] = {}  # last status per session
         self._timer_reset = asyncio.Event()
         self.workers: dict[str, SwitchWorker] = {}
         self.events_handled = 0
@@ -346,9 +347,10 @@ class Controller:
     def _record_session_event(self, ev: SessionStatus | Snapshot, now: float) -> None:
         if isinstance(ev, Snapshot):
             self.store.replace_inventory(ev.session, ev.hosts, ev.portgroups, ev.vms, now)
-            in_sync = self.engine.in_sync(ev.session)
-            self.store.set_session_status(ev.session, "connected", in_sync=in_sync, now=now)
-            return
+            last = self._status.get(ev.session, SessionStatus(ev.session, "connected"))
+            ev = dataclasses.replace(last, state="connected")  # keep version and warnings
+        else:
+            self._status[ev.session] = ev
         if ev.state != "connected" or ev.error:
             log.log(
                 logging.WARNING if ev.error else logging.INFO,

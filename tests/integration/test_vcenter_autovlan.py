@@ -203,3 +203,17 @@ def store_of(lab_config: Config) -> Iterator[Store]:
     store = Store(lab_config.store_url())
     yield store
     store.close()
+
+
+def test_show_session_reports_version_counts_and_autovlan(
+    vcsim_lab: Lab, leaf1: OvsInstance, lab_config: Config
+) -> None:
+    with running_controller(lab_config) as ctl:
+        wait_for(lambda: 110 in trunks(leaf1, "Et1"), 15, "VLAN 110 on Et1")
+        (session,) = ctl.store.show_sessions("vc1")
+        assert session["state"] == "connected" and session["in_sync"]
+        assert session["version"], "the vCenter version must survive the snapshot"
+        assert (session["hosts"], session["vms"]) == (3, 2)
+        assert session["allowed_vlans"] == "2-1000" and session["last_update"]
+        auto = ctl.store.session_autovlan("vc1")
+        assert auto["provisioned"] == [{"switch": "leaf1", "port": "Et1", "vlans": [110]}]
