@@ -169,6 +169,9 @@ class LibvirtSession(_SessionBase):
         description="Command printing `lldpcli -f json show neighbors` for a host; "
         "{host} is replaced by the hypervisor name.",
     )
+    lldp_refresh: Duration = Field(
+        300.0, description="Re-read each hypervisor's LLDP neighbours this often."
+    )
 
 
 class StaticSession(_SessionBase):

@@ -54,6 +54,7 @@ from vmfabric.config import LibvirtSession, SessionConfig
 from vmfabric.errors import ConfigError, TransientError
 from vmfabric.model import (
     Host,
+    HostUpsert,
     Neighbor,
     Nic,
     PortGroup,
@@ -139,9 +140,7 @@ def _vlan_name(vlans: frozenset[int]) -> str:
     return "vlan" + ",".join(str(v) for v in sorted(vlans))
 
 
-def _network_portgroup(
-    session: str, net: ET.Element, wanted: str, where: str
-) -> PortGroup | None:
+def _network_portgroup(session: str, net: ET.Element, wanted: str, where: str) -> PortGroup | None:
     name = net.findtext("name", "")
     bridge = net.find("bridge")
     vswitch = bridge.get("name", "") if bridge is not None else ""
@@ -254,6 +253,14 @@ class Inventory:
         state.host, state.error, state.readable, state.ever_read = info, "", True, True
         return self._publish(gone | set(fresh), names)
 
+    def host_nics(self, host: str, info: Host) -> list[SourceEvent]:
+        """A hypervisor's refreshed LLDP neighbours: a HostUpsert when they changed."""
+        state = self.hosts[host]
+        if not state.readable or state.host == info:
+            return []
+        state.host = info
+        return [HostUpsert(info)]
+
     def host_failed(self, host: str, error: str) -> None:
         """A hypervisor cannot be read: keep its last known VMs, remember why."""
         state = self.hosts[host]
@@ -364,7 +371,7 @@ class Inventory:
 class _Report:
     """A worker's message to the session thread."""
 
-    kind: Literal["read", "failed", "domain", "stop"]
+    kind: Literal["read", "failed", "domain", "nics", "stop"]
     host: str
     info: Host | None = None
     views: tuple[DomainView, ...] = ()
@@ -472,7 +479,13 @@ class _Worker:
     def _serve(self, stop: threading.Event) -> str:
         """Handle callbacks until the connection drops (returns why) or ``stop`` is set."""
         while True:
-            gen, kind, arg = self.inbox.get()
+            try:
+                gen, kind, arg = self.inbox.get(timeout=self.source.lldp_refresh)
+            except queue.Empty:  # quiet for a while: refresh this host's LLDP neighbours
+                nics, warnings = self.source.read_nics(self.host)
+                info = Host(self.source.name, self.host, nics=nics)
+                self.source.report(_Report("nics", self.host, info=info, warnings=warnings))
+                continue
             if kind == "stop" or stop.is_set():
                 return "stopped"
             if gen != self._gen:
@@ -522,8 +535,9 @@ class _Worker:
         nics, warnings = self.source.read_nics(self.host)
         info = Host(self.source.name, self.host, nics=nics)
         version = _version(self.conn.getLibVersion())
-        return _Report("read", self.host, info=info, views=tuple(views), warnings=warnings,
-                       version=version)
+        return _Report(
+            "read", self.host, info=info, views=tuple(views), warnings=warnings, version=version
+        )
 
 
 def _version(number: int) -> str:
@@ -557,6 +571,7 @@ class LibvirtSource:
         self._reports: queue.Queue[_Report] = queue.Queue()
         self._workers = {h: _Worker(self, h, uri) for h, uri in config.uris.items()}
         self.lldp_timeout = 10.0
+        self.lldp_refresh = float(getattr(config, "lldp_refresh", 300.0))
 
     def connection(self, host: str) -> Any:
         """The open ``libvirt.virConnect`` of a hypervisor (tests drive the test driver
@@ -640,6 +655,9 @@ class _Session:
             self._after([], fresh=False)
         elif report.kind == "domain":
             self._after(inv.domain(report.host, report.uuid, report.view), fresh=False)
+        elif report.kind == "nics" and report.info is not None:
+            inv.set_host_warnings(report.host, report.warnings)
+            self._after(inv.host_nics(report.host, report.info), fresh=False)
 
     def _after(self, events: list[SourceEvent], fresh: bool) -> None:
         if not self.inventory.ready():
@@ -657,4 +675,3 @@ class _Session:
             return
         for event in events:
             self.emit(event)
-
