@@ -8,20 +8,20 @@ delay; a VLAN outside allowed_vlans never appears.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from support.controller import running_controller, wait_for
+from support.controller import trunks as ovs_trunks
 from support.ovs_fixtures import MakeSwitch, OvsSwitch
-from vmfabric.config import Config, load_config
-from vmfabric.service import Controller, sync_once
+from vmfabric.config import load_config
+from vmfabric.service import sync_once
 from vmfabric.store import Store
 
 pytestmark = pytest.mark.integration
@@ -62,8 +62,7 @@ def write_config(tmp: Path, sw: OvsSwitch, prune: str = "1s") -> Path:
 
 
 def trunks(sw: OvsSwitch, port: str) -> set[int]:
-    text = sw.ovs.vsctl("get", "Port", port, "trunks")
-    return {int(v) for v in re.findall(r"\d+", text)}
+    return ovs_trunks(sw.ovs, port)
 
 
 @contextlib.contextmanager
@@ -120,29 +119,6 @@ def test_dry_run_applies_nothing(ovs_switch: MakeSwitch, tmp_path: Path) -> None
     assert trunks(sw, "e1") == {4095} and trunks(sw, "e2") == {4095}
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-    return time.monotonic() - start
-
-
-async def run_controller(config: Config, body: Callable[[], None]) -> Controller:
-    store = Store(config.store_url())
-    ctl = Controller(config, store)
-    stop = asyncio.Event()
-    task = asyncio.create_task(ctl.run(stop))
-    try:
-        await asyncio.to_thread(body)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        store.close()
-    return ctl
-
-
 def test_moved_vm_vlan_is_added_at_once_and_pruned_after_the_delay(
     ovs_switch: MakeSwitch, tmp_path: Path
 ) -> None:
@@ -152,7 +128,7 @@ def test_moved_vm_vlan_is_added_at_once_and_pruned_after_the_delay(
     config = load_config(path)
     inv = tmp_path / "inv.yaml"
 
-    def scenario() -> None:
+    with running_controller(config):
         wait_for(lambda: 110 in trunks(sw, "e1"), 10, "web-01's VLAN on e1")
         moved = yaml.safe_load(inv.read_text())
         moved["vms"][0]["host"] = "esx2"  # vMotion web-01 esx1 -> esx2
@@ -164,5 +140,3 @@ def test_moved_vm_vlan_is_added_at_once_and_pruned_after_the_delay(
         assert time.monotonic() - moved_at >= 1.4, "pruned before the prune delay"
         assert 60 in trunks(sw, "e2") and 1001 not in trunks(sw, "e2")
         assert trunks(sw, "e1") == {4095}, "emptied port is closed, not open to all"
-
-    asyncio.run(run_controller(config, scenario))
