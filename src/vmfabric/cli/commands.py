@@ -121,12 +121,20 @@ def approve(
 
 def demo(
     keep_going: Annotated[bool, typer.Option(help="Pause between steps.")] = False,
+    static: Annotated[
+        bool, typer.Option("--static", help="The single-switch demo with a static inventory.")
+    ] = False,
 ) -> None:
-    """Show vmfabric at work on a real Open vSwitch with a static inventory."""
-    from vmfabric.demo import run_demo
+    """Show vmfabric at work: a leaf-spine namespace lab, a vCenter simulator, real pings."""
+    from vmfabric.demo import run_demo, run_static_demo
 
     try:
-        run_demo(pause=keep_going)
+        if static:
+            run_static_demo(pause=keep_going)
+        else:
+            run_demo(pause=keep_going)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
     except VmfabricError as exc:
         raise _guard(exc) from None
 
