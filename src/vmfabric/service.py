@@ -231,6 +231,7 @@ class Controller:
         self._sources = sources
         self._approved: dict[str, bool] = {}
         self._status: dict[str, SessionStatus] = {}  # last status per session
+        self._unrecorded: set[str] = set()  # sessions whose inventory the store missed
         self._timer_reset = asyncio.Event()
         self.workers: dict[str, SwitchWorker] = {}
         self.events_handled = 0
@@ -332,6 +333,10 @@ class Controller:
     def _record_events(self, events: Sequence[SourceEvent], now: float) -> None:
         changes: list[Any] = []
         try:
+            if self._unrecorded:  # the engine has this batch too: record its whole view
+                self._unrecorded.update(s.name for s in self.config.sessions)
+                self._rerecord(now)
+                return
             for ev in events:
                 if isinstance(ev, SessionStatus | Snapshot):
                     if changes:
@@ -343,7 +348,25 @@ class Controller:
             if changes:
                 self.store.apply_changes(changes, now)
         except StoreError as exc:
+            self._unrecorded.update(s.name for s in self.config.sessions)
             log.error("store: %s", exc)
+
+    def _rerecord(self, now: float) -> None:
+        """Record the engine's inventory of sessions whose events the store missed (it
+        failed): ``show`` must not stay stale once the store is writable again."""
+        for name in sorted(self._unrecorded):
+            eng = self.engine
+            hosts = [h for k, h in eng.hosts.items() if k[0] == name]
+            portgroups = [p for k, p in eng.portgroups.items() if k[0] == name]
+            vms = [v for k, v in eng.vms.items() if k[0] == name]
+            self.store.replace_inventory(name, hosts, portgroups, vms, now)
+            last = self._status.get(name)
+            if last is not None:
+                self.store.set_session_status(
+                    name, last.state, in_sync=self.engine.in_sync(name), error=last.error,
+                    version=last.version, warnings=last.warnings, now=now,
+                )  # fmt: skip
+            self._unrecorded.discard(name)
 
     def _record_session_event(self, ev: SessionStatus | Snapshot, now: float) -> None:
         if isinstance(ev, Snapshot):
@@ -380,6 +403,8 @@ class Controller:
     async def _approvals(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
+                if self._unrecorded:
+                    self._rerecord(self.clock())
                 for plan_id in self.store.pending_approvals():
                     plan = self.store.plan(plan_id)
                     if plan is not None:
