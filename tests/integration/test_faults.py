@@ -13,9 +13,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import re
+import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -330,3 +335,41 @@ def write_lock(db: Path) -> Iterator[None]:
 
 def audited(ctl: Controller) -> set[tuple[str, int, str]]:
     return {(e["port"], e["vlan"], e["action"]) for e in ctl.store.audit(50)}
+
+
+# ---- the store on a read-only or full file system -----------------------------------------
+
+
+def can_unshare() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not can_unshare(), reason="needs root and unshare(1) for a mount namespace")
+@pytest.mark.parametrize(
+    ("mount", "why"),
+    [("mount --bind -o ro {d} {d}", "read-only"), ("mount -t tmpfs -o size=4k tmpfs {d}", "full")],
+)
+def test_run_on_an_unwritable_store_reports_it_and_applies_nothing(
+    tmp_path: Path, mount: str, why: str
+) -> None:
+    db_dir, state = tmp_path / "db", tmp_path / "leaf1.json"
+    db_dir.mkdir()
+    fake = {"name": "leaf1", "driver": "fake", "edge_ports": ["e1", "e2"],
+            "options": {"state_file": str(state)}}  # fmt: skip
+    store = f"sqlite:///{db_dir}/vmfabric.db"
+    write_setup(tmp_path, [fake], LINKS, inv=inventory(TWO, PGS), store=store)
+    if why == "read-only":
+        Store(store).close()  # an existing store, now on a read-only mount
+    shell = f'{mount.format(d=db_dir)} && exec "$0" -m vmfabric run -c "$1"'
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", shell, sys.executable, str(tmp_path / "vmfabric.yaml")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    switch = json.loads(state.read_text())["ports"] if state.exists() else {}
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert str(db_dir) in done.stderr and why in done.stderr, done.stderr
+    assert all(p["trunks"] in ([], [4095]) for p in switch.values()), "applied without a store"
