@@ -71,7 +71,9 @@ def test_lldp_discovered_uplinks_carry_a_kvm_vm_vlan(lab: LabState, tmp_path: Pa
     assert isinstance(session, LibvirtSession)
     source = LibvirtSource(session, tmp_path)
     with running_controller(config, sources=[source]) as ctl:
-        wait_for(lambda: ctl.engine.in_sync("kvm"), 20, "the libvirt session in sync")
+        wait_for(
+            lambda: ctl.store.show_sessions("kvm")[0]["in_sync"], 20, "the session in sync"
+        )  # the store is what `show host` reads
         hosts = {h["name"]: h for h in ctl.store.show_hosts()}
         got = {
             name: sorted((u["nic"], u["switch"], u["port"], u["source"]) for u in h["uplinks"])
