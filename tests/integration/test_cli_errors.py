@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ INVENTORY = {
 }
 
 
-def setup(tmp: Path, switch: dict[str, object], inventory: object = INVENTORY) -> Path:
+def setup(tmp: Path, switch: Mapping[str, object], inventory: object = INVENTORY) -> Path:
     (tmp / "inv.yaml").write_text(yaml.safe_dump(inventory))
     cfg = {
         "store": "sqlite:///vf.db",
@@ -36,7 +37,8 @@ def setup(tmp: Path, switch: dict[str, object], inventory: object = INVENTORY) -
 
 
 def vmfabric(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([VMFABRIC, *args], capture_output=True, text=True, timeout=60, check=False)
+    argv = [VMFABRIC, *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
 def trunks(sw: OvsSwitch, port: str) -> set[int]:

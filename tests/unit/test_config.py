@@ -56,18 +56,30 @@ def test_config_is_found_through_the_environment(
     [
         (("2-1000,1002-4094", "0-10"), "sessions[0].allowed_vlans: VLAN 0 is outside 1-4094"),
         (("2-1000,1002-4094", "4095"), "sessions[0].allowed_vlans: VLAN 4095 is outside 1-4094"),
-        (("2-1000,1002-4094", "abc"), "sessions[0].allowed_vlans: 'abc' in 'abc' is not a VLAN number"),
+        (
+            ("2-1000,1002-4094", "abc"),
+            "sessions[0].allowed_vlans: 'abc' in 'abc' is not a VLAN number",
+        ),
         (("2-1000,1002-4094", "100-10"), "sessions[0].allowed_vlans: reversed range '100-10'"),
         (("2-1000,1002-4094", "1-10,5-20"), "sessions[0].allowed_vlans: overlapping item '5-20'"),
         (("name: inv", "name: lab"), "session name 'lab' is used twice"),
-        (("edge_ports: [p1, p2]", "edge_ports: [p1, p1]"), "switches[0].edge_ports: edge port 'p1' is listed twice"),
-        (("env:VMFABRIC_LAB_PASSWORD", "hunter2"), "sessions[0].password: literal passwords are refused"),
+        (
+            ("edge_ports: [p1, p2]", "edge_ports: [p1, p1]"),
+            "switches[0].edge_ports: edge port 'p1' is listed twice",
+        ),
+        (
+            ("env:VMFABRIC_LAB_PASSWORD", "hunter2"),
+            "sessions[0].password: literal passwords are refused",
+        ),
         (("prune_delay: 30s", "prune_delay: soon"), "engine.prune_delay: 'soon' is not a duration"),
-        (("switch: leaf1, port", "switch: leaf9, port"), "links[0]: switch 'leaf9' is not configured"),
+        (
+            ("switch: leaf1, port", "switch: leaf9, port"),
+            "links[0]: switch 'leaf9' is not configured",
+        ),
         (("kind: static", "kind: hyperv"), "sessions[1]: Input tag 'hyperv'"),
         (("bridge: br0", "bridge: br0, colour: red"), "switches[0].colour: unknown key"),
     ],
-)  # fmt: skip
+)
 def test_bad_config_is_one_line_naming_file_and_key(
     tmp_path: Path, change: tuple[str, str], expected: str
 ) -> None:

@@ -50,7 +50,7 @@ def run(config: ConfigOpt = None, verbose: Verbose = 0) -> None:
 
 
 def _plan_rows(ports: list[PortPlan]) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for p in ports:
         for r in p.reasons:
             who = ", ".join(r.vms) or r.note
