@@ -44,7 +44,7 @@ _POWER = {
 
 def _power(value: Any) -> Power:
     key = value.lower() if isinstance(value, str) else value
-    if key not in _POWER:
+    if not isinstance(key, str | bool) or key not in _POWER:  # lists, dicts: unhashable
         raise ValueError(f"power {value!r} is not one of on, off, suspended")
     return _POWER[key]
 
