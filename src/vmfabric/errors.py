@@ -9,6 +9,12 @@
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks escaped, so that an error stays one line even when it
+    quotes a key or value a person typed with a line break in it."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 class VmfabricError(Exception):
     """Root of every error vmfabric raises on purpose."""
 
@@ -20,8 +26,9 @@ class ConfigError(VmfabricError):
     """
 
     def __init__(self, message: str, where: str = "") -> None:
-        self.where = where
-        super().__init__(f"{where}: {message}" if where else message)
+        self.where = one_line(where)
+        text = f"{where}: {message}" if where else message
+        super().__init__(one_line(text))
 
 
 class TransientError(VmfabricError):

@@ -39,8 +39,7 @@ ODD_TEXT = st.text(
     "leaf1.dc1.example.com", "LEAF1(FOC1234)", "Et1", "Ethernet1", "gi1/0/1", "e\u0301",
     "2-1000,1002-4094", "100-10", "0", "4095", "1e3", "-1", "NaN", "env:X", "file:",
 ])  # fmt: skip
-# keys without "\n": test_a_key_with_a_line_break_is_refused_in_one_line (xfail) covers those
-KEY = ODD_TEXT.filter(lambda k: "\n" not in k)
+KEY = ODD_TEXT
 SCALAR = st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=True) | ODD_TEXT
 JSONISH = st.recursive(
     SCALAR,
@@ -197,11 +196,6 @@ def test_mutated_config_yaml_loads_or_is_refused_in_one_line(tmp_path: Path, tex
     assert result is None or isinstance(result, Config)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.format_validation_error echoes a key's line break (found by fuzzing; "
-    "config.py is not ours: reported); the strategies above leave such keys out",
-)
 def test_a_key_with_a_line_break_is_refused_in_one_line(tmp_path: Path) -> None:
     path = tmp_path / "inv.yaml"
     path.write_text(yaml.safe_dump({"engine": {"sto\nre": 1}}))
