@@ -1,0 +1,447 @@
+"""Benchmarks on the lab (``bench.vclab``): cold start, convergence latency with its two
+floors, the vMotion storm, and the periodic full-sync baseline.
+
+Latency end points: a relocation's start is the moment the admin client sees its
+``RelocateVM_Task`` complete (``time.time()`` right after the task reads ``success``); its
+end is the OVSDB update that put the VLAN on the destination port, as timestamped by an
+independent ``ovsdb-client monitor`` process (``bench.ovsmon``). Floor (a) is the same
+relocation seen by a bare pyVmomi ``WaitForUpdatesEx`` listener in its own process; floor
+(b) is a bare one-port ovsdbapp transaction (call to commit reply).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.stats import summary
+from bench.vclab import SPARE, SWITCH, Admin, ControllerThread, Lab, TimedDriver
+from vmfabric.engine.autovlan import SessionPolicy, SwitchPolicy, full_desired
+from vmfabric.model import Host, PortGroup, Power, Snapshot, SourceEvent, Uplink, Vm
+from vmfabric.service import Controller
+from vmfabric.sources import vcenter
+from vmfabric.store import Store
+
+Progress = Callable[[str], None]
+CLOSED = 4095
+
+
+# ---- timing hooks, installed from the outside (nothing in src is changed) ----------------
+
+
+@dataclass
+class Hooks:
+    """Times the vcenter source's full read and hint queries and the controller's handling
+    of the snapshot batch (engine apply vs. the rest: resolve + store)."""
+
+    marks: dict[str, float] = field(default_factory=dict)
+    hints: float = 0.0
+    engine: float = 0.0
+    _saved: dict[str, Any] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def installed(self, ctl: Controller) -> Iterator[Hooks]:
+        watch: Any = vcenter._Watch
+        inventory: Any = vcenter.Inventory
+        full_read, query_hints = watch.full_read, watch.query_hints
+        snapshot = inventory.snapshot
+        handle, apply = ctl.handle, ctl.engine.apply
+        marks = self.marks
+
+        def timed_full_read(w: Any, query_hints: bool) -> None:
+            marks.setdefault("read_start", time.time())
+            full_read(w, query_hints)
+
+        def timed_snapshot(inv: Any) -> Snapshot:
+            snap = snapshot(inv)
+            marks.setdefault("read_end", time.time())
+            return snap  # type: ignore[no-any-return]
+
+        def timed_hints(w: Any, hosts: list[str]) -> None:
+            started = time.time()
+            query_hints(w, hosts)
+            if "hints_end" not in marks:
+                self.hints += time.time() - started
+                marks["hints_end"] = time.time()
+
+        def timed_handle(batch: list[SourceEvent]) -> None:
+            snap = any(isinstance(e, Snapshot) for e in batch)
+            if snap:
+                marks.setdefault("handle_start", time.time())
+            handle(batch)
+            if snap:
+                marks.setdefault("handle_end", time.time())
+
+        def timed_apply(events: Any, now: float) -> None:
+            events = list(events)
+            started = time.time()
+            apply(events, now)
+            if any(isinstance(e, Snapshot) for e in events) and not self.engine:
+                self.engine = time.time() - started
+
+        watch.full_read, watch.query_hints = timed_full_read, timed_hints
+        inventory.snapshot = timed_snapshot
+        setattr(ctl, "handle", timed_handle)  # noqa: B010 (instance attribute over the method)
+        setattr(ctl.engine, "apply", timed_apply)  # noqa: B010
+        try:
+            yield self
+        finally:
+            watch.full_read, watch.query_hints = full_read, query_hints
+            inventory.snapshot = snapshot
+
+
+# ---- cold start ---------------------------------------------------------------------------
+
+
+def _converged(expected: dict[str, frozenset[int]]) -> Callable[[Any], bool]:
+    def check(trunks: Any) -> bool:
+        return all(want <= trunks.get(p, frozenset()) for p, want in expected.items())
+
+    return check
+
+
+def cold_start_once(lab: Lab, tag: str) -> tuple[dict[str, Any], ControllerThread, TimedDriver,
+                                                  Store]:  # fmt: skip
+    """Start a controller on a fresh fabric (closed ports, new store); time each phase until
+    every edge port carries its VLANs. Returns the figures and the still-running controller."""
+    assert lab.monitor is not None
+    lab.reset_ports()
+    expected = lab.expected()
+    ctl, driver, store = lab.controller(tag)
+    hooks = Hooks()
+    mark = lab.monitor.mark()
+    with hooks.installed(ctl):
+        t0 = time.time()
+        runner = ControllerThread(ctl).start()
+        ok = lab.monitor.wait(_converged(expected), 600)
+    ups = lab.monitor.since(mark)
+    done = max((u.at for u in ups), default=time.time())
+    deadline = time.monotonic() + 30  # the apply is recorded once ovs-vswitchd caught up
+    while not any(a.start <= done for a in driver.applies) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    m = hooks.marks
+    applies = [a for a in driver.applies if a.start <= done]
+    exact = all(lab.monitor.vlans(p) == want for p, want in expected.items())
+    read = m.get("read_end", done) - m.get("read_start", t0)
+    figures = {
+        "converged": ok,
+        "exact": exact,
+        "total_s": done - t0,
+        "connect_s": m.get("read_start", t0) - t0,
+        "inventory_read_s": read - hooks.hints,
+        "discovery_s": hooks.hints,
+        "queue_s": m.get("handle_start", 0) - m.get("read_end", 0),
+        "compute_s": hooks.engine,
+        "store_s": m.get("handle_end", 0) - m.get("handle_start", 0) - hooks.engine,
+        "apply_s": sum(a.end - a.start for a in applies),
+        "first_apply_to_converged_s": done - min((a.start for a in applies), default=done),
+        "transactions": sum(a.transactions for a in applies),
+        "writes": sum(a.writes for a in applies),
+        "vms": lab.vms,
+        "ports": len(expected),
+        "memberships": sum(len(v) for v in expected.values()),
+    }
+    return figures, runner, driver, store
+
+
+def cold_start(lab: Lab, reps: int, progress: Progress) -> tuple[dict[str, Any], Any]:
+    """``reps`` cold starts; the last controller is left running (returned) for the next
+    benchmark."""
+    runs: list[dict[str, Any]] = []
+    kept: Any = None
+    for r in range(reps):
+        figures, runner, driver, store = cold_start_once(lab, f"cold{r}")
+        runs.append(figures)
+        progress(f"  cold start {r + 1}/{reps}: {figures['total_s']:.2f} s "
+                 f"(read {figures['inventory_read_s']:.2f}, hints {figures['discovery_s']:.2f}, "
+                 f"compute {figures['compute_s']:.3f}, store {figures['store_s']:.2f}, "
+                 f"apply {figures['apply_s']:.2f})")  # fmt: skip
+        if r < reps - 1:
+            runner.stop()
+            store.close()
+        else:
+            kept = (runner, driver, store)
+    keys = [k for k, v in runs[0].items() if k.endswith("_s")]
+    out: dict[str, Any] = {k: summary([run[k] for run in runs]) for k in keys}
+    out["runs"] = runs
+    out["all_converged_exactly"] = all(r["converged"] and r["exact"] for r in runs)
+    return out, kept
+
+
+# ---- convergence latency and its floors --------------------------------------------------
+
+
+def bare_transactions(db_url: str, count: int) -> list[float]:
+    """Floor (b): one-port OVSDB transactions through ovsdbapp's own Open_vSwitch API (add or
+    remove one trunk VLAN on the spare port), call to commit reply."""
+    from ovsdbapp.backend.ovs_idl import connection
+    from ovsdbapp.schema.open_vswitch import impl_idl
+
+    idl = connection.OvsdbIdl.from_server(db_url, "Open_vSwitch")
+    conn = connection.Connection(idl=idl, timeout=10)
+    api = impl_idl.OvsdbIdl(conn)
+    times = []
+    try:
+        for i in range(count):
+            cmd = (api.db_add if i % 2 == 0 else api.db_remove)("Port", SPARE, "trunks", 42)
+            started = time.perf_counter()
+            cmd.execute(check_error=True)
+            times.append(time.perf_counter() - started)
+    finally:
+        conn.stop()
+    return times
+
+
+def convergence(lab: Lab, driver: TimedDriver, k: int, progress: Progress) -> dict[str, Any]:
+    """``k`` vMotions one at a time, each needing a VLAN added on the destination port."""
+    assert lab.monitor is not None and lab.admin is not None
+    admin: Admin = lab.admin
+    rng = random.Random(11)
+    latencies: list[float] = []
+    floor_a: list[float] = []
+    misses = 0
+    writes0, txns0 = driver.inner.writes, driver.inner.transactions
+    listener = lab.listener()
+    started = time.time()
+    try:
+        for i in range(k):
+            mover = lab.mover(i % lab.movers)
+            dest = lab.next_host(mover)
+            port, vlan = lab.port_of_host(dest), lab.mover_vlan(mover)
+            if vlan in lab.monitor.vlans(port):
+                raise RuntimeError(f"VLAN {vlan} already on {port}: the benchmark is wrong")
+            time.sleep(rng.uniform(0, 0.25))  # sample every phase of vcsim's 250 ms tick
+            mark, lmark = lab.monitor.mark(), listener.mark()
+            done = admin.relocate(mover, dest)
+            up = lab.monitor.wait_vlan(port, vlan, mark, 10)
+            seen = listener.wait(admin.vms[mover]._moId, admin.hosts[dest]._moId, lmark, 10)
+            if up is None or seen is None:
+                misses += 1
+                continue
+            latencies.append(up.at - done)
+            floor_a.append(seen - done)
+            if (i + 1) % 50 == 0:
+                progress(f"  vMotion {i + 1}/{k}: p50 so far {_ms(latencies)} ms")
+    finally:
+        listener.close()
+    elapsed = time.time() - started
+    assert lab.ovs is not None
+    floor_b = bare_transactions(lab.ovs.db_url, k)
+    a50 = summary(floor_a, 1000.0, 1).get("p50", 0.0)
+    b50 = summary(floor_b, 1000.0, 2).get("p50", 0.0)
+    v = summary(latencies, 1000.0, 1)
+    return {
+        "k": k,
+        "misses": misses,
+        "vmfabric_ms": v,
+        "floor_a_waitforupdates_ms": summary(floor_a, 1000.0, 1),
+        "floor_b_ovsdb_txn_ms": summary(floor_b, 1000.0, 2),
+        "ratio_p50": round(v.get("p50", 0.0) / (a50 + b50), 2) if a50 + b50 > 0 else None,
+        "vmfabric_minus_floor_a_ms": summary(
+            [x - y for x, y in zip(latencies, floor_a, strict=True)], 1000.0, 1
+        ),
+        "writes": driver.inner.writes - writes0,
+        "transactions": driver.inner.transactions - txns0,
+        "workload_seconds": round(elapsed, 1),
+    }
+
+
+def _ms(values: list[float]) -> str:
+    return f"{summary(values, 1000.0, 1).get('p50', float('nan')):.1f}"
+
+
+# ---- the storm ----------------------------------------------------------------------------
+
+
+def _quiet(lab: Lab, driver: TimedDriver, seconds: float, timeout: float) -> None:
+    assert lab.monitor is not None
+    deadline = time.monotonic() + timeout
+    last = (-1, -1)
+    while time.monotonic() < deadline:
+        now = (len(driver.applies), lab.monitor.mark())
+        if now == last:
+            return
+        last = now
+        time.sleep(seconds)
+
+
+def storm(
+    lab: Lab, ctl: Controller, driver: TimedDriver, n: int, progress: Progress
+) -> dict[str, Any]:
+    """``n`` vMotions issued back to back (no wait between them); count what reached OVSDB."""
+    assert lab.monitor is not None and lab.admin is not None
+    coalesce = ctl.config.engine.coalesce
+    plan = []
+    for i in range(n):
+        mover = lab.mover(i % lab.movers)
+        plan.append((mover, lab.next_host(mover)))
+    final = {m: lab.port_of_host(lab.where[m]) for m, _ in plan}
+    mark, applies0 = lab.monitor.mark(), len(driver.applies)
+    txns0, writes0, events0 = driver.inner.transactions, driver.inner.writes, ctl.events_handled
+    t0 = time.time()
+    for mover, host in plan:
+        lab.admin.start_relocate(mover, host)
+    issued = time.time() - t0
+    progress(f"  {n} relocations issued in {issued:.1f} s; waiting for the fabric")
+    want = {p: frozenset(lab.mover_vlan(m) for m, q in final.items() if q == p)
+            for p in set(final.values())}  # fmt: skip
+    ok = lab.monitor.wait(_converged(want), 120)
+    _quiet(lab, driver, 1.0, 60)
+    ups = lab.monitor.since(mark)
+    applies = driver.applies[applies0:]
+    commits = sorted(a.end for a in applies if a.transactions)
+    blocks = sorted({(u.block, u.at) for u in ups}, key=lambda b: b[0])
+    observed = sum(len((u.new ^ u.old) - {CLOSED}) for u in ups)
+    writes = driver.inner.writes - writes0
+    done = max((u.at for u in ups), default=t0)
+    return {
+        "vmotions": n,
+        "issue_seconds": round(issued, 2),
+        "converged": ok,
+        "seconds_to_quiet": round(done - t0, 2),
+        "events_handled": ctl.events_handled - events0,
+        "transactions": driver.inner.transactions - txns0,
+        "ovsdb_updates_seen": len(blocks),
+        "writes": writes,
+        "memberships_changed_seen": observed,
+        "redundant_writes": writes - observed,
+        "redundant_transactions": sum(1 for a in applies if a.transactions and not a.writes),
+        "coalesce_ms": coalesce * 1000,
+        "max_transactions_per_window": _max_in_window([b[1] for b in blocks], coalesce),
+        "min_gap_between_commits_ms": round(
+            min((b - a for a, b in itertools.pairwise(commits)), default=0) * 1000, 1
+        ),
+        "window_budget": int((done - t0) / coalesce) + 1,
+    }
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    """Most transactions whose monitor timestamps fall within any half-open window."""
+    best, lo = 0, 0
+    ordered = sorted(times)
+    for hi, t in enumerate(ordered):
+        while t - ordered[lo] >= window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+# ---- the baseline: periodic full sync ----------------------------------------------------
+
+
+def full_sync(lab: Lab, api: Any) -> dict[str, Any]:
+    """Read the whole inventory, compute every port's VLANs, push every port's full list
+    in one transaction (what a periodic reconcile without events does)."""
+    assert lab.admin is not None
+    admin = lab.admin
+    t0 = time.perf_counter()
+    hosts = {o.obj._moId: admin._props(o)["name"] for o in admin._view(
+        vim_host(), ["name"])}  # fmt: skip
+    pgs = admin._view(vim_dvpg(), ["name", "config.defaultPortConfig"])
+    placement = admin.placement()
+    t1 = time.perf_counter()
+    session = "vc"
+    portgroups = []
+    for o in pgs:
+        p = admin._props(o)
+        vlan = getattr(p.get("config.defaultPortConfig"), "vlan", None)
+        vid = getattr(vlan, "vlanId", None)
+        if isinstance(vid, int) and 1 <= vid <= 4094:
+            portgroups.append(PortGroup(session, str(p["name"]), frozenset({vid})))
+    model_hosts = [
+        Host(session, name, uplinks=(Uplink("vmnic1", SWITCH, lab.port_of_host(name), "static"),))
+        for name in hosts.values()
+    ]
+    vms = [
+        Vm(session, moref, moref, hosts.get(host, ""), Power(power), nets)
+        for moref, host, power, nets in placement
+    ]
+    desired = full_desired(model_hosts, portgroups, vms, [SessionPolicy(session)],
+                           [SwitchPolicy(SWITCH, frozenset(lab.ports))])  # fmt: skip
+    t2 = time.perf_counter()
+    pushed = 0
+    with api.transaction(check_error=True) as txn:
+        for port in lab.ports:
+            vlans = sorted(desired.get((SWITCH, port), ())) or [CLOSED]
+            pushed += len(vlans)
+            txn.add(api.db_set("Port", port, ("trunks", vlans)))
+    t3 = time.perf_counter()
+    return {"read_s": t1 - t0, "compute_s": t2 - t1, "push_s": t3 - t2, "sync_s": t3 - t0,
+            "pushed": pushed}  # fmt: skip
+
+
+def vim_host() -> Any:
+    from bench.listener import vim
+
+    return vim.HostSystem
+
+
+def vim_dvpg() -> Any:
+    from bench.listener import vim
+
+    return vim.dvs.DistributedVirtualPortgroup
+
+
+def baseline(
+    lab: Lab, reps: int, intervals: tuple[int, ...], workloads: dict[str, tuple[float, int]],
+    progress: Progress,
+) -> dict[str, Any]:  # fmt: skip
+    """Full syncs on the same lab (controller stopped), each after one vMotion that needs a
+    VLAN; expected latency interval/2 + sync time, and writes for the same workloads
+    (``workloads``: name -> (duration in seconds, vmfabric's writes for it))."""
+    from ovsdbapp.backend.ovs_idl import connection
+    from ovsdbapp.schema.open_vswitch import impl_idl
+
+    assert lab.ovs is not None and lab.monitor is not None and lab.admin is not None
+    idl = connection.OvsdbIdl.from_server(lab.ovs.db_url, "Open_vSwitch")
+    conn = connection.Connection(idl=idl, timeout=30)
+    api = impl_idl.OvsdbIdl(conn)
+    runs = []
+    try:
+        for r in range(reps):
+            mover = lab.mover(r % lab.movers)
+            dest = lab.next_host(mover)
+            lab.admin.relocate(mover, dest)
+            mark = lab.monitor.mark()
+            figures = full_sync(lab, api)
+            up = lab.monitor.wait_vlan(lab.port_of_host(dest), lab.mover_vlan(mover), mark, 10)
+            ups = lab.monitor.since(mark)
+            figures["delivered"] = up is not None
+            figures["changed"] = sum(len((u.new ^ u.old) - {CLOSED}) for u in ups)
+            runs.append(figures)
+            progress(
+                f"  full sync {r + 1}/{reps}: {figures['sync_s']:.2f} s, "
+                f"{figures['pushed']} memberships pushed, {figures['changed']} changed"
+            )
+    finally:
+        conn.stop()
+    sync = summary([r["sync_s"] for r in runs])
+    pushed = int(sorted(r["pushed"] for r in runs)[len(runs) // 2])
+    out: dict[str, Any] = {
+        "sync_s": sync,
+        "read_s": summary([r["read_s"] for r in runs]),
+        "compute_s": summary([r["compute_s"] for r in runs]),
+        "push_s": summary([r["push_s"] for r in runs]),
+        "pushed_per_sync": pushed,
+        "changed_per_sync": summary([r["changed"] for r in runs], digits=0),
+        "all_delivered": all(r["delivered"] for r in runs),
+        "intervals": {},
+    }
+    for interval in intervals:
+        entry: dict[str, Any] = {
+            "expected_latency_s": round(interval / 2 + sync["p50"], 2),
+            "worst_latency_s": round(interval + sync["p50"], 2),
+            "writes_per_hour": int(3600 / interval * pushed),
+            "workloads": {},
+        }
+        for name, (seconds, ours) in workloads.items():
+            syncs = max(1, int(-(-seconds // interval)))
+            entry["workloads"][name] = {"syncs": syncs, "writes": syncs * pushed,
+                                        "vmfabric_writes": ours}  # fmt: skip
+        out["intervals"][str(interval)] = entry
+    return out

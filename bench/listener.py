@@ -1,0 +1,89 @@
+"""Floor (a): a bare pyVmomi ``WaitForUpdatesEx`` listener, run as its own process.
+
+``python -m bench.listener`` reads the vCenter URL and user from its arguments and the
+password from ``$BENCH_VC_PASSWORD``, watches ``runtime.host`` of every VM through one
+ContainerView filter (the same long poll vmfabric's source makes: maxWaitSeconds 1), and
+prints ``ready`` after the initial read, then one line per change:
+``<epoch seconds> <vm moref> <host moref>``. It exits when stdin closes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from pyVim import connect as _connect
+from pyVmomi import vim as _vim
+from pyVmomi import vmodl as _vmodl
+
+vim: Any = _vim
+vmodl: Any = _vmodl
+SmartConnect: Any = _connect.SmartConnect
+
+
+def connect(url: str, user: str, password: str) -> Any:
+    parts = urlsplit(url)
+    return SmartConnect(protocol=parts.scheme, host=parts.hostname, port=parts.port,
+                        path=parts.path or "/sdk", user=user, pwd=password)  # fmt: skip
+
+
+def vm_host_filter(content: Any, collector: Any) -> Any:
+    pc = vmodl.query.PropertyCollector
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+    traverse = pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
+    spec = pc.FilterSpec(
+        objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
+        propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.host"])],
+    )
+    return collector.CreateFilter(spec, partialUpdates=False)
+
+
+def listen(url: str, user: str, password: str, stop: threading.Event) -> None:
+    si = connect(url, user, password)
+    content = si.RetrieveContent()
+    # A collector of its own: vcsim (govmomi 0.24) keys WaitForUpdates listeners by the
+    # collector's moref, and every session's default one is "propertyCollector", so a
+    # second session waiting on the default collector would take vmfabric's updates away.
+    pc = content.propertyCollector.CreatePropertyCollector()
+    vm_host_filter(content, pc)
+    options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=0)
+    version = ""
+    while True:  # the initial read, possibly truncated
+        update = pc.WaitForUpdatesEx(version, options)
+        if update is None:
+            break
+        version = update.version
+        if not update.truncated:
+            break
+    print("ready", flush=True)
+    options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=1)
+    while not stop.is_set():
+        update = pc.WaitForUpdatesEx(version, options)
+        now = time.time()
+        if update is None:
+            continue
+        version = update.version
+        for fs in update.filterSet or ():
+            for obj in fs.objectSet or ():
+                for change in obj.changeSet or ():
+                    if change.name == "runtime.host" and change.val is not None:
+                        print(f"{now:.6f} {obj.obj._moId} {change.val._moId}", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    url, user = argv[0], argv[1]
+    password = os.environ["BENCH_VC_PASSWORD"]
+    stop = threading.Event()
+    thread = threading.Thread(target=listen, args=(url, user, password, stop), daemon=True)
+    thread.start()
+    sys.stdin.read()  # the parent closes stdin to stop us
+    stop.set()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

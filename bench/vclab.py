@@ -1,0 +1,552 @@
+"""The benchmark lab: vcsim (H hosts, N VMs), a real Open vSwitch with one edge port per
+host, a pyVmomi admin client, and the controller running in-process in a thread.
+
+Wiring: host ``hvNNN``'s ``vmnic1`` (its distributed-switch uplink) reports by CDP that it
+lands on port ``pNNN`` of switch ``leaf1``; bridge ``sw`` of a private OVS (own namespace)
+has the veth ports ``p001``..``pH`` (all edge ports, starting closed: trunks=[4095]) and a
+``spare`` port that vmfabric never writes (floor (b) transactions go there). The
+simulator's N model VMs sit on ``DC0_DVPG0``, given VLAN 100; ``movers`` more VMs each
+have a port group of their own (VLAN 1000 + i), so every vMotion of a mover to a host it
+has not visited needs a VLAN added on the destination port.
+
+Everything started here is stopped by ``Lab.close`` (by PID and name), also on errors and
+Ctrl-C: the controller thread, the listener process, the OVSDB monitor, vcsim, OVS and its
+namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyVim import connect as _connect
+
+from bench.listener import connect, vim, vmodl
+from bench.ovsmon import OvsMonitor
+from vmfabric.config import Config, parse_config
+from vmfabric.drivers.ovs import OvsDriver
+from vmfabric.lab import netns as nsx
+from vmfabric.lab.ovs import OvsInstance, unique_name
+from vmfabric.lab.vcsim import Vcsim, write_hints
+from vmfabric.model import PortChange, PortState
+from vmfabric.service import Controller
+from vmfabric.store import Store
+
+SWITCH = "leaf1"
+BRIDGE = "sw"
+SPARE = "spare"
+BASE_VLAN = 100
+MOVER_VLAN = 1000
+PASSWORD_ENV = "BENCH_VC_PASSWORD"  # noqa: S105 (a variable name, not a password)
+Progress = Callable[[str], None]
+Disconnect: Any = _connect.Disconnect
+
+
+def host_name(i: int) -> str:
+    return f"hv{i:03d}"
+
+
+def port_name(i: int) -> str:
+    return f"p{i:03d}"
+
+
+# ---- the vSphere admin ------------------------------------------------------------------
+
+
+class Admin:
+    """A pyVmomi client with every host and VM reference cached (vcsim answers a lookup
+    by name only by listing every object, far too slow for 10,000 VMs)."""
+
+    def __init__(self, url: str, user: str, password: str) -> None:
+        self.si = connect(url, user, password)
+        self.content = self.si.RetrieveContent()
+        self.hosts: dict[str, Any] = {}
+        self.vms: dict[str, Any] = {}
+        self.networks: dict[str, Any] = {}
+        self.refresh()
+
+    def _view(self, kind: Any, paths: Sequence[str]) -> list[Any]:
+        pc = vmodl.query.PropertyCollector
+        view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [kind], True)
+        try:
+            spec = pc.FilterSpec(
+                objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[pc.TraversalSpec(
+                    name="v", path="view", skip=False, type=vim.view.ContainerView)])],
+                propSet=[pc.PropertySpec(type=kind, pathSet=list(paths))],
+            )  # fmt: skip
+            out: list[Any] = []
+            collector = self.content.propertyCollector
+            result = collector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
+            while result is not None:
+                out.extend(result.objects or ())
+                if not result.token:
+                    break
+                result = collector.ContinueRetrievePropertiesEx(result.token)
+            return out
+        finally:
+            view.DestroyView()
+
+    @staticmethod
+    def _props(obj: Any) -> dict[str, Any]:
+        return {p.name: p.val for p in obj.propSet or ()}
+
+    def refresh(self) -> None:
+        self.hosts = {self._props(o)["name"]: o.obj for o in self._view(vim.HostSystem, ["name"])}
+        self.vms = {self._props(o)["name"]: o.obj for o in self._view(vim.VirtualMachine, ["name"])}
+        self.networks = {self._props(o)["name"]: o.obj for o in self._view(vim.Network, ["name"])}
+
+    def placement(self) -> list[tuple[str, str, str, tuple[str, ...]]]:
+        """(vm moref, host moref, power state, network names) of every VM."""
+        names = {ref._moId: name for name, ref in self.networks.items()}
+        out = []
+        paths = ["runtime.host", "runtime.powerState", "network"]
+        for o in self._view(vim.VirtualMachine, paths):
+            p = self._props(o)
+            nets = tuple(names.get(n._moId, n._moId) for n in p.get("network") or ())
+            host = p.get("runtime.host")
+            out.append((o.obj._moId, host._moId if host is not None else "",
+                        str(p.get("runtime.powerState")), nets))  # fmt: skip
+        return out
+
+    def _dvs(self) -> Any:
+        view = self.content.viewManager.CreateContainerView(
+            self.content.rootFolder, [vim.DistributedVirtualSwitch], True
+        )
+        try:
+            return view.view[0]
+        finally:
+            view.DestroyView()
+
+    def set_vlan(self, portgroup: str, vlan: int) -> None:
+        pg = self.networks[portgroup]
+        dvs = vim.dvs.VmwareDistributedVirtualSwitch
+        spec = vim.dvs.DistributedVirtualPortgroup.ConfigSpec(
+            configVersion=pg.config.configVersion,
+            defaultPortConfig=dvs.VmwarePortConfigPolicy(
+                vlan=dvs.VlanIdSpec(vlanId=vlan, inherited=False)
+            ),
+        )
+        wait_task(pg.ReconfigureDVPortgroup_Task(spec))
+
+    def add_portgroups(self, vlans: dict[str, int]) -> None:
+        dvs = vim.dvs.VmwareDistributedVirtualSwitch
+        specs = [
+            vim.dvs.DistributedVirtualPortgroup.ConfigSpec(
+                name=name, type="earlyBinding", numPorts=8,
+                defaultPortConfig=dvs.VmwarePortConfigPolicy(
+                    vlan=dvs.VlanIdSpec(vlanId=vlan, inherited=False)),
+            )
+            for name, vlan in vlans.items()
+        ]  # fmt: skip
+        wait_task(self._dvs().AddDVPortgroup_Task(specs))
+        self.refresh()
+
+    def create_vm(self, name: str, host: str, portgroup: str) -> Any:
+        target = self.hosts[host]
+        pg = self.networks[portgroup]
+        card = vim.vm.device.VirtualEthernetCard
+        port = vim.dvs.PortConnection(
+            portgroupKey=pg.key, switchUuid=pg.config.distributedVirtualSwitch.uuid
+        )
+        nic = vim.vm.device.VirtualVmxnet3(
+            key=-1, backing=card.DistributedVirtualPortBackingInfo(port=port)
+        )
+        config = vim.vm.ConfigSpec(
+            name=name, guestId="otherGuest", numCPUs=1, memoryMB=64,
+            files=vim.vm.FileInfo(vmPathName="[LocalDS_0]"),
+            deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="add", device=nic)],
+        )  # fmt: skip
+        datacenter = self.content.rootFolder.childEntity[0]
+        pool = target.parent.resourcePool
+        vm = wait_task(datacenter.vmFolder.CreateVM_Task(config, pool, target))
+        wait_task(vm.PowerOnVM_Task())
+        self.vms[name] = vm
+        return vm
+
+    def start_relocate(self, vm: str, host: str) -> Any:
+        target = self.hosts[host]
+        spec = vim.vm.RelocateSpec(host=target, pool=target.parent.resourcePool)
+        return self.vms[vm].RelocateVM_Task(spec)
+
+    def relocate(self, vm: str, host: str) -> float:
+        """vMotion; returns the wall-clock time at which this client saw the task done."""
+        wait_task(self.start_relocate(vm, host), poll=0.002)
+        return time.time()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # the simulator may be gone already
+            Disconnect(self.si)
+
+
+def wait_task(task: Any, timeout: float = 60.0, poll: float = 0.005) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = task.info
+        if info.state == "success":
+            return info.result
+        if info.state == "error":
+            raise RuntimeError(f"task {info.descriptionId} failed: {info.error}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"task {info.descriptionId} not done in {timeout:g}s")
+        time.sleep(poll)
+
+
+# ---- the driver, timed from the outside -------------------------------------------------
+
+
+@dataclass
+class Apply:
+    start: float
+    end: float
+    ports: int
+    transactions: int  # committed by this call (0 or 1)
+    writes: int  # (port, VLAN) memberships it changed
+
+
+class TimedDriver:
+    """Wraps a driver (OvsDriver, FakeDriver: both count ``transactions`` and ``writes``)
+    and records every ``apply`` and ``read_ports``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.applies: list[Apply] = []
+        self.reads: list[tuple[float, float]] = []
+
+    def connect(self) -> None:
+        self.inner.connect()
+
+    def read_ports(self) -> dict[str, PortState]:
+        t0 = time.time()
+        out: dict[str, PortState] = self.inner.read_ports()
+        self.reads.append((t0, time.time()))
+        return out
+
+    def apply(self, changes: Sequence[PortChange]) -> dict[str, PortState]:
+        t0 = time.time()
+        txns, writes = self.inner.transactions, self.inner.writes
+        out: dict[str, PortState] = self.inner.apply(changes)
+        self.applies.append(
+            Apply(
+                t0,
+                time.time(),
+                len(changes),
+                self.inner.transactions - txns,
+                self.inner.writes - writes,
+            )
+        )
+        return out
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+# ---- the controller in a thread -----------------------------------------------------------
+
+
+class ControllerThread:
+    """``Controller.run`` on an event loop of its own, in a thread, until ``stop``."""
+
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="controller", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> ControllerThread:
+        self._thread.start()
+        self._started.wait(10)
+        return self
+
+    def _main(self) -> None:
+        async def body() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._started.set()
+            await self.ctl.run(self._stop)
+
+        try:
+            asyncio.run(body())
+        except BaseException as exc:  # reported by stop()
+            self.error = exc
+            self._started.set()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(60)
+        if self.error is not None:
+            raise RuntimeError(f"controller failed: {self.error!r}") from self.error
+
+
+# ---- the listener (floor a) ---------------------------------------------------------------
+
+
+class Listener:
+    """Runs ``python -m bench.listener`` and collects its (time, vm, host) lines."""
+
+    def __init__(self, url: str, user: str, password: str) -> None:
+        env = dict(os.environ, **{PASSWORD_ENV: password})
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.listener", url, user],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1,
+        )  # fmt: skip
+        self.lines: list[tuple[float, str, str]] = []
+        self._cond = threading.Condition()
+        self._ready = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._ready, 300):
+                self.close()
+                raise RuntimeError("the listener did not get ready")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            parts = line.split()
+            with self._cond:
+                if parts == ["ready"]:
+                    self._ready = True
+                elif len(parts) == 3:
+                    self.lines.append((float(parts[0]), parts[1], parts[2]))
+                self._cond.notify_all()
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.lines)
+
+    def wait(self, vm: str, host: str, since: int, timeout: float) -> float | None:
+        def hit() -> float | None:
+            for at, v, h in self.lines[since:]:
+                if v == vm and h == host:
+                    return at
+            return None
+
+        with self._cond:
+            self._cond.wait_for(lambda: hit() is not None, timeout)
+            return hit()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+# ---- the lab ------------------------------------------------------------------------------
+
+
+@dataclass
+class Lab:
+    """vcsim + OVS + admin client + OVSDB monitor. See the module docstring."""
+
+    hosts: int
+    vms: int
+    movers: int
+    progress: Progress
+    seed: int = 7
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vmfabric-bench-")))
+    ovs: OvsInstance | None = None
+    sim: Vcsim | None = None
+    admin: Admin | None = None
+    monitor: OvsMonitor | None = None
+    setup_seconds: dict[str, float] = field(default_factory=dict)
+    itinerary: dict[str, list[str]] = field(default_factory=dict)
+    where: dict[str, str] = field(default_factory=dict)  # mover -> host now
+
+    @property
+    def ports(self) -> list[str]:
+        return [port_name(i) for i in range(1, self.hosts + 1)]
+
+    def port_of_host(self, host: str) -> str:
+        return "p" + host[2:]
+
+    def mover(self, j: int) -> str:
+        return f"mover{j:03d}"
+
+    def start(self) -> Lab:
+        try:
+            t = time.monotonic()
+            self._start_ovs()
+            self.setup_seconds["ovs"] = round(time.monotonic() - t, 1)
+            t = time.monotonic()
+            self._start_vcsim()
+            self.setup_seconds["vcsim"] = round(time.monotonic() - t, 1)
+            t = time.monotonic()
+            self._populate()
+            self.setup_seconds["populate"] = round(time.monotonic() - t, 1)
+            assert self.ovs is not None
+            self.monitor = OvsMonitor(self.ovs.db_url).start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start_ovs(self) -> None:
+        self.ovs = OvsInstance(unique_name("vfb"))
+        self.ovs.start()
+        self.ovs.add_bridge(BRIDGE)
+        batch = []
+        for port in [*self.ports, SPARE]:
+            peer = "q" + port[1:] if port != SPARE else "sparex"
+            batch += [f"link add {port} type veth peer name {peer}",
+                      f"link set {port} up", f"link set {peer} up"]  # fmt: skip
+        subprocess.run(
+            nsx.in_netns(self.ovs.netns, ["ip", "-batch", "-"]), input="\n".join(batch) + "\n",
+            text=True, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        args: list[str] = []
+        for port in [*self.ports, SPARE]:
+            args += ["--", "add-port", BRIDGE, port, "trunks=4095"]
+        self.ovs.vsctl(*args[1:])
+
+    def _start_vcsim(self) -> None:
+        hints = {
+            host_name(i): {"vmnic1": {"cdp": {"devId": SWITCH, "portId": port_name(i)}}}
+            for i in range(1, self.hosts + 1)
+        }
+        hints_file = self.workdir / "hints.json"
+        write_hints(hints_file, hints)
+        names = [host_name(i) for i in range(1, self.hosts + 1)]
+        self.sim = Vcsim(hosts=self.hosts, vms=max(self.vms - self.movers, 0),
+                         host_names=names, hints_file=hints_file)  # fmt: skip
+        self.sim.start(timeout=600)
+        self.admin = Admin(self.sim.url, self.sim.username, self.sim.password)
+
+    def _populate(self) -> None:
+        assert self.admin is not None
+        self.admin.set_vlan("DC0_DVPG0", BASE_VLAN)
+        self.admin.add_portgroups({f"mv{j:03d}": MOVER_VLAN + j for j in range(self.movers)})
+        rng = random.Random(self.seed)
+        names = [host_name(i) for i in range(1, self.hosts + 1)]
+        for j in range(self.movers):
+            order = names[:]
+            rng.shuffle(order)
+            start, self.itinerary[self.mover(j)] = order[0], order[1:]
+            self.admin.create_vm(self.mover(j), start, f"mv{j:03d}")
+            self.where[self.mover(j)] = start
+
+    def next_host(self, mover: str) -> str:
+        """A host ``mover`` has never been on (so its VLAN is not on that port yet)."""
+        host = self.itinerary[mover].pop(0)
+        self.where[mover] = host
+        return host
+
+    def mover_vlan(self, mover: str) -> int:
+        return MOVER_VLAN + int(mover[5:])
+
+    def expected(self) -> dict[str, frozenset[int]]:
+        """Every edge port's VLANs, computed here from the simulator's placement."""
+        assert self.admin is not None
+        host_port = {ref._moId: self.port_of_host(n) for n, ref in self.admin.hosts.items()}
+        vlan_of = {"DC0_DVPG0": BASE_VLAN}
+        vlan_of.update({f"mv{j:03d}": MOVER_VLAN + j for j in range(self.movers)})
+        out: dict[str, set[int]] = {p: set() for p in self.ports}
+        for _, host, power, nets in self.admin.placement():
+            if power != "poweredOn" or host not in host_port:
+                continue
+            for net in nets:
+                if net in vlan_of:
+                    out[host_port[host]].add(vlan_of[net])
+        return {p: frozenset(v) for p, v in out.items()}
+
+    def reset_ports(self) -> None:
+        """Every edge port closed again, without vmfabric's origin record (a fresh fabric)."""
+        assert self.ovs is not None and self.monitor is not None
+        args: list[str] = []
+        for port in self.ports:
+            args += ["--", "set", "Port", port, "trunks=4095",
+                     "--", "remove", "Port", port, "external_ids", "vmfabric-dynamic"]  # fmt: skip
+        self.ovs.vsctl(*args[1:])
+        ports = self.ports
+        ok = self.monitor.wait(lambda t: all(t.get(p) == frozenset({4095}) for p in ports), 30)
+        if not ok:
+            raise RuntimeError("ports did not reset")
+
+    def config(self, store: Path, **engine: Any) -> Config:
+        assert self.sim is not None and self.ovs is not None
+        os.environ[PASSWORD_ENV] = self.sim.password
+        data = {
+            "store": f"sqlite:///{store}",
+            "engine": {"prune_delay": 3600, "coalesce": 0.02, **engine},
+            "sessions": [{
+                "name": "vc", "kind": "vcenter", "url": self.sim.url,
+                "username": self.sim.username, "password": f"env:{PASSWORD_ENV}",
+                "audit_interval": 3600, "hint_refresh": 3600,
+            }],
+            "switches": [{
+                "name": SWITCH, "driver": "ovs", "ovsdb": self.ovs.db_url, "bridge": BRIDGE,
+                "edge_ports": self.ports,
+            }],
+        }  # fmt: skip
+        return parse_config(data, base_dir=self.workdir)
+
+    def controller(self, tag: str) -> tuple[Controller, TimedDriver, Store]:
+        store_path = self.workdir / f"{tag}.db"
+        config = self.config(store_path)
+        driver = TimedDriver(OvsDriver(config.switches[0]))
+        store = Store(config.store_url())
+        ctl = Controller(config, store, drivers={SWITCH: driver})
+        return ctl, driver, store
+
+    def listener(self) -> Listener:
+        assert self.sim is not None
+        return Listener(self.sim.url, self.sim.username, self.sim.password)
+
+    def close(self) -> None:
+        errors = []
+        for step in (self._close_monitor, self._close_admin, self._close_sim, self._close_ovs):
+            try:
+                step()
+            except Exception as exc:
+                errors.append(repr(exc))
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        if errors:
+            self.progress(f"cleanup problems: {errors}")
+
+    def _close_monitor(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+            self.monitor = None
+
+    def _close_admin(self) -> None:
+        if self.admin is not None:
+            self.admin.close()
+            self.admin = None
+
+    def _close_sim(self) -> None:
+        if self.sim is not None:
+            self.sim.cleanup()
+            self.sim = None
+
+    def _close_ovs(self) -> None:
+        if self.ovs is not None:
+            self.ovs.stop()
+            self.ovs = None
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
