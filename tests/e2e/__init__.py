@@ -1,0 +1,1 @@
+"""End-to-end tests on the namespace lab with real frames (marker ``e2e``)."""
