@@ -314,8 +314,7 @@ class Narrator:
         self.dir = workdir
         self.pause = pause
         self.cli = [sys.executable, "-m", "vmfabric"]
-        # `show` renders its tables for the width of the terminal, or 120 without one
-        self.env = dict(os.environ, COLUMNS=str(max(console.width, 120)), **(env or {}))
+        self.env = dict(os.environ, **(env or {}))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -339,7 +338,7 @@ class Narrator:
     def show(self, *args: str) -> None:
         console.print(f"[dim]$ vmfabric show {' '.join(args)}[/dim]")
         done = self.vmfabric("show", *args)
-        console.print(done.stdout.rstrip() or done.stderr.rstrip(), markup=False)
+        console.print(done.stdout.rstrip() or done.stderr.rstrip(), markup=False, soft_wrap=True)
 
     def show_json(self, *args: str) -> Any:
         done = self.vmfabric("show", *args, "--json")
@@ -396,7 +395,7 @@ class FabricDemo(Narrator):
         return lambda: vlan not in self.fab.trunks(switch, port)
 
     def ping_until(self, src: str, dst: str, timeout: float) -> float:
-        return poll(lambda: self.fab.ping(src, dst, count=1, wait=0.5), timeout,
+        return poll(lambda: self.fab.ping(src, dst, count=1, wait=0.2), timeout,
                     f"{dst} to answer a ping from {src}", every=0.0)  # fmt: skip
 
     def run(self) -> None:
@@ -581,10 +580,24 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt, so it cleans up as Ctrl-C does."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_demo(pause: bool = False) -> float:
     """``vmfabric demo``: the lab + vcsim + controller demo. Returns its wall time (s)."""
+    with sigterm_as_interrupt():
+        return _run_demo(pause)
+
+
+def _run_demo(pause: bool) -> float:
     started = time.monotonic()
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="vmfabric-demo-"))
     workdir.chmod(0o755)  # lldpd drops privileges: the lab's state dir below must be searchable
     stack = contextlib.ExitStack()
@@ -606,7 +619,6 @@ def run_demo(pause: bool = False) -> float:
     finally:
         with _signals_ignored():
             stack.close()
-            signal.signal(signal.SIGTERM, previous)
     return time.monotonic() - started
 
 
@@ -670,7 +682,7 @@ class StaticDemo:
         argv = [*self.cli, "show", *args, "-c", str(self.dir / "vmfabric.yaml")]
         console.print(f"[dim]$ vmfabric show {' '.join(args)}[/dim]")
         done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
-        console.print(done.stdout.rstrip() or done.stderr.rstrip(), markup=False)
+        console.print(done.stdout.rstrip() or done.stderr.rstrip(), markup=False, soft_wrap=True)
 
     def trunks(self, port: str) -> set[int]:
         text = self.ovs.vsctl("get", "Port", port, "trunks").strip("[] \n")
@@ -751,6 +763,11 @@ class StaticDemo:
 
 def run_static_demo(pause: bool = False) -> None:
     """The static-inventory demo: one OVS leaf, an inventory file as the VM manager."""
+    with sigterm_as_interrupt():
+        _run_static_demo(pause)
+
+
+def _run_static_demo(pause: bool) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="vmfabric-demo-"))
     ovs = OvsInstance(unique_name("vfd"))
     demo = StaticDemo(workdir, ovs, pause)
@@ -763,6 +780,7 @@ def run_static_demo(pause: bool = False) -> None:
         console.print("interrupted: cleaning up")
         raise
     finally:
-        demo.stop_controller()
-        ovs.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        with _signals_ignored():
+            demo.stop_controller()
+            ovs.stop()
+            shutil.rmtree(workdir, ignore_errors=True)

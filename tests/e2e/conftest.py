@@ -23,7 +23,7 @@ import pytest
 
 from support.controller import running_controller, wait_for
 from vmfabric.config import Config, parse_config
-from vmfabric.demo import SESSION, Fabric
+from vmfabric.demo import SESSION, Fabric, sigterm_as_interrupt
 from vmfabric.lab.ovs import ovs_installed
 from vmfabric.service import Controller
 
@@ -68,7 +68,12 @@ def e2e(vcsim_binary: Path) -> Iterator[E2e]:
     _need()
     root = Path(tempfile.mkdtemp(prefix="vfl-test-", dir="/tmp"))
     root.chmod(0o755)  # lldpd drops privileges: the lab's state dir must be searchable
-    with pytest.MonkeyPatch.context() as env, contextlib.ExitStack() as stack:
+    # SIGTERM becomes KeyboardInterrupt, on which pytest still runs this finalizer
+    with (
+        sigterm_as_interrupt(),
+        pytest.MonkeyPatch.context() as env,
+        contextlib.ExitStack() as stack,
+    ):
         stack.callback(shutil.rmtree, root, ignore_errors=True)
         fabric = Fabric.build(stack, name=f"e2e{uuid.uuid4().hex[:5]}", root=root / "lab",
                               workdir=root, binary=vcsim_binary)  # fmt: skip
