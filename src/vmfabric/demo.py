@@ -513,9 +513,9 @@ class FabricDemo(Narrator):
     def step_lab(self) -> None:
         fab = self.fab
         self.say(
-            f"1. The lab is up ({fab.lab.up_seconds:g}s): leaf1, leaf2, spine3, spine4 are Open "
-            "vSwitch bridges with RSTP; hv1-hv5 are hypervisors (hv5 dual-homed, active-backup "
-            "bond). What each hypervisor NIC hears over LLDP:"
+            f"1. The lab {fab.lab.name} is up ({fab.lab.up_seconds:g}s): leaf1, leaf2, spine3, "
+            "spine4 are Open vSwitch bridges with RSTP; hv1-hv5 are hypervisors (hv5 "
+            "dual-homed, active-backup bond). What each hypervisor NIC hears over LLDP:"
         )
         for host in lab_hosts(fab.lab):
             for nic, (system, port) in builder.neighbors(fab.lab, host).items():
@@ -603,7 +603,8 @@ def _run_demo(pause: bool) -> float:
     stack = contextlib.ExitStack()
     stack.callback(shutil.rmtree, workdir, ignore_errors=True)
     try:
-        console.print("[bold]vmfabric demo[/bold]: building the lab and the vCenter simulator...")
+        console.print(f"[bold]vmfabric demo[/bold] in {workdir}: building the lab and the vCenter "
+                      "simulator...")  # fmt: skip
         binary = build_vcsim()  # no-op when build/vcsim is newer than its source
         fabric = Fabric.build(stack, name=f"demo{uuid.uuid4().hex[:5]}", root=workdir / "lab",
                               workdir=workdir, binary=binary)  # fmt: skip

@@ -6,19 +6,33 @@ between VMs on different hosts crosses a leaf edge port only when vmfabric has p
 VLAN there. A VM is created in vcsim (the controller sees it through WaitForUpdatesEx and
 its host's uplinks through CDP/LLDP hints) and, for the frames, as a namespace on its
 host's vSwitch in its VLAN.
+
+The last two tests run ``vmfabric demo`` itself (point 4): it must check its own story,
+exit 0 within two minutes, and leave no namespace, process or file behind, also when
+Ctrl-C interrupts it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import pytest
 
 from e2e.conftest import ALLOWED, E2e
 from support.controller import wait_for
 from vmfabric.demo import Fabric, Watch
+from vmfabric.lab import netns as nsx
+from vmfabric.lab import topology as tp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -162,3 +176,81 @@ def test_protected_vlan_stays_off_every_port(e2e: E2e, vm_cleanup: None) -> None
         first = seen_1001.stop()
     assert first is None, "VLAN 1001 appeared on an edge port"
     assert carriers(fab, 1001) == []
+
+
+# ---- `vmfabric demo` itself --------------------------------------------------------------
+
+
+def _leftovers(lab: str, session: int, workdir: str) -> list[str]:
+    """What a demo (process session ``session``) left behind: namespaces, processes, files."""
+    found = [ns for ns in nsx.list_netns(tp.prefix(lab))]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry.name)) == session:
+                    found.append(f"process {entry.name}")
+                elif workdir in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(f"process {entry.name} naming {workdir}")
+    return found + ([workdir] if Path(workdir).exists() else [])
+
+
+def _start_demo() -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "vmfabric", "demo"]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+
+
+def _finish(proc: subprocess.Popen[str], lines: list[str], timeout: float) -> str:
+    """Read the demo's output to the end (SIGINT to its group after ``timeout``)."""
+    killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGINT))
+    killer.start()
+    try:
+        assert proc.stdout is not None
+        lines += proc.stdout.readlines()
+        proc.wait(30)
+    finally:
+        killer.cancel()
+    return "".join(lines)
+
+
+def _names(out: str) -> tuple[str, str]:
+    workdir = re.search(r"vmfabric demo in (\S+):", out)
+    lab = re.search(r"The lab (\S+) is up", out)
+    assert workdir and lab, out[-3000:]
+    return lab[1], workdir[1]
+
+
+@pytest.mark.timeout(180)
+def test_demo_checks_its_story_and_leaves_nothing_behind() -> None:
+    started = time.monotonic()
+    proc = _start_demo()
+    out = _finish(proc, [], timeout=150)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, out[-3000:]
+    assert took < 120, f"the demo took {took:.0f}s"
+    assert "UNEXPECTED" not in out and "demo finished" in out
+    assert "web-01 -> web-02 (10.0.110.12): answers, as expected" in out
+    assert "pay-01 -> pay-02 (10.0.201.12): no answer, as expected" in out
+    assert "VLAN added after the relocate task completed" in out
+    lab, workdir = _names(out)
+    assert _leftovers(lab, proc.pid, workdir) == []
+
+
+@pytest.mark.timeout(120)
+def test_demo_cleans_up_on_ctrl_c() -> None:
+    """Ctrl-C in a terminal sends SIGINT to the whole foreground group: the demo, vcsim and
+    the controller. Sent once the controller runs (step 3), it must still remove it all."""
+    proc = _start_demo()
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("3. "):
+            break
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    out = _finish(proc, lines, timeout=60)
+    assert proc.returncode == 130, out[-3000:]
+    assert "interrupted: cleaning up" in out
+    lab, workdir = _names(out)
+    assert _leftovers(lab, proc.pid, workdir) == []
