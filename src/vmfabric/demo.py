@@ -112,7 +112,7 @@ def sim_nics(lab: LabState) -> int:
 
 @dataclass
 class Fabric:
-    """The namespace lab and vcsim, driven together: a VM exists in both or in neither.
+    """The namespace lab and vcsim, driven together: each VM action is done in both.
 
     Build it with ``Fabric.build(stack, ...)``: everything it starts is registered on the
     ``ExitStack`` (lab down, simulator stopped) before it starts, so closing the stack
