@@ -154,7 +154,9 @@ def neighbors_from_hints(hints: Iterable[Any]) -> dict[str, Neighbor]:
 
 
 def vswitch_nics(
-    pnics: Iterable[Any], vswitches: Iterable[Any], portgroups: Iterable[Any],
+    pnics: Iterable[Any],
+    vswitches: Iterable[Any],
+    portgroups: Iterable[Any],
     proxies: Iterable[Any],
 ) -> dict[str, frozenset[str]]:
     """Carriage key -> pnic devices: ``pg:<name>`` via the port group's vSwitch,
@@ -227,17 +229,18 @@ class Inventory:
 
     def dvpg_names(self) -> dict[str, str]:
         """Distributed port group key -> name (VM NIC backings name the key)."""
-        return {
-            str(p["key"]): str(p.get("name")) for p in self.networks.values() if "key" in p
-        }
+        return {str(p["key"]): str(p.get("name")) for p in self.networks.values() if "key" in p}
 
     def vm(self, moref: str, dvpg_names: dict[str, str] | None = None) -> Vm:
         props = self.vms[moref]
         host = props.get("runtime.host")
         host_name = self.hosts.get(host._moId, {}).get("name", "") if host is not None else ""
         return Vm(
-            session=self.session, id=moref, name=str(props.get("name", moref)),
-            host=str(host_name), power=_power(props.get("runtime.powerState")),
+            session=self.session,
+            id=moref,
+            name=str(props.get("name", moref)),
+            host=str(host_name),
+            power=_power(props.get("runtime.powerState")),
             networks=self.vm_networks(props, dvpg_names or self.dvpg_names()),
         )
 
@@ -273,7 +276,8 @@ class Inventory:
         """Every port group by name: distributed ones win over a standard one's name."""
         out = self._standard_portgroups()
         uplinks = {
-            ref._moId for s in self.switches.values()
+            ref._moId
+            for s in self.switches.values()
             for ref in s.get("config.uplinkPortgroup") or ()
         }
         for moref, props in self.networks.items():
@@ -288,8 +292,11 @@ class Inventory:
         dvs = props.get("config.distributedVirtualSwitch")
         uuid = self.switches.get(dvs._moId, {}).get("uuid") if dvs is not None else None
         return PortGroup(
-            session=self.session, name=str(props.get("name")), vlans=vlans,
-            vswitch=f"dvs:{uuid}" if uuid else "", problem=problem,
+            session=self.session,
+            name=str(props.get("name")),
+            vlans=vlans,
+            vswitch=f"dvs:{uuid}" if uuid else "",
+            problem=problem,
         )
 
     def _standard_portgroups(self) -> dict[str, PortGroup]:
@@ -359,7 +366,8 @@ class Emitted:
         ]
         out += [
             PortGroupRemoved(pg.session, name)
-            for name, pg in self.portgroups.items() if name not in now
+            for name, pg in self.portgroups.items()
+            if name not in now
         ]
         self.portgroups = dict(now)
         return out
@@ -452,6 +460,7 @@ class VcenterSource:
         self.config = config
         self.base_dir = base_dir
         self.full_reads = 0
+        self.host_rereads = 0  # VMs announced without a host whose host was read directly
         self.hint_queries = 0
         self.updates = 0
         self.last_full_read_seconds = 0.0
@@ -497,10 +506,14 @@ class VcenterSource:
         try:
             content = si.RetrieveContent()
             about = content.about
-            emit(SessionStatus(
-                self.name, "connected", version=f"{about.fullName} (API {about.apiVersion})",
-                warnings=self._warnings(),
-            ))
+            emit(
+                SessionStatus(
+                    self.name,
+                    "connected",
+                    version=f"{about.fullName} (API {about.apiVersion})",
+                    warnings=self._warnings(),
+                )
+            )
             _Watch(self, content, emit).run(stop)
         finally:
             self._logout(si)
@@ -517,9 +530,12 @@ class VcenterSource:
         password = resolve_secret(self.config.password, self.base_dir)
         https = parts.scheme == "https"
         kwargs: dict[str, Any] = {
-            "protocol": parts.scheme, "host": parts.hostname,
-            "port": parts.port or (443 if https else 80), "path": parts.path or "/sdk",
-            "user": self.config.username, "httpConnectionTimeout": SOCKET_TIMEOUT,
+            "protocol": parts.scheme,
+            "host": parts.hostname,
+            "port": parts.port or (443 if https else 80),
+            "path": parts.path or "/sdk",
+            "user": self.config.username,
+            "httpConnectionTimeout": SOCKET_TIMEOUT,
         }
         if https:
             kwargs["sslContext"] = self._ssl_context()
@@ -534,7 +550,8 @@ class VcenterSource:
         if not self.config.verify_tls:
             log.warning(
                 "session %s: TLS certificate verification is off for %s",
-                self.name, self.config.url,
+                self.name,
+                self.config.url,
             )
             context = ssl.create_default_context()
             context.check_hostname = False
@@ -625,6 +642,7 @@ class _Watch:
 
     def _apply(self, update_set: Any) -> _Touched:
         touched = _Touched()
+        homeless: dict[str, Any] = {}
         for filter_update in update_set.filterSet or ():
             for update in filter_update.objectSet or ():
                 table = self.inventory.table(update.obj)
@@ -632,7 +650,26 @@ class _Watch:
                     continue
                 touched.note(table is self.inventory.vms, update, self.inventory)
                 apply_update(table, update)
+                props = table.get(str(update.obj._moId))
+                if table is self.inventory.vms and props and props.get("runtime.host") is None:
+                    homeless[str(update.obj._moId)] = update.obj
+        for moref, obj in homeless.items():
+            self._read_host(moref, obj)
         return touched
+
+    def _read_host(self, moref: str, obj: Any) -> None:
+        """A VM announced without its host (vcsim does this for some new VMs and may never
+        send the host later; vCenter can while a VM is being created): read it directly."""
+        try:
+            host = obj.runtime.host
+        except vmodl.MethodFault as exc:
+            log.info(
+                "session %s: VM %s has no host yet: %s", self.source.name, moref, describe(exc)
+            )
+            return
+        if host is not None:
+            self.inventory.vms[moref]["runtime.host"] = host
+            self.source.host_rereads += 1
 
     # -- changes
 
@@ -672,8 +709,12 @@ class _Watch:
             try:
                 hints = network_system.QueryNetworkHint()
             except vmodl.MethodFault as exc:
-                log.info("session %s: no hints from host %s: %s",
-                         self.source.name, props.get("name", moref), describe(exc))
+                log.info(
+                    "session %s: no hints from host %s: %s",
+                    self.source.name,
+                    props.get("name", moref),
+                    describe(exc),
+                )
                 continue
             self.inventory.neighbors[moref] = neighbors_from_hints(hints or ())
 
