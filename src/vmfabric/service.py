@@ -154,7 +154,9 @@ class SwitchWorker:
             except (TransientError, PermanentError, StoreError) as exc:
                 self.connected = False
                 delay = backoff.next()
-                log.warning("switch %s: %s; retrying in %.0fs", self.name, exc, delay)
+                text = str(exc)
+                prefix = "" if text.startswith(f"switch {self.name}:") else f"switch {self.name}: "
+                log.warning("%s%s; retrying in %.0fs", prefix, text, delay)
                 self.ctl.record_switch(self.name, "unreachable", str(exc))
                 await _sleep_until(stop, delay)
         await asyncio.to_thread(self.driver.close)
