@@ -58,8 +58,9 @@ class OvsHarness:
         self.driver.sync()
 
     def set_port(self, name: str, trunks: set[int] | None = None, tag: int | None = None) -> None:
-        self.vsctl("--may-exist", "add-port", BRIDGE, name, "--", "set", "interface",
-                   name, "type=internal")
+        self.vsctl(
+            "--may-exist", "add-port", BRIDGE, name, "--", "set", "interface", name, "type=internal"
+        )
         self.vsctl("clear", "port", name, "trunks", "tag")
         if trunks:
             self.vsctl("set", "port", name, "trunks=" + ",".join(map(str, sorted(trunks))))
@@ -134,13 +135,27 @@ def switch(request: pytest.FixtureRequest) -> Iterator[MakeHarness]:
 
     def make(open_ports: str = "keep") -> Harness:
         config = SwitchConfig.model_validate(
-            {"name": "leaf1", "driver": request.param, "ovsdb": ovs.db_url if ovs else None,
-             "bridge": BRIDGE, "edge_ports": EDGE, "open_ports": open_ports}
+            {
+                "name": "leaf1",
+                "driver": request.param,
+                "ovsdb": ovs.db_url if ovs else None,
+                "bridge": BRIDGE,
+                "edge_ports": EDGE,
+                "open_ports": open_ports,
+            }
         )
         harness: Harness
         if ovs is not None:
-            ovs.vsctl("--may-exist", "add-br", BRIDGE, "--", "set", "bridge", BRIDGE,
-                      "datapath_type=netdev")
+            ovs.vsctl(
+                "--may-exist",
+                "add-br",
+                BRIDGE,
+                "--",
+                "set",
+                "bridge",
+                BRIDGE,
+                "datapath_type=netdev",
+            )
             harness = OvsHarness(ovs, config)
         else:
             harness = FakeHarness(config)
@@ -323,8 +338,7 @@ def test_fake_latency_and_unreachable_options() -> None:
 
 
 def test_fake_initial_ports_and_state_shared_through_a_file(tmp_path: Path) -> None:
-    options = {"ports": "p1,p2,p3,p5", "port.p1": "10,20", "port.p2": "open",
-               "port.p3": "access:5"}
+    options = {"ports": "p1,p2,p3,p5", "port.p1": "10,20", "port.p2": "open", "port.p3": "access:5"}
     first = FakeDriver(fake_config(tmp_path, **options))
     states = first.read_ports()
     assert states["p1"].mode is PortMode.TRUNK

@@ -58,8 +58,12 @@ def _need(*tools: str) -> None:
 
 def _write(tmp_path: Path, underlay: str = "none", hosts: bool = True) -> tuple[Path, str]:
     name = f"t{uuid.uuid4().hex[:5]}"
-    text = SQUARE.format(name=name, underlay=underlay, hosts=HOSTS if hosts else "",
-                         host_links=HOST_LINKS if hosts else "")
+    text = SQUARE.format(
+        name=name,
+        underlay=underlay,
+        hosts=HOSTS if hosts else "",
+        host_links=HOST_LINKS if hosts else "",
+    )
     path = tmp_path / "lab.yaml"
     path.write_text(text)
     return path, name
@@ -105,8 +109,10 @@ def test_lab_up_lldp_traffic_and_down_leaves_nothing(tmp_path: Path, state_root:
     assert len(pids) == 6 * 2 + 6  # ovsdb-server + ovs-vswitchd per node, lldpd per node
     nodes = ("mgmt", "leaf1", "leaf2", "spine1", "spine2", "hv1", "hv2")
     assert set(nsx.list_netns(tp.prefix(name))) == {tp.netns_name(name, n) for n in nodes}
-    assert builder.neighbors(state, "hv2") == {"vmnic0": ("leaf1", "eth2"),
-                                               "vmnic1": ("leaf2", "eth2")}
+    assert builder.neighbors(state, "hv2") == {
+        "vmnic0": ("leaf1", "eth2"),
+        "vmnic1": ("leaf2", "eth2"),
+    }
     assert builder.neighbors(state, "leaf1")["eth1"] == ("hv1", "vmnic0")
     assert builder.load_state(name, state_root).nodes["leaf1"].edge_ports == ["eth1", "eth2"]
     assert nsx.ping(state.nodes["leaf1"].netns, "172.31.255.13")  # mgmt: leaf1 -> spine1
@@ -186,9 +192,7 @@ def test_underlay_sessions_bfd_and_loopbacks(
     _nothing_left(name, state_root, pids)
 
 
-def test_lab_show_prints_neighbours_and_draws_every_link(
-    tmp_path: Path, state_root: Path
-) -> None:
+def test_lab_show_prints_neighbours_and_draws_every_link(tmp_path: Path, state_root: Path) -> None:
     _need("dot")
     from vmfabric.cli.lab import app
 

@@ -400,7 +400,7 @@ def test_dropped_connection_keeps_vms_then_reconnects_with_a_fresh_snapshot(
     other = str(uuid.uuid4())
     run.conn("hv1").defineXML(domain_xml("h-01", other)).create()
     run.wait_for(VmUpsert, lambda e: e.vm.id == other and e.vm.power is Power.ON)
-    assert not any(isinstance(e, VmRemoved | Snapshot) for e in run.seen[run.seen.index(down):])
+    assert not any(isinstance(e, VmRemoved | Snapshot) for e in run.seen[run.seen.index(down) :])
 
     libvirtd.start()  # back: Backoff retries, then one fresh snapshot of both hosts
     fresh = run.wait_for(Snapshot, lambda s: True, timeout=20)

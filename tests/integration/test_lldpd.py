@@ -33,8 +33,10 @@ from vmfabric.topology.lldpd import lldpcli_argv, read_neighbors, run_lldpcli, s
 
 pytestmark = pytest.mark.integration
 DATA = Path(__file__).parent.parent / "data" / "lldpd"
-NODE = "<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>1</cores><threads>1</threads>" \
+NODE = (
+    "<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>1</cores><threads>1</threads>"
     "<active>1</active><mhz>1000</mhz><model>i686</model></cpu><memory>1048576</memory></node>"
+)
 
 
 def ip(*args: str) -> None:

@@ -57,8 +57,14 @@ def test_origin_record_survives_a_new_driver_object(ovs_switch: MakeSwitch) -> N
 def test_unreachable_ovsdb_raises_transient_error_within_the_timeout(tmp_path: object) -> None:
     url = f"unix:{tmp_path}/nothing-here.sock"
     config = SwitchConfig.model_validate(
-        {"name": "leaf1", "driver": "ovs", "ovsdb": url, "bridge": "sw",
-         "edge_ports": ["e1"], "options": {"timeout": 0.5}}
+        {
+            "name": "leaf1",
+            "driver": "ovs",
+            "ovsdb": url,
+            "bridge": "sw",
+            "edge_ports": ["e1"],
+            "options": {"timeout": 0.5},
+        }
     )
     driver = OvsDriver(config)
     started = time.monotonic()
@@ -90,9 +96,11 @@ def test_bad_endpoint_or_timeout_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="switch leaf1: ovsdb 'http://x' is not"):
         OvsDriver(SwitchConfig.model_validate({**base, "ovsdb": "http://x"}))
     with pytest.raises(ConfigError, match="option timeout"):
-        OvsDriver(SwitchConfig.model_validate(
-            {**base, "ovsdb": "unix:/x.sock", "options": {"timeout": 0}}
-        ))
+        OvsDriver(
+            SwitchConfig.model_validate(
+                {**base, "ovsdb": "unix:/x.sock", "options": {"timeout": 0}}
+            )
+        )
 
 
 def _retry_until_ok(driver: OvsDriver, change: PortChange, within: float) -> dict[str, PortState]:

@@ -39,8 +39,13 @@ class Fabric:
         self.ovs = ovs
         self.vm_netns = {vm: f"{ovs.name}-{vm}" for vm in VMS}
         config = SwitchConfig.model_validate(
-            {"name": "leaf1", "driver": "ovs", "ovsdb": ovs.db_url, "bridge": "sw",
-             "edge_ports": ["u1", "u2"]}
+            {
+                "name": "leaf1",
+                "driver": "ovs",
+                "ovsdb": ovs.db_url,
+                "bridge": "sw",
+                "edge_ports": ["u1", "u2"],
+            }
         )
         self.driver = OvsDriver(config)
 

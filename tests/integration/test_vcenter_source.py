@@ -45,7 +45,9 @@ def test_first_events_are_connecting_connected_then_one_snapshot(
     _first_snapshot(run)
     kinds = [(type(e).__name__, getattr(e, "state", "")) for _, e in run.events.items[:3]]
     assert kinds == [
-        ("SessionStatus", "connecting"), ("SessionStatus", "connected"), ("Snapshot", ""),
+        ("SessionStatus", "connecting"),
+        ("SessionStatus", "connected"),
+        ("Snapshot", ""),
     ]
     connected = run.events.of(SessionStatus)[1]
     assert "vCenter" in connected.version
@@ -64,8 +66,11 @@ def test_snapshot_maps_hosts_neighbours_and_carriage(
         protocol="cdp", system_name="leaf1", port_id="Ethernet1", mgmt_addr="192.0.2.1"
     )
     assert hv2.nics[1].neighbor == Neighbor(
-        protocol="lldp", system_name="leaf2", port_id="Ethernet2",
-        chassis_id="52:54:00:00:00:02", mgmt_addr="192.0.2.2",
+        protocol="lldp",
+        system_name="leaf2",
+        port_id="Ethernet2",
+        chassis_id="52:54:00:00:00:02",
+        mgmt_addr="192.0.2.2",
     )
     assert all(n.neighbor is None for n in hv3.nics)
     dvs = f"dvs:{vcsim_lab.control.dvs_uuid()}"
@@ -150,11 +155,20 @@ def test_hint_refresh_queries_each_host_once_and_emits_only_changes(
     time.sleep(1.6)  # at least one refresh with nothing changed
     assert run.events.of(HostUpsert) == []
     start = len(run.events)
-    vcsim_lab.set_hints({
-        **LAB_HINTS,
-        "hv3": {"vmnic0": {"lldp": {"chassisId": "52:54:00:00:00:03", "portId": "Ethernet3",
-                                    "systemName": "leaf3"}}},
-    })
+    vcsim_lab.set_hints(
+        {
+            **LAB_HINTS,
+            "hv3": {
+                "vmnic0": {
+                    "lldp": {
+                        "chassisId": "52:54:00:00:00:03",
+                        "portId": "Ethernet3",
+                        "systemName": "leaf3",
+                    }
+                }
+            },
+        }
+    )
     _, up = run.events.wait(HostUpsert, lambda e: e.host.name == "hv3", start=start, timeout=4)
     assert up.host.nics[0].neighbor is not None
     assert up.host.nics[0].neighbor.system_name == "leaf3"
@@ -173,8 +187,9 @@ def test_host_reconnect_requeries_only_that_hosts_hints(
     _first_snapshot(run)
     start = len(run.events)
     vcsim_lab.control.set_host_connection("hv2", "disconnected")
-    vcsim_lab.set_hints({**LAB_HINTS, "hv2": {"vmnic0": {"cdp": {"devId": "leaf9",
-                                                                  "portId": "Ethernet9"}}}})
+    vcsim_lab.set_hints(
+        {**LAB_HINTS, "hv2": {"vmnic0": {"cdp": {"devId": "leaf9", "portId": "Ethernet9"}}}}
+    )
     vcsim_lab.control.set_host_connection("hv2", "connected")
     _, up = run.events.wait(HostUpsert, start=start)
     assert up.host.name == "hv2"
@@ -306,6 +321,8 @@ def test_full_read_figure_64_hosts_2000_vms(
         run.events.wait(Snapshot, start=len(run.events), timeout=30)
         assert run.source.full_reads > count
         reads.append(run.source.last_full_read_seconds)
-    print(f"full read 64 hosts/2000 VMs: first (with hints) {reads[0]:.2f} s, "
-          f"audits {', '.join(f'{r:.2f}' for r in reads[1:])} s")
+    print(
+        f"full read 64 hosts/2000 VMs: first (with hints) {reads[0]:.2f} s, "
+        f"audits {', '.join(f'{r:.2f}' for r in reads[1:])} s"
+    )
     assert max(reads) < 30

@@ -74,8 +74,14 @@ def ovs_switch(ovs: OvsInstance) -> MakeSwitch:
         for port in ports:
             ovs.add_edge_port(bridge, port, trunks=trunks or None)
         cfg = SwitchConfig.model_validate(
-            {"name": name, "driver": "ovs", "ovsdb": ovs.db_url, "bridge": bridge,
-             "edge_ports": ports, **config}
+            {
+                "name": name,
+                "driver": "ovs",
+                "ovsdb": ovs.db_url,
+                "bridge": bridge,
+                "edge_ports": ports,
+                **config,
+            }
         )
         return OvsSwitch(ovs=ovs, bridge=bridge, ports=ports, config=cfg)
 

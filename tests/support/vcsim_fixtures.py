@@ -34,10 +34,22 @@ LAB_HINTS: Hints = {
         "vmnic1": {"cdp": {"devId": "leaf2", "portId": "Ethernet1", "address": "192.0.2.2"}},
     },
     "hv2": {
-        "vmnic0": {"lldp": {"chassisId": "52:54:00:00:00:01", "portId": "Ethernet2",
-                            "systemName": "leaf1", "mgmtAddress": "192.0.2.1"}},
-        "vmnic1": {"lldp": {"chassisId": "52:54:00:00:00:02", "portId": "Ethernet2",
-                            "systemName": "leaf2", "mgmtAddress": "192.0.2.2"}},
+        "vmnic0": {
+            "lldp": {
+                "chassisId": "52:54:00:00:00:01",
+                "portId": "Ethernet2",
+                "systemName": "leaf1",
+                "mgmtAddress": "192.0.2.1",
+            }
+        },
+        "vmnic1": {
+            "lldp": {
+                "chassisId": "52:54:00:00:00:02",
+                "portId": "Ethernet2",
+                "systemName": "leaf2",
+                "mgmtAddress": "192.0.2.2",
+            }
+        },
     },
 }
 
@@ -115,8 +127,11 @@ class Events:
             return [e for _, e in self.items[start:] if isinstance(e, kind)]
 
     def wait(
-        self, kind: type[E], match: Callable[[E], bool] = lambda e: True,
-        start: int = 0, timeout: float = 5.0,
+        self,
+        kind: type[E],
+        match: Callable[[E], bool] = lambda e: True,
+        start: int = 0,
+        timeout: float = 5.0,
     ) -> tuple[float, E]:
         """The first ``kind`` event from index ``start`` matching ``match``, and its time."""
         deadline = time.monotonic() + timeout
@@ -144,17 +159,19 @@ SourceRunner = Callable[..., SourceRun]
 
 
 @pytest.fixture
-def source_run(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[SourceRunner]:
+def source_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[SourceRunner]:
     """Run a VcenterSource against a simulator: ``source_run(sim, **session_options)``."""
     runs: list[SourceRun] = []
 
     def run(sim: Vcsim, password: str | None = None, **options: Any) -> SourceRun:
         monkeypatch.setenv("VCSIM_TEST_PASSWORD", sim.password if password is None else password)
         config = VcenterSession(
-            name="lab", kind="vcenter", url=sim.url, username=sim.username,
-            password="env:VCSIM_TEST_PASSWORD", **options,
+            name="lab",
+            kind="vcenter",
+            url=sim.url,
+            username=sim.username,
+            password="env:VCSIM_TEST_PASSWORD",
+            **options,
         )
         source = VcenterSource(config, tmp_path)
         events, stop = Events(), threading.Event()

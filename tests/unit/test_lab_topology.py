@@ -38,10 +38,17 @@ def test_builtin_leaf_spine_has_the_documented_shape() -> None:
     assert where == "leaf-spine.yaml"
     assert [n.name for n in tp.switches(topo)] == ["leaf1", "leaf2", "spine3", "spine4"]
     assert [n.name for n in tp.hosts(topo)] == ["hv1", "hv2", "hv3", "hv4", "hv5"]
-    fabric = {tp.link_name(topo, i): tuple(e.node for e in tp.endpoints(link))
-              for i, link in enumerate(topo.links) if link in tp.fabric_links(topo)}
-    assert fabric == {"net1": ("leaf1", "spine3"), "net2": ("leaf1", "spine4"),
-                      "net3": ("leaf2", "spine3"), "net4": ("leaf2", "spine4")}
+    fabric = {
+        tp.link_name(topo, i): tuple(e.node for e in tp.endpoints(link))
+        for i, link in enumerate(topo.links)
+        if link in tp.fabric_links(topo)
+    }
+    assert fabric == {
+        "net1": ("leaf1", "spine3"),
+        "net2": ("leaf1", "spine4"),
+        "net3": ("leaf2", "spine3"),
+        "net4": ("leaf2", "spine4"),
+    }
     assert tp.edge_ports(topo, "leaf1") == ["eth1", "eth2", "eth3"]
     assert tp.edge_ports(topo, "spine3") == []
     assert tp.peer_of(topo, "hv5", "vmnic1") == tp.Endpoint("leaf2", "eth3")
@@ -164,8 +171,10 @@ def test_dot_source_has_every_link_with_port_names() -> None:
     source = graph.dot_source(topo)
     assert source.count(" -- ") == len(topo.links)
     for i, link in enumerate(topo.links):
-        lines = [f'"{a.node}" -- "{b.node}" [label="{tp.link_name(topo, i)}", '
-                 f'taillabel="{a.port}", headlabel="{b.port}"'
-                 for a, b in (tp.endpoints(link), tp.endpoints(link)[::-1])]
+        lines = [
+            f'"{a.node}" -- "{b.node}" [label="{tp.link_name(topo, i)}", '
+            f'taillabel="{a.port}", headlabel="{b.port}"'
+            for a, b in (tp.endpoints(link), tp.endpoints(link)[::-1])
+        ]
         assert any(line in source for line in lines)
     assert '"spine3" -- "leaf1" [label="net1", taillabel="eth1", headlabel="eth51"' in source

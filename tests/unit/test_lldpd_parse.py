@@ -66,7 +66,7 @@ def test_json_and_json0_agree_on_every_recording() -> None:
 def test_recorded_single_neighbour_dict_shape_with_unicode_name() -> None:
     text = recorded("cdp_switch_one_port.json")
     assert isinstance(json.loads(text)["lldp"]["interface"], dict)
-    (port, neighbor), = parse_neighbors(text).items()
+    ((port, neighbor),) = parse_neighbors(text).items()
     assert port == f"{P}g0"
     assert neighbor.system_name == "hv-ünï.example" and neighbor.protocol == "cdp"
 
@@ -162,7 +162,12 @@ def test_refuses_what_it_does_not_understand_in_one_line(text: str, problem: str
 def test_argv_forms() -> None:
     assert lldpcli_argv() == ["lldpcli", "-f", "json", "show", "neighbors"]
     assert lldpcli_argv(netns="ns1", socket="/tmp/s")[:6] == [
-        "ip", "netns", "exec", "ns1", "lldpcli", "-u"
+        "ip",
+        "netns",
+        "exec",
+        "ns1",
+        "lldpcli",
+        "-u",
     ]
     cmd = "ssh -o 'BatchMode yes' {host} lldpcli -f json show neighbors"
     assert lldpcli_argv(command=cmd, host="kvm-01")[:4] == ["ssh", "-o", "BatchMode yes", "kvm-01"]

@@ -33,8 +33,12 @@ CARD = vim.vm.device.VirtualEthernetCard
 
 def _config(**options: Any) -> VcenterSession:
     return VcenterSession(
-        name="vc", kind="vcenter", url="https://vc.example.com/sdk", username="ro",
-        password="env:VC_TEST_PASSWORD", **options,
+        name="vc",
+        kind="vcenter",
+        url="https://vc.example.com/sdk",
+        username="ro",
+        password="env:VC_TEST_PASSWORD",
+        **options,
     )
 
 
@@ -76,7 +80,10 @@ def test_lldp_hint_reads_chassis_port_and_named_parameters() -> None:
     lldp = vim.host.PhysicalNic.LldpInfo(chassisId="aa:bb", portId="Ethernet3", parameter=params)
     hint = vim.host.PhysicalNic.NetworkHint(device="vmnic1", lldpInfo=lldp)
     assert neighbor_from_hint(hint) == Neighbor(
-        protocol="lldp", system_name="leaf2", port_id="Ethernet3", chassis_id="aa:bb",
+        protocol="lldp",
+        system_name="leaf2",
+        port_id="Ethernet3",
+        chassis_id="aa:bb",
         port_descr="to hv1",
     )
 
@@ -96,14 +103,18 @@ def test_vswitch_nics_maps_standard_portgroups_per_vswitch_and_dvs_by_uuid() -> 
         vim.host.VirtualSwitch(name="vSwitch1", pnic=[pnics[1].key, pnics[2].key]),
     ]
     portgroups = [
-        vim.host.PortGroup(spec=vim.host.PortGroup.Specification(
-            name="mgmt", vlanId=0, vswitchName="vSwitch0")),
-        vim.host.PortGroup(spec=vim.host.PortGroup.Specification(
-            name="db", vlanId=30, vswitchName="vSwitch1")),
+        vim.host.PortGroup(
+            spec=vim.host.PortGroup.Specification(name="mgmt", vlanId=0, vswitchName="vSwitch0")
+        ),
+        vim.host.PortGroup(
+            spec=vim.host.PortGroup.Specification(name="db", vlanId=30, vswitchName="vSwitch1")
+        ),
     ]
     proxies = [vim.host.HostProxySwitch(dvsUuid="u-1", pnic=[pnics[3].key])]
     assert vswitch_nics(pnics, vswitches, portgroups, proxies) == {
-        "pg:mgmt": {"vmnic0"}, "pg:db": {"vmnic1", "vmnic2"}, "dvs:u-1": {"vmnic3"},
+        "pg:mgmt": {"vmnic0"},
+        "pg:db": {"vmnic1", "vmnic2"},
+        "dvs:u-1": {"vmnic3"},
     }
 
 
@@ -130,15 +141,23 @@ def test_inventory_resolves_vm_host_name_and_dvpg_name_from_cached_properties() 
     host, vm = vim.HostSystem("host-1"), vim.VirtualMachine("vm-9")
     pg = vim.dvs.DistributedVirtualPortgroup("dvportgroup-7")
     apply_update(inv.hosts, _update(host, "enter", _change("name", "esx01")))
-    apply_update(inv.networks, _update(pg, "enter", _change("name", "web"),
-                                       _change("key", "dvportgroup-7")))
+    apply_update(
+        inv.networks, _update(pg, "enter", _change("name", "web"), _change("key", "dvportgroup-7"))
+    )
     port = vim.dvs.PortConnection(portgroupKey="dvportgroup-7")
     nic = vim.vm.device.VirtualVmxnet3(backing=CARD.DistributedVirtualPortBackingInfo(port=port))
     devices = vim.vm.device.VirtualDevice.Array([nic])
-    apply_update(inv.vms, _update(
-        vm, "enter", _change("name", "web-01"), _change("runtime.host", host),
-        _change("runtime.powerState", "poweredOn"), _change("config.hardware.device", devices),
-    ))
+    apply_update(
+        inv.vms,
+        _update(
+            vm,
+            "enter",
+            _change("name", "web-01"),
+            _change("runtime.host", host),
+            _change("runtime.powerState", "poweredOn"),
+            _change("config.hardware.device", devices),
+        ),
+    )
     assert inv.vm("vm-9") == Vm("vc", "vm-9", "web-01", "esx01", Power.ON, ("web",))
     apply_update(inv.vms, _update(vm, "leave"))
     assert inv.vms == {}

@@ -79,8 +79,11 @@ class FakePort:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "tag": self.tag, "trunks": sorted(self.trunks), "vlan_mode": self.vlan_mode,
-            "external_ids": self.external_ids, "other_config": self.other_config,
+            "tag": self.tag,
+            "trunks": sorted(self.trunks),
+            "vlan_mode": self.vlan_mode,
+            "external_ids": self.external_ids,
+            "other_config": self.other_config,
         }
 
     @classmethod
@@ -224,8 +227,9 @@ class FakeDriver:
         pending = []
         for change in changes:
             port = ports.get(change.port)
-            write = plan_port(port.raw() if port is not None else None, change,
-                              self.config.open_ports)
+            write = plan_port(
+                port.raw() if port is not None else None, change, self.config.open_ports
+            )
             if write:
                 pending.append(write)
         return pending

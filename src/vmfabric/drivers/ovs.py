@@ -220,8 +220,11 @@ _SCHEMA: dict[str, Any] = {
             "columns": {
                 "name": {"type": "string", "mutable": False},
                 "ports": {
-                    "type": {"key": {"type": "uuid", "refTable": "Port"}, "min": 0,
-                             "max": "unlimited"}
+                    "type": {
+                        "key": {"type": "uuid", "refTable": "Port"},
+                        "min": 0,
+                        "max": "unlimited",
+                    }
                 },
             }
         },
@@ -232,10 +235,21 @@ _SCHEMA: dict[str, Any] = {
                 "trunks": {"type": {"key": _INT_VLAN, "min": 0, "max": 4096}},
                 "vlan_mode": {
                     "type": {
-                        "key": {"type": "string", "enum": ["set", [
-                            "trunk", "access", "native-tagged", "native-untagged",
-                            "dot1q-tunnel"]]},
-                        "min": 0, "max": 1,
+                        "key": {
+                            "type": "string",
+                            "enum": [
+                                "set",
+                                [
+                                    "trunk",
+                                    "access",
+                                    "native-tagged",
+                                    "native-untagged",
+                                    "dot1q-tunnel",
+                                ],
+                            ],
+                        },
+                        "min": 0,
+                        "max": 1,
                     }
                 },
                 "external_ids": {
@@ -311,8 +325,9 @@ class _ApplyCommand(command.BaseCommand):  # type: ignore[misc]
         wrote = False
         for change in self.changes:
             row = rows.get(change.port)
-            write = plan_port(_raw_port(row) if row is not None else None, change,
-                              self.config.open_ports)
+            write = plan_port(
+                _raw_port(row) if row is not None else None, change, self.config.open_ports
+            )
             if write:
                 _write_row(row, write)
                 self.memberships += write.memberships
@@ -490,8 +505,9 @@ class OvsDriver:
         rows = _bridge_ports(idl, self.config)
         for change in changes:
             row = rows.get(change.port)
-            if plan_port(_raw_port(row) if row is not None else None, change,
-                         self.config.open_ports):
+            if plan_port(
+                _raw_port(row) if row is not None else None, change, self.config.open_ports
+            ):
                 return True
         return False
 

@@ -241,7 +241,10 @@ def spawn(argv: list[str], netns: str, pidfile: Path, log: Path) -> int:
     """Start ``argv`` (a foreground daemon) in ``netns`` in a session of its own."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            nsx.in_netns(netns, argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            nsx.in_netns(netns, argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
             start_new_session=True,
         )
     pidfile.write_text(f"{proc.pid}\n")
@@ -265,12 +268,20 @@ def lab_pids(directory: Path, namespaces: Iterable[str]) -> dict[str, int]:
 def _plan_state(topo: tp.Topology, source: str, root: str | Path | None) -> LabState:
     namespaces = [tp.netns_name(topo.name, "mgmt")]
     namespaces += [tp.netns_name(topo.name, item.name) for item in topo.nodes]
-    links = [LinkState(name=tp.link_name(topo, i), a=link.endpoints[0], b=link.endpoints[1])
-             for i, link in enumerate(topo.links)]
+    links = [
+        LinkState(name=tp.link_name(topo, i), a=link.endpoints[0], b=link.endpoints[1])
+        for i, link in enumerate(topo.links)
+    ]
     return LabState(
-        name=topo.name, source=source, topology=topo, underlay=topo.underlay,
-        state_dir=str(state_dir(topo.name, root)), mgmt_netns=namespaces[0],
-        mgmt_subnet=str(topo.mgmt.subnet), namespaces=namespaces, links=links,
+        name=topo.name,
+        source=source,
+        topology=topo,
+        underlay=topo.underlay,
+        state_dir=str(state_dir(topo.name, root)),
+        mgmt_netns=namespaces[0],
+        mgmt_subnet=str(topo.mgmt.subnet),
+        namespaces=namespaces,
+        links=links,
     )
 
 
@@ -309,8 +320,10 @@ def up(
     if is_up(topo.name, root):
         if reuse and _state_file(topo.name, root).exists():
             return load_state(topo.name, root)
-        raise ConfigError(f"lab {topo.name!r} is already up; run 'vmfabric lab down "
-                          f"{topo.name}' first or pass --reuse")
+        raise ConfigError(
+            f"lab {topo.name!r} is already up; run 'vmfabric lab down "
+            f"{topo.name}' first or pass --reuse"
+        )
     check_tools(topo)
     started = time.monotonic()
     state = _plan_state(topo, str(source or tp.BUILTIN[0]), root)
@@ -353,8 +366,11 @@ def rstp_pending(state: LabState) -> list[str]:
             if port.edge or port.address:
                 continue
             status = _vsctl(item, "get", "port", port.name, "rstp_status")
-            if "=Forwarding" not in status and "=Alternate" not in status \
-                    and "=Backup" not in status:
+            if (
+                "=Forwarding" not in status
+                and "=Alternate" not in status
+                and "=Backup" not in status
+            ):
                 pending.append(f"{item.name}:{port.name}")
     return pending
 
@@ -380,8 +396,11 @@ def _check_traversable(directory: Path) -> None:
     """lldpd and FRR drop privileges: every folder above the state dir must be searchable."""
     for folder in [directory, *directory.parents]:
         if folder.exists() and not folder.stat().st_mode & 0o001:
-            raise ConfigError(f"{folder} is not searchable by other users (lldpd and FRR "
-                              "drop privileges); use another --state-dir", str(directory))
+            raise ConfigError(
+                f"{folder} is not searchable by other users (lldpd and FRR "
+                "drop privileges); use another --state-dir",
+                str(directory),
+            )
 
 
 def _build(topo: tp.Topology, state: LabState) -> None:
@@ -405,8 +424,9 @@ def _build(topo: tp.Topology, state: LabState) -> None:
 
 def _build_mgmt(topo: tp.Topology, state: LabState) -> None:
     ns = nsx.add_netns(state.mgmt_netns)
-    nsx.run(["ip", "link", "add", MGMT_BRIDGE, "address", tp.mgmt_bridge_mac(), "type",
-             "bridge"], ns)
+    nsx.run(
+        ["ip", "link", "add", MGMT_BRIDGE, "address", tp.mgmt_bridge_mac(), "type", "bridge"], ns
+    )
     nsx.add_address(MGMT_BRIDGE, str(tp.mgmt_gateway(topo)), ns)
     nsx.set_up(MGMT_BRIDGE, ns)
 
@@ -420,7 +440,11 @@ def _start_node(topo: tp.Topology, state: LabState, item: tp.Node) -> NodeState:
     ovs.add_bridge(bridge)
     ovs.vsctl("set", "bridge", bridge, f"other-config:hwaddr={tp.mac(topo, item.name)}")
     node_state = NodeState(
-        name=item.name, kind=item.kind, netns=ns, ovs_dir=str(ovs.dir), ovsdb=ovs.db_url,
+        name=item.name,
+        kind=item.kind,
+        netns=ns,
+        ovs_dir=str(ovs.dir),
+        ovsdb=ovs.db_url,
         bridge=bridge,
         edge_ports=tp.edge_ports(topo, item.name) if is_switch else [],
     )
@@ -432,9 +456,26 @@ def _start_node(topo: tp.Topology, state: LabState, item: tp.Node) -> NodeState:
 def _setup_switch(topo: tp.Topology, state: LabState, node_state: NodeState) -> None:
     ns, name = node_state.netns, node_state.name
     mgmt_ip = tp.mgmt_address(topo, name)
-    nsx.run(["ip", "link", "add", MGMT_PORT, "address", tp.mac(topo, name, MGMT_PORT), "type",
-             "veth", "peer", "name", name, "address",
-             tp.mgmt_bridge_mac(tp.node_index(topo, name)), "netns", state.mgmt_netns], ns)
+    nsx.run(
+        [
+            "ip",
+            "link",
+            "add",
+            MGMT_PORT,
+            "address",
+            tp.mac(topo, name, MGMT_PORT),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            name,
+            "address",
+            tp.mgmt_bridge_mac(tp.node_index(topo, name)),
+            "netns",
+            state.mgmt_netns,
+        ],
+        ns,
+    )
     nsx.add_address(MGMT_PORT, str(mgmt_ip), ns)
     nsx.set_up(MGMT_PORT, ns)
     nsx.run(["ip", "link", "set", name, "master", MGMT_BRIDGE], state.mgmt_netns)
@@ -457,8 +498,14 @@ def _rstp_root(topo: tp.Topology) -> str | None:
 
 def _enable_rstp(topo: tp.Topology, node_state: NodeState) -> None:
     priority = 4096 if node_state.name == _rstp_root(topo) else 32768
-    _vsctl(node_state, "set", "bridge", SWITCH_BRIDGE, "rstp_enable=true",
-           f"other-config:rstp-priority={priority}")
+    _vsctl(
+        node_state,
+        "set",
+        "bridge",
+        SWITCH_BRIDGE,
+        "rstp_enable=true",
+        f"other-config:rstp-priority={priority}",
+    )
 
 
 def _vsctl(node_state: NodeState, *args: str) -> str:
@@ -470,15 +517,36 @@ def _vsctl(node_state: NodeState, *args: str) -> str:
 def _build_link(topo: tp.Topology, state: LabState, index: int) -> None:
     a, b = tp.endpoints(topo.links[index])
     ns_a, ns_b = tp.netns_name(topo.name, a.node), tp.netns_name(topo.name, b.node)
-    nsx.run(["ip", "link", "add", a.port, "address", tp.mac(topo, a.node, a.port), "type",
-             "veth", "peer", "name", b.port, "address", tp.mac(topo, b.node, b.port),
-             "netns", ns_b], ns_a)
+    nsx.run(
+        [
+            "ip",
+            "link",
+            "add",
+            a.port,
+            "address",
+            tp.mac(topo, a.node, a.port),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b.port,
+            "address",
+            tp.mac(topo, b.node, b.port),
+            "netns",
+            ns_b,
+        ],
+        ns_a,
+    )
     link = tp.link_name(topo, index)
     for here, there, ns in ((a, b, ns_a), (b, a, ns_b)):
         nsx.set_up(here.port, ns)
-        port = PortState(name=here.port, mac=tp.mac(topo, here.node, here.port),
-                         peer=str(there), link=link,
-                         edge=here.port in state.nodes[here.node].edge_ports)
+        port = PortState(
+            name=here.port,
+            mac=tp.mac(topo, here.node, here.port),
+            peer=str(there),
+            link=link,
+            edge=here.port in state.nodes[here.node].edge_ports,
+        )
         state.nodes[here.node].ports.append(port)
 
 
@@ -498,9 +566,19 @@ def _attach_switch_ports(topo: tp.Topology, node_state: NodeState) -> None:
     trunks = ",".join(str(v) for v in sorted(tp.edge_vlans(topo) or {CLOSED_VLAN}))
     for port in node_state.ports:
         if port.edge:
-            _vsctl(node_state, "add-port", SWITCH_BRIDGE, port.name, "vlan_mode=trunk",
-                   f"trunks={trunks}", "--", "set", "port", port.name,
-                   "other-config:rstp-port-admin-edge=true")
+            _vsctl(
+                node_state,
+                "add-port",
+                SWITCH_BRIDGE,
+                port.name,
+                "vlan_mode=trunk",
+                f"trunks={trunks}",
+                "--",
+                "set",
+                "port",
+                port.name,
+                "other-config:rstp-port-admin-edge=true",
+            )
         elif topo.underlay == tp.Underlay.NONE:
             _vsctl(node_state, "add-port", SWITCH_BRIDGE, port.name, "vlan_mode=trunk")
         else:
@@ -514,8 +592,15 @@ def _attach_host_ports(node_state: NodeState) -> None:
     if len(nics) == 1:
         _vsctl(node_state, "add-port", HOST_BRIDGE, nics[0])
     elif nics:
-        _vsctl(node_state, "add-bond", HOST_BRIDGE, "uplink", *nics, "bond_mode=active-backup",
-               f"other-config:bond-primary={nics[0]}")
+        _vsctl(
+            node_state,
+            "add-bond",
+            HOST_BRIDGE,
+            "uplink",
+            *nics,
+            "bond_mode=active-backup",
+            f"other-config:bond-primary={nics[0]}",
+        )
 
 
 def _lldpd_config(node_state: NodeState) -> str:
@@ -537,8 +622,16 @@ def _start_lldpd(state: LabState, node_state: NodeState) -> None:
     conf = directory / "lldpd.conf"
     conf.write_text(_lldpd_config(node_state))
     sock = directory / "lldpd.sock"
-    argv = ["lldpd", "-d", "-u", str(sock), "-O", str(conf),
-            "-I", ",".join(port.name for port in node_state.ports)]
+    argv = [
+        "lldpd",
+        "-d",
+        "-u",
+        str(sock),
+        "-O",
+        str(conf),
+        "-I",
+        ",".join(port.name for port in node_state.ports),
+    ]
     if node_state.mgmt_ip:
         argv += ["-m", node_state.mgmt_ip.split("/")[0]]
     spawn(argv, node_state.netns, directory / "lldpd.pid", directory / "lldpd.log")
@@ -563,10 +656,16 @@ def _other_labs(name: str, root: str | Path | None) -> list[str]:
 
 def _own_netns(name: str, root: str | Path | None) -> list[str]:
     """Namespaces of lab ``name``: its prefix, minus those of a lab whose prefix extends it."""
-    longer = [tp.prefix(other) for other in _other_labs(name, root)
-              if tp.prefix(other).startswith(tp.prefix(name))]
-    return [ns for ns in nsx.list_netns(tp.prefix(name))
-            if not any(ns.startswith(pre) for pre in longer)]
+    longer = [
+        tp.prefix(other)
+        for other in _other_labs(name, root)
+        if tp.prefix(other).startswith(tp.prefix(name))
+    ]
+    return [
+        ns
+        for ns in nsx.list_netns(tp.prefix(name))
+        if not any(ns.startswith(pre) for pre in longer)
+    ]
 
 
 def down(name: str, root: str | Path | None = None) -> list[str]:
@@ -652,8 +751,24 @@ def _check_vm(state: LabState, name: str, host: str, vlan: int) -> None:
 
 def _plug_vm(state: LabState, vm: VmState) -> None:
     host = state.node(vm.host)
-    nsx.run(["ip", "link", "add", vm.port, "type", "veth", "peer", "name", "eth0", "address",
-             vm.mac, "netns", vm.netns], host.netns)
+    nsx.run(
+        [
+            "ip",
+            "link",
+            "add",
+            vm.port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "address",
+            vm.mac,
+            "netns",
+            vm.netns,
+        ],
+        host.netns,
+    )
     nsx.add_address("eth0", vm.ip, vm.netns)
     nsx.set_up("eth0", vm.netns)
     nsx.set_up(vm.port, host.netns)
@@ -667,7 +782,12 @@ def _unplug_vm(state: LabState, vm: VmState) -> None:
 
 
 def add_vm(
-    lab: str | LabState, name: str, host: str, vlan: int, ip: str, *,
+    lab: str | LabState,
+    name: str,
+    host: str,
+    vlan: int,
+    ip: str,
+    *,
     root: str | Path | None = None,
 ) -> VmState:
     """Start VM ``name`` on ``host`` in ``vlan`` with address ``ip`` (CIDR, e.g. 10.1.0.5/24)."""
@@ -679,8 +799,15 @@ def add_vm(
         address = ipaddress.IPv4Interface(ip)
     except ValueError:
         raise ConfigError(f"VM address {ip!r} is not an IPv4 CIDR") from None
-    vm = VmState(name=name, host=host, vlan=vlan, ip=str(address), mac=tp.vm_mac(name),
-                 netns=tp.vm_netns(state.name, name), port=_vm_port(name))
+    vm = VmState(
+        name=name,
+        host=host,
+        vlan=vlan,
+        ip=str(address),
+        mac=tp.vm_mac(name),
+        netns=tp.vm_netns(state.name, name),
+        port=_vm_port(name),
+    )
     state.vms[name] = vm
     save_state(state)
     nsx.add_netns(vm.netns)
@@ -689,7 +816,11 @@ def add_vm(
 
 
 def move_vm(
-    lab: str | LabState, name: str, host: str, vlan: int | None = None, *,
+    lab: str | LabState,
+    name: str,
+    host: str,
+    vlan: int | None = None,
+    *,
     root: str | Path | None = None,
 ) -> VmState:
     """Move VM ``name`` to ``host`` (optionally into another VLAN); MAC and IP stay."""
@@ -735,8 +866,9 @@ def loopbacks_reachable(state: LabState) -> list[str]:
     pairs = [(src, dst) for src in switches for dst in switches]
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda pair: _ping_loopback(*pair), pairs))
-    return [f"{src.name}->{dst.name}" for (src, dst), ok in zip(pairs, answers, strict=True)
-            if not ok]
+    return [
+        f"{src.name}->{dst.name}" for (src, dst), ok in zip(pairs, answers, strict=True) if not ok
+    ]
 
 
 # ---- description for `lab show` -----------------------------------------------------------
@@ -754,17 +886,25 @@ def _describe_node(state: LabState, node_state: NodeState) -> dict[str, object]:
         heard = neighbors(state, node_state.name)
     except VmfabricError:
         heard = {}
-    ports = [{**port.model_dump(), "lldp": ":".join(heard[port.name]) if port.name in heard
-              else None} for port in node_state.ports]
-    return {**node_state.model_dump(exclude={"ports"}), "ports": ports,
-            "up": os.path.exists(f"/run/netns/{node_state.netns}")}
+    ports = [
+        {**port.model_dump(), "lldp": ":".join(heard[port.name]) if port.name in heard else None}
+        for port in node_state.ports
+    ]
+    return {
+        **node_state.model_dump(exclude={"ports"}),
+        "ports": ports,
+        "up": os.path.exists(f"/run/netns/{node_state.netns}"),
+    }
 
 
 def describe(state: LabState) -> dict[str, object]:
     """Everything ``lab show`` prints: nodes with ports and LLDP neighbours, links, VMs, PIDs."""
     return {
-        "name": state.name, "status": state.status, "underlay": str(state.underlay),
-        "state_dir": state.state_dir, "up_seconds": state.up_seconds,
+        "name": state.name,
+        "status": state.status,
+        "underlay": str(state.underlay),
+        "state_dir": state.state_dir,
+        "up_seconds": state.up_seconds,
         "nodes": [_describe_node(state, item) for item in state.nodes.values()],
         "links": [link.model_dump() for link in state.links],
         "vms": [vm.model_dump() for vm in state.vms.values()],

@@ -50,29 +50,61 @@ def fabric_neighbors(topo: tp.Topology, name: str) -> list[tuple[str, str, str]]
 
 def bgpd_config(topo: tp.Topology, name: str) -> str:
     """bgpd.conf for switch ``name``."""
-    lines = ["frr defaults datacenter", f"hostname {name}", "!",
-             f"router bgp {tp.asn(topo, name)}",
-             f" bgp router-id {tp.loopback(topo, name)}",
-             " no bgp ebgp-requires-policy", " no bgp network import-check",
-             " bgp bestpath as-path multipath-relax"]
+    lines = [
+        "frr defaults datacenter",
+        f"hostname {name}",
+        "!",
+        f"router bgp {tp.asn(topo, name)}",
+        f" bgp router-id {tp.loopback(topo, name)}",
+        " no bgp ebgp-requires-policy",
+        " no bgp network import-check",
+        " bgp bestpath as-path multipath-relax",
+    ]
     for _port, address, peer in fabric_neighbors(topo, name):
-        lines += [f" neighbor {address} remote-as {tp.asn(topo, peer)}",
-                  f" neighbor {address} bfd", f" neighbor {address} timers connect 1"]
-    lines += [" address-family ipv4 unicast", f"  network {tp.loopback(topo, name)}/32",
-              "  maximum-paths 8", " exit-address-family", "!"]
+        lines += [
+            f" neighbor {address} remote-as {tp.asn(topo, peer)}",
+            f" neighbor {address} bfd",
+            f" neighbor {address} timers connect 1",
+        ]
+    lines += [
+        " address-family ipv4 unicast",
+        f"  network {tp.loopback(topo, name)}/32",
+        "  maximum-paths 8",
+        " exit-address-family",
+        "!",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def ospfd_config(topo: tp.Topology, name: str) -> str:
     """ospfd.conf for switch ``name``."""
-    lines = ["frr defaults datacenter", f"hostname {name}", "!",
-             "interface lo", " ip ospf area 0", " ip ospf passive", "!"]
+    lines = [
+        "frr defaults datacenter",
+        f"hostname {name}",
+        "!",
+        "interface lo",
+        " ip ospf area 0",
+        " ip ospf passive",
+        "!",
+    ]
     for port, _address, _peer in fabric_neighbors(topo, name):
-        lines += [f"interface {port}", " ip ospf area 0", " ip ospf network point-to-point",
-                  " ip ospf hello-interval 1", " ip ospf dead-interval 3",
-                  " ip ospf retransmit-interval 1", " ip ospf bfd", "!"]
-    lines += ["router ospf", f" ospf router-id {tp.loopback(topo, name)}",
-              " timers throttle spf 0 50 1000", " maximum-paths 8", "!"]
+        lines += [
+            f"interface {port}",
+            " ip ospf area 0",
+            " ip ospf network point-to-point",
+            " ip ospf hello-interval 1",
+            " ip ospf dead-interval 3",
+            " ip ospf retransmit-interval 1",
+            " ip ospf bfd",
+            "!",
+        ]
+    lines += [
+        "router ospf",
+        f" ospf router-id {tp.loopback(topo, name)}",
+        " timers throttle spf 0 50 1000",
+        " maximum-paths 8",
+        "!",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -108,10 +140,26 @@ def _own_dir(path: Path) -> Path:
 
 
 def _argv(daemon: str, ps: str, directory: Path) -> list[str]:
-    argv = [str(FRR_DIR / daemon), "-d", "-N", ps, "-i", str(directory / f"{daemon}.pid"),
-            "--vty_socket", str(directory), "-f", str(directory / f"{daemon}.conf"),
-            "-z", str(directory / "zserv.api"), "-u", FRR_USER, "-g", FRR_USER,
-            "--log", f"file:{directory / (daemon + '.log')}"]
+    argv = [
+        str(FRR_DIR / daemon),
+        "-d",
+        "-N",
+        ps,
+        "-i",
+        str(directory / f"{daemon}.pid"),
+        "--vty_socket",
+        str(directory),
+        "-f",
+        str(directory / f"{daemon}.conf"),
+        "-z",
+        str(directory / "zserv.api"),
+        "-u",
+        FRR_USER,
+        "-g",
+        FRR_USER,
+        "--log",
+        f"file:{directory / (daemon + '.log')}",
+    ]
     if daemon == "bfdd":
         argv += ["--bfdctl", str(directory / "bfdd.sock")]
     return argv
@@ -221,6 +269,7 @@ def wait_converged(topo: tp.Topology, dirs: dict[str, str], timeout: float = 40.
         if pending:
             time.sleep(0.5)
     if pending:
-        raise PermanentError(f"underlay {topo.underlay} not up after {timeout:g}s on "
-                             f"{', '.join(sorted(pending))}")
+        raise PermanentError(
+            f"underlay {topo.underlay} not up after {timeout:g}s on {', '.join(sorted(pending))}"
+        )
     return time.monotonic() - started

@@ -43,8 +43,10 @@ def _node_line(topo: tp.Topology, item: tp.Node) -> str:
 def _link_line(topo: tp.Topology, index: int) -> str:
     a, b = sorted(tp.endpoints(topo.links[index]), key=lambda end: _tier(topo, end.node))
     name = tp.link_name(topo, index)
-    return (f"  {_quote(a.node)} -- {_quote(b.node)} [label={_quote(name)}, "
-            f"taillabel={_quote(a.port)}, headlabel={_quote(b.port)}, fontsize=10];")
+    return (
+        f"  {_quote(a.node)} -- {_quote(b.node)} [label={_quote(name)}, "
+        f"taillabel={_quote(a.port)}, headlabel={_quote(b.port)}, fontsize=10];"
+    )
 
 
 def _vm_lines(state: LabState | None) -> list[str]:
@@ -61,8 +63,11 @@ def _vm_lines(state: LabState | None) -> list[str]:
 
 def dot_source(topo: tp.Topology, state: LabState | None = None) -> str:
     """Graphviz source of ``topo`` (and the VMs in ``state``)."""
-    lines = [f"graph {_quote(topo.name)} {{", "  rankdir=TB; nodesep=0.6; ranksep=1.2;",
-             f"  label={_quote(f'lab {topo.name} (underlay {topo.underlay})')};"]
+    lines = [
+        f"graph {_quote(topo.name)} {{",
+        "  rankdir=TB; nodesep=0.6; ranksep=1.2;",
+        f"  label={_quote(f'lab {topo.name} (underlay {topo.underlay})')};",
+    ]
     lines += [_node_line(topo, item) for item in topo.nodes]
     for tier in range(3):
         members = " ".join(_quote(n.name) for n in topo.nodes if _tier(topo, n.name) == tier)
@@ -83,8 +88,13 @@ def render(source: str, directory: Path, stem: str = "topology") -> list[Path]:
     written = [dot_file]
     for fmt in ("svg", "png"):
         out = directory / f"{stem}.{fmt}"
-        done = subprocess.run(["dot", f"-T{fmt}", "-o", str(out), str(dot_file)],
-                              capture_output=True, text=True, timeout=30, check=False)
+        done = subprocess.run(
+            ["dot", f"-T{fmt}", "-o", str(out), str(dot_file)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         if done.returncode != 0:
             first = (done.stderr.strip() or "failed").splitlines()[0]
             raise PermanentError(f"dot -T{fmt}: {first}")

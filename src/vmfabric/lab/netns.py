@@ -113,8 +113,17 @@ def add_veth(name: str, peer: str, netns: str | None = None, peer_netns: str | N
     deleted again so that nothing is left behind.
     """
     run(
-        ["ip", "link", "add", check_link_name(name), "type", "veth", "peer", "name",
-         check_link_name(peer)],
+        [
+            "ip",
+            "link",
+            "add",
+            check_link_name(name),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            check_link_name(peer),
+        ],
         netns,
     )
     if peer_netns is not None and peer_netns != netns:
@@ -127,8 +136,10 @@ def add_veth(name: str, peer: str, netns: str | None = None, peer_netns: str | N
 
 def move_link(name: str, to_netns: str, from_netns: str | None = None) -> None:
     """Move link ``name`` from ``from_netns`` (None: this namespace) into ``to_netns``."""
-    run(["ip", "link", "set", "dev", check_link_name(name), "netns",
-         check_netns_name(to_netns)], from_netns)
+    run(
+        ["ip", "link", "set", "dev", check_link_name(name), "netns", check_netns_name(to_netns)],
+        from_netns,
+    )
 
 
 def set_up(name: str, netns: str | None = None, mtu: int | None = None) -> None:

@@ -81,7 +81,11 @@ class OvsInstance:
         full = nsx.in_netns(self.netns if in_ns else None, argv)
         try:
             done = subprocess.run(
-                full, capture_output=True, text=True, env=self._env(), timeout=timeout,
+                full,
+                capture_output=True,
+                text=True,
+                env=self._env(),
+                timeout=timeout,
                 check=False,
             )
         except subprocess.TimeoutExpired:
@@ -116,8 +120,13 @@ class OvsInstance:
 
     def _start_daemon(self, daemon: str, args: list[str]) -> None:
         argv = [
-            daemon, *args, f"--pidfile={self._path(daemon + '.pid')}", "--detach", "--no-chdir",
-            f"--log-file={self._path(daemon + '.log')}", "-vconsole:off",
+            daemon,
+            *args,
+            f"--pidfile={self._path(daemon + '.pid')}",
+            "--detach",
+            "--no-chdir",
+            f"--log-file={self._path(daemon + '.log')}",
+            "-vconsole:off",
             f"--unixctl={self._path(daemon + '.ctl')}",
         ]
         self._run(argv, in_ns=True)

@@ -234,8 +234,10 @@ def _validate_links(topo: Topology, where: str) -> None:
         if name in names:
             raise ConfigError(f"duplicate link name {name!r}", f"{where}: links[{i}].name")
         names.add(name)
-        ends = [_parse_endpoint(text, kinds, f"{where}: links[{i}].endpoints[{j}]")
-                for j, text in enumerate(link.endpoints)]
+        ends = [
+            _parse_endpoint(text, kinds, f"{where}: links[{i}].endpoints[{j}]")
+            for j, text in enumerate(link.endpoints)
+        ]
         for j, end in enumerate(ends):
             key = f"{where}: links[{i}].endpoints[{j}]"
             if (end.node, end.port) in used:
@@ -265,8 +267,7 @@ def _validate_room(topo: Topology, where: str) -> None:
     if topo.mgmt.subnet.num_addresses < len(topo.nodes) + 12:
         raise ConfigError("subnet too small for the switches", f"{where}: mgmt.subnet")
     if topo.addressing.loopbacks.num_addresses < len(topo.nodes) + 2:
-        raise ConfigError("too small for one loopback per switch",
-                          f"{where}: addressing.loopbacks")
+        raise ConfigError("too small for one loopback per switch", f"{where}: addressing.loopbacks")
     if topo.addressing.p2p.num_addresses < 2 * len(topo.links):
         raise ConfigError("too small for one /31 per fabric link", f"{where}: addressing.p2p")
     for node in topo.nodes:
@@ -341,14 +342,20 @@ def _kind(topo: Topology, name: str) -> Kind:
 
 def edge_ports(topo: Topology, switch: str) -> list[str]:
     """Ports of ``switch`` that lead to a host (the ports vmfabric manages)."""
-    return [port for port in ports_of(topo, switch)
-            if (peer := peer_of(topo, switch, port)) and _kind(topo, peer.node) == Kind.HOST]
+    return [
+        port
+        for port in ports_of(topo, switch)
+        if (peer := peer_of(topo, switch, port)) and _kind(topo, peer.node) == Kind.HOST
+    ]
 
 
 def fabric_links(topo: Topology) -> list[Link]:
     """Links whose both ends are switches, in file order."""
-    return [link for link in topo.links
-            if all(_kind(topo, end.node) == Kind.SWITCH for end in endpoints(link))]
+    return [
+        link
+        for link in topo.links
+        if all(_kind(topo, end.node) == Kind.SWITCH for end in endpoints(link))
+    ]
 
 
 def mac(topo: Topology, name: str, port: str | None = None) -> str:

@@ -91,7 +91,10 @@ def build_vcsim(dest: Path = BINARY, source: Path = SOURCE) -> Path:
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     result = subprocess.run(
         [go, "build", "-o", str(tmp), str(source)],
-        env=_go_env(), capture_output=True, text=True, check=False,
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
@@ -171,7 +174,11 @@ class Vcsim:
         env["TMPDIR"] = str(self._workdir)  # its datastore folders go away with cleanup()
         with self.log_path.open("a", encoding="utf-8") as err:
             self._proc = subprocess.Popen(
-                self._argv(binary), stdout=subprocess.PIPE, stderr=err, env=env, text=True,
+                self._argv(binary),
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=env,
+                text=True,
             )
         try:
             self.url = self._read_url(timeout)
@@ -260,8 +267,12 @@ class VcsimControl:
         self._username = username
         self._password = password
         self._si: Any = SmartConnect(
-            protocol=parts.scheme, host=parts.hostname, port=parts.port,
-            path=parts.path or "/sdk", user=username, pwd=password,
+            protocol=parts.scheme,
+            host=parts.hostname,
+            port=parts.port,
+            path=parts.path or "/sdk",
+            user=username,
+            pwd=password,
             disableSslCertValidation=parts.scheme == "https",
         )
         self._content: Any = self._si.RetrieveContent()
@@ -367,7 +378,9 @@ class VcsimControl:
         else:
             spec = dvs_ns.VlanIdSpec(vlanId=vlan or 0, inherited=False)
         config = vim.dvs.DistributedVirtualPortgroup.ConfigSpec(
-            name=name, type="earlyBinding", numPorts=16,
+            name=name,
+            type="earlyBinding",
+            numPorts=16,
             defaultPortConfig=dvs_ns.VmwarePortConfigPolicy(vlan=spec),
         )
         _wait(self._dvs().AddDVPortgroup_Task([config]))
@@ -390,7 +403,10 @@ class VcsimControl:
         target = self._find(vim.HostSystem, host)
         datacenter = self._all(vim.Datacenter)[0]
         config = vim.vm.ConfigSpec(
-            name=name, guestId="otherGuest", numCPUs=1, memoryMB=64,
+            name=name,
+            guestId="otherGuest",
+            numCPUs=1,
+            memoryMB=64,
             files=vim.vm.FileInfo(vmPathName="[LocalDS_0]"),
             deviceChange=[self._nic_spec(portgroup)],
         )

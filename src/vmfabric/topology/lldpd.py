@@ -242,7 +242,7 @@ def _entry(interface: str, body: Mapping[str, Any], where: str) -> _Entry:
 def _chassis(node: Any, where: str) -> tuple[str, Mapping[str, Any]]:
     chassis = _one_object(node, "chassis", where)
     if len(chassis) == 1:
-        (key, value), = chassis.items()
+        ((key, value),) = chassis.items()
         if key not in _CHASSIS_FIELDS and isinstance(value, dict):
             return key, value  # json: {"leaf1": {"id": ...}}
     return _text(chassis.get("name")), chassis
