@@ -26,7 +26,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +130,23 @@ def strip_removals(ports: Iterable[PortPlan]) -> list[PortPlan]:
     return kept
 
 
+def keep_removals(ports: Iterable[PortPlan], kept: Collection[tuple[str, int]]) -> list[PortPlan]:
+    """The port plans with only the removals (port, VLAN) in ``kept``; additions stay."""
+    out = []
+    for p in ports:
+        remove = frozenset(v for v in p.remove if (p.port, v) in kept)
+        if p.add or remove:
+            reasons = tuple(r for r in p.reasons if r.action != "remove" or r.vlan in remove)
+            out.append(dataclasses.replace(p, remove=remove, reasons=reasons))
+    return out
+
+
+def plan_removals(plan: dict[str, Any]) -> frozenset[tuple[str, int]]:
+    """The (port, VLAN) removals of a stored plan (``Store.plan``)."""
+    ports = plan.get("plan", {}).get("ports", [])
+    return frozenset((str(p["port"]), int(v)) for p in ports for v in p.get("remove", []))
+
+
 @dataclass
 class SwitchWorker:
     """Applies one switch's plans, one at a time."""
@@ -194,16 +211,20 @@ class SwitchWorker:
         self.ctl.applied(ports, now)
 
     def _guard(self, ports: list[PortPlan], now: float) -> list[PortPlan]:
+        """The plan minus removals the blast-radius guard holds. Removals in an approved
+        plan go; the others are judged alone (a plan grown since approval is held again)."""
         approved = self.ctl.take_approved(self.name)
-        verdict = guard_verdict(ports, self.ctl.states, self.name, self.ctl.limits)
-        if not verdict or approved:
+        planned = {(p.port, v) for p in ports for v in p.remove}
+        unapproved = keep_removals(ports, planned - approved)
+        verdict = guard_verdict(unapproved, self.ctl.states, self.name, self.ctl.limits)
+        if not verdict:
             self.held_reason = ""
             return ports
         if verdict != self.held_reason:
             log.warning("switch %s: plan held: %s", self.name, verdict)
-            self.ctl.save_plan(self.name, "held", ports, verdict, now)
+            self.ctl.save_plan(self.name, "held", unapproved, verdict, now)
             self.held_reason = verdict
-        return strip_removals(ports)
+        return keep_removals(ports, planned & approved)
 
 
 async def _sleep_until(stop: asyncio.Event, seconds: float) -> None:
@@ -231,7 +252,7 @@ class Controller:
         self.states: dict[PortKey, PortState] = {}
         self._drivers = drivers
         self._sources = sources
-        self._approved: dict[str, bool] = {}
+        self._approved: dict[str, frozenset[tuple[str, int]]] = {}
         self._status: dict[str, SessionStatus] = {}  # last status per session
         self._unrecorded: set[str] = set()  # sessions whose inventory the store missed
         self._timer_reset = asyncio.Event()
@@ -410,7 +431,10 @@ class Controller:
                 for plan_id in self.store.pending_approvals():
                     plan = self.store.plan(plan_id)
                     if plan is not None:
-                        self._approved[plan["switch"]] = True
+                        sw = plan["switch"]
+                        self._approved[sw] = self._approved.get(sw, frozenset()) | plan_removals(
+                            plan
+                        )
                         self.store.set_plan_status(plan_id, "applied", self.clock())
                         worker = self.workers.get(plan["switch"])
                         if worker is not None:
@@ -419,8 +443,9 @@ class Controller:
                 log.error("store: %s", exc)
             await _sleep_until(stop, APPROVAL_POLL)
 
-    def take_approved(self, switch: str) -> bool:
-        return self._approved.pop(switch, False)
+    def take_approved(self, switch: str) -> frozenset[tuple[str, int]]:
+        """The (port, VLAN) removals approved for ``switch`` since last taken."""
+        return self._approved.pop(switch, frozenset())
 
     # ---- results -------------------------------------------------------------------------
 
