@@ -337,6 +337,35 @@ def test_guard_holds_a_large_removal_applies_adds_and_cli_approve_releases_it(
         assert run.store.plan(held[0]["id"])["status"] == "applied"  # type: ignore[index]
 
 
+def test_approval_releases_only_the_removals_of_the_approved_plan(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=2)
+    pgs = {f"pg{v}": v for v in (*range(110, 114), *range(120, 124))}
+    one = [(f"vm{v}", "esx1", f"pg{v}") for v in range(110, 114)]
+    two = [(f"vm{v}", "esx2", f"pg{v}") for v in range(120, 124)]
+    links = [("esx1", "leaf1", "e1"), ("esx2", "leaf1", "e2")]
+    engine = {"prune_delay": "200ms", "max_removals": 3}
+    config = write_setup(tmp_path, inventory(one + two, pgs), [ovs_cfg(sw)], links, engine=engine)
+    inv = tmp_path / "inv.yaml"
+    with running(config) as run:
+        wait_for(lambda: trunks(sw, "e2") == set(range(120, 124)), 10, "e2 converged")
+        rewrite(inv, inventory(two, pgs))  # esx1's four VMs go: held
+        wait_for(lambda: len(run.store.plans("held")) == 1, 10, "the first held plan")
+        first = run.store.plans("held")[0]
+        rewrite(inv, inventory([], pgs))  # then esx2's too: a bigger plan, held again
+        wait_for(lambda: len(run.store.plans("held")) == 2, 10, "the grown plan held")
+        approved = cli("approve", str(first["id"]), config=tmp_path / "vmfabric.yaml")
+        assert approved.returncode == 0, approved.stderr
+        wait_for(lambda: trunks(sw, "e1") == {4095}, 10, "the approved removals applied")
+        time.sleep(1.0)
+        assert trunks(sw, "e2") == set(range(120, 124)), "removals nobody approved were applied"
+        held = [p["plan"]["ports"] for p in run.store.plans("held")]
+    assert [[(q["port"], q["remove"]) for q in ports] for ports in held][-1] == [
+        ("e2", [120, 121, 122, 123])
+    ], "what is left must be held again, on its own"
+
+
 def test_check_mode_records_plans_and_applies_nothing(
     ovs_switch: MakeSwitch, tmp_path: Path
 ) -> None:
