@@ -326,6 +326,8 @@ def test_guard_holds_a_large_removal_applies_adds_and_cli_approve_releases_it(
         held = [p for p in json.loads(shown.stdout) if p["status"] == "held"]
         assert len(held) == 1 and "max_removals=3" in held[0]["reason"]
         assert sorted(held[0]["plan"]["ports"][0]["remove"]) == list(range(110, 116))
+        session = json.loads(cli("show", "session", "--json", config=cfg_path).stdout)[0]
+        assert session["held_plans"] == [held[0]["id"]], "show session must list the held plan"
         approved = cli("approve", str(held[0]["id"]), config=cfg_path)
         assert approved.returncode == 0, approved.stderr
         wait_for(lambda: trunks(sw, "e1") == {130}, 10, "approved removals applied")
