@@ -197,3 +197,22 @@ def test_after_a_lost_store_the_origin_record_still_prunes_what_vmfabric_added(
         wait_for(lambda: 110 not in trunks(sw, "e1"), 10, "VLAN 110 pruned from e1")
 
     assert trunks(sw, "e1") == {50, 120, 121}, "the static VLAN stays, only 110 goes"
+
+
+def test_restart_before_the_first_snapshot_removes_nothing(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=3)
+    sw.ovs.vsctl("set", "Port", "e1", "trunks=[50]")  # static
+    config = write_config(tmp_path, sw)
+    converge_once(sw, config)
+    (tmp_path / "inv.yaml").write_text("vms: [unclosed\n")  # no snapshot on the next start
+
+    with port_writes(sw) as writes, controller(config) as (ctl, driver):
+        wait_for(lambda: ctl.store.show_sessions("inv")[0]["state"] == "disconnected", 10, "down")
+        time.sleep(2.5)  # past the prune delay: the dynamic VLANs on the switch must stay
+        sw.ovs.vsctl("set", "Port", "e3", "external_ids:probe=1")
+        count = driver.transactions
+
+    assert writes == ["e3"] and count == 0, f"wrote {writes} before the first snapshot"
+    assert all(trunks(sw, p) == v for p, v in WANTED.items())
