@@ -88,7 +88,7 @@ def run_lab(spec: LabPlan, intervals: tuple[int, ...], say: Clock) -> dict[str, 
         try:
             if spec.k:
                 say(f"lab {name}: {spec.k} vMotions one at a time")
-                out["convergence"] = fabric.convergence(lab, driver, spec.k, say)
+                out["convergence"] = fabric.convergence(lab, runner.ctl, driver, spec.k, say)
             if spec.storm:
                 say(f"lab {name}: storm of {spec.storm} vMotions")
                 out["storm"] = fabric.storm(lab, runner.ctl, driver, spec.storm, say)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -93,6 +94,26 @@ class Hooks:
         finally:
             watch.full_read, watch.query_hints = full_read, query_hints
             inventory.snapshot = snapshot
+
+
+class Warnings(logging.Handler):
+    """Counts and keeps the controller's warnings (a session dropped, a switch retried)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(f"{record.name}: {record.getMessage()}"[:300])
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[Warnings]:
+        root = logging.getLogger()
+        root.addHandler(self)
+        try:
+            yield self
+        finally:
+            root.removeHandler(self)
 
 
 # ---- cold start ---------------------------------------------------------------------------
@@ -176,6 +197,13 @@ def cold_start(lab: Lab, reps: int, progress: Progress) -> tuple[dict[str, Any],
 # ---- convergence latency and its floors --------------------------------------------------
 
 
+def fresh_api(base: Any) -> Any:
+    """A subclass of ovsdbapp's API class with a connection slot of its own: ovsdbapp keeps
+    the connection in a class attribute that only the first instance in a process sets, so
+    a second lab's API would talk to the first lab's (gone) OVSDB."""
+    return type(f"Bench{base.__name__}", (base,), {"_ovsdb_connection": None})
+
+
 def bare_transactions(db_url: str, count: int) -> list[float]:
     """Floor (b): one-port OVSDB transactions through ovsdbapp's own Open_vSwitch API (add or
     remove one trunk VLAN on the spare port), call to commit reply."""
@@ -184,7 +212,7 @@ def bare_transactions(db_url: str, count: int) -> list[float]:
 
     idl = connection.OvsdbIdl.from_server(db_url, "Open_vSwitch")
     conn = connection.Connection(idl=idl, timeout=10)
-    api = impl_idl.OvsdbIdl(conn)
+    api = fresh_api(impl_idl.OvsdbIdl)(conn)
     times = []
     try:
         for i in range(count):
@@ -197,14 +225,76 @@ def bare_transactions(db_url: str, count: int) -> list[float]:
     return times
 
 
-def convergence(lab: Lab, driver: TimedDriver, k: int, progress: Progress) -> dict[str, Any]:
+@dataclass
+class Trace:
+    """Where one vMotion's latency goes inside vmfabric, from hooks installed from the
+    outside: when the source thread had the update parsed (``_Watch._emit_changes``), when
+    the controller's event loop handled it (engine + store), when the switch worker began
+    the transaction."""
+
+    emits: list[float] = field(default_factory=list)
+    handles: list[tuple[float, float]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def installed(self, ctl: Controller) -> Iterator[Trace]:
+        watch: Any = vcenter._Watch
+        emit_changes, handle = watch._emit_changes, ctl.handle
+
+        def timed_emit(w: Any, touched: Any) -> None:
+            self.emits.append(time.time())
+            emit_changes(w, touched)
+
+        def timed_handle(batch: list[SourceEvent]) -> None:
+            started = time.time()
+            handle(batch)
+            self.handles.append((started, time.time()))
+
+        watch._emit_changes = timed_emit
+        setattr(ctl, "handle", timed_handle)  # noqa: B010
+        try:
+            yield self
+        finally:
+            watch._emit_changes = emit_changes
+            setattr(ctl, "handle", handle)  # noqa: B010
+
+    def segments(self, done: float, marks: tuple[int, int], applies: list[Any],
+                 committed: float) -> dict[str, float] | None:  # fmt: skip
+        emit = next((t for t in self.emits[marks[0] :] if t >= done - 0.3), None)
+        if emit is None:
+            return None
+        handled = next(((a, b) for a, b in self.handles[marks[1] :] if a >= emit), None)
+        apply = next((a.start for a in applies if handled and a.start >= handled[1]), None)
+        if handled is None or apply is None:
+            return None
+        return {
+            "vcsim_to_source": emit - done,
+            "source_to_loop": handled[0] - emit,
+            "engine_and_store": handled[1] - handled[0],
+            "coalesce_read_plan": apply - handled[1],
+            "transaction_to_monitor": committed - apply,
+        }
+
+
+def convergence(
+    lab: Lab, ctl: Controller, driver: TimedDriver, k: int, progress: Progress
+) -> dict[str, Any]:
     """``k`` vMotions one at a time, each needing a VLAN added on the destination port."""
+    with Trace().installed(ctl) as trace, Warnings().watching() as warned:
+        out = _convergence(lab, driver, k, trace, progress)
+    out["warnings"] = warned.records[:20]
+    return out
+
+
+def _convergence(
+    lab: Lab, driver: TimedDriver, k: int, trace: Trace, progress: Progress
+) -> dict[str, Any]:
     assert lab.monitor is not None and lab.admin is not None
     admin: Admin = lab.admin
     rng = random.Random(11)
     latencies: list[float] = []
     floor_a: list[float] = []
     misses = 0
+    parts: dict[str, list[float]] = {}
     writes0, txns0 = driver.inner.writes, driver.inner.transactions
     listener = lab.listener()
     started = time.time()
@@ -217,6 +307,7 @@ def convergence(lab: Lab, driver: TimedDriver, k: int, progress: Progress) -> di
                 raise RuntimeError(f"VLAN {vlan} already on {port}: the benchmark is wrong")
             time.sleep(rng.uniform(0, 0.25))  # sample every phase of vcsim's 250 ms tick
             mark, lmark = lab.monitor.mark(), listener.mark()
+            tmarks, amark = (len(trace.emits), len(trace.handles)), len(driver.applies)
             done = admin.relocate(mover, dest)
             up = lab.monitor.wait_vlan(port, vlan, mark, 10)
             seen = listener.wait(admin.vms[mover]._moId, admin.hosts[dest]._moId, lmark, 10)
@@ -225,6 +316,9 @@ def convergence(lab: Lab, driver: TimedDriver, k: int, progress: Progress) -> di
                 continue
             latencies.append(up.at - done)
             floor_a.append(seen - done)
+            seg = trace.segments(done, tmarks, driver.applies[amark:], up.at)
+            for name, value in (seg or {}).items():
+                parts.setdefault(name, []).append(value)
             if (i + 1) % 50 == 0:
                 progress(f"  vMotion {i + 1}/{k}: p50 so far {_ms(latencies)} ms")
     finally:
@@ -248,6 +342,7 @@ def convergence(lab: Lab, driver: TimedDriver, k: int, progress: Progress) -> di
         "writes": driver.inner.writes - writes0,
         "transactions": driver.inner.transactions - txns0,
         "workload_seconds": round(elapsed, 1),
+        "inside_vmfabric_ms": {name: summary(v, 1000.0, 1) for name, v in parts.items()},
     }
 
 
@@ -283,15 +378,16 @@ def storm(
     final = {m: lab.port_of_host(lab.where[m]) for m, _ in plan}
     mark, applies0 = lab.monitor.mark(), len(driver.applies)
     txns0, writes0, events0 = driver.inner.transactions, driver.inner.writes, ctl.events_handled
-    t0 = time.time()
-    for mover, host in plan:
-        lab.admin.start_relocate(mover, host)
-    issued = time.time() - t0
-    progress(f"  {n} relocations issued in {issued:.1f} s; waiting for the fabric")
-    want = {p: frozenset(lab.mover_vlan(m) for m, q in final.items() if q == p)
-            for p in set(final.values())}  # fmt: skip
-    ok = lab.monitor.wait(_converged(want), 120)
-    _quiet(lab, driver, 1.0, 60)
+    with Warnings().watching() as warned:
+        t0 = time.time()
+        for mover, host in plan:
+            lab.admin.start_relocate(mover, host)
+        issued = time.time() - t0
+        progress(f"  {n} relocations issued in {issued:.1f} s; waiting for the fabric")
+        want = {p: frozenset(lab.mover_vlan(m) for m, q in final.items() if q == p)
+                for p in set(final.values())}  # fmt: skip
+        ok = lab.monitor.wait(_converged(want), 180)
+        _quiet(lab, driver, 1.0, 60)
     ups = lab.monitor.since(mark)
     applies = driver.applies[applies0:]
     commits = sorted(a.end for a in applies if a.transactions)
@@ -317,6 +413,7 @@ def storm(
             min((b - a for a, b in itertools.pairwise(commits)), default=0) * 1000, 1
         ),
         "window_budget": int((done - t0) / coalesce) + 1,
+        "warnings": warned.records[:20],
     }
 
 
@@ -400,7 +497,7 @@ def baseline(
     assert lab.ovs is not None and lab.monitor is not None and lab.admin is not None
     idl = connection.OvsdbIdl.from_server(lab.ovs.db_url, "Open_vSwitch")
     conn = connection.Connection(idl=idl, timeout=30)
-    api = impl_idl.OvsdbIdl(conn)
+    api = fresh_api(impl_idl.OvsdbIdl)(conn)
     runs = []
     try:
         for r in range(reps):

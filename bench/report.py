@@ -117,10 +117,23 @@ def _convergence(r: dict[str, Any]) -> list[str]:
                      _pcts(c["floor_a_waitforupdates_ms"]), _pcts(c["floor_b_ovsdb_txn_ms"]),
                      c["ratio_p50"], _pcts(c["vmfabric_minus_floor_a_ms"]),
                      f"{c['transactions']} / {c['writes']}"])  # fmt: skip
-    head = ["lab (hosts x VMs)", "vMotions", "vmfabric ms p50/p95/p99",
+    lines = _table(_CONV_HEAD, rows)
+    inside = []
+    for name, lab in r["labs"].items():
+        parts = lab.get("convergence", {}).get("inside_vmfabric_ms")
+        if parts:
+            inside.append([name, *(_pcts(parts.get(k, {})) for k in SEGMENTS)])
+    if inside:
+        lines += ["", "Where a vMotion's latency goes (ms, p50 / p95 / p99; hooks from the bench):",
+                  "", *_table(["lab", *SEGMENTS], inside)]  # fmt: skip
+    return lines
+
+
+SEGMENTS = ("vcsim_to_source", "source_to_loop", "engine_and_store", "coalesce_read_plan",
+            "transaction_to_monitor")  # fmt: skip
+_CONV_HEAD = ["lab (hosts x VMs)", "vMotions", "vmfabric ms p50/p95/p99",
             "floor (a) WaitForUpdatesEx ms", "floor (b) OVSDB txn ms", "ratio p50",
             "vmfabric - floor (a), same move, ms", "transactions / writes"]  # fmt: skip
-    return _table(head, rows)
 
 
 def _storm(r: dict[str, Any]) -> list[str]:
