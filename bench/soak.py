@@ -280,11 +280,12 @@ class Chaos:
         self.model.vms[name] = (host, pg, on)
 
     def _missing(self) -> tuple[str, str]:
-        """A (host, port group) pair whose allowed VLAN the host's edge port does not need
-        yet (a random pair when there is none)."""
-        want = self.model.expected()
+        """A (host, port group) pair whose allowed VLAN the host's edge port does not carry
+        (a random pair when there is none), so that the switch must be written."""
+        ports = read_ports(self.lab.ovs) or self.watcher.ports
+        have = {p: ports[p][0] if p in ports else set() for p in EDGE}
         pairs = [(h, pg) for h in HOSTS if HOSTS[h] in EDGE for pg, v in self.model.pgs.items()
-                 if v in ALLOWED and v not in want[HOSTS[h]]]  # fmt: skip
+                 if v in ALLOWED and v not in have[HOSTS[h]]]  # fmt: skip
         return self.rng.choice(pairs) if pairs else ("hv1", self.rng.choice(list(self.model.pgs)))
 
     def move(self) -> None:
