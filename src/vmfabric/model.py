@@ -237,10 +237,11 @@ class Plan:
     """Per switch, per port: VLANs to add and to remove, each with its reason.
 
     ``held`` lists removals that are due but waiting (prune delay, a session out of sync);
-    they are informational and are not applied."""
+    ``check`` lists what sessions in ``mode: check`` would add. Neither is applied."""
 
     ports: tuple[PortPlan, ...] = ()
     held: tuple[PortPlan, ...] = ()
+    check: tuple[PortPlan, ...] = ()  # what sessions in check mode would add: never applied
 
     def __iter__(self) -> Iterator[PortPlan]:
         return iter(self.ports)

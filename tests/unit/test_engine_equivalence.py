@@ -33,7 +33,7 @@ from vmfabric.model import (
     VmUpsert,
 )
 
-SESSIONS = ("a", "b")
+SESSIONS = ("a", "b", "c")
 HOSTS = ("h0", "h1", "h2")
 NICS = ("n0", "n1")
 PGS = ("pg0", "pg1", "pg2")
@@ -43,6 +43,7 @@ PORTS = (("s0", "p0"), ("s0", "p1"), ("s0", "p2"), ("s1", "p0"), ("s1", "p1"))
 POLICIES = (
     SessionPolicy("a", True, frozenset(range(1, 4095))),
     SessionPolicy("b", True, frozenset({10, 20})),
+    SessionPolicy("c", True, frozenset({10, 30}), check=True),  # mode: check
 )
 
 sessions = st.sampled_from(SESSIONS)
@@ -160,6 +161,15 @@ class Reference:
             case SessionStatus():
                 pass
 
+    def checked(self) -> dict[tuple[str, str], frozenset[int]]:
+        """Per port, the VLANs wanted only by sessions in check mode."""
+        checking = {p.name for p in POLICIES if p.check}
+        out: dict[tuple[str, str], set[int]] = {}
+        for (sw, port, vlan), users in self.users().items():
+            if all(s in checking for s, _ in users):
+                out.setdefault((sw, port), set()).add(vlan)
+        return {k: frozenset(v) for k, v in out.items()}
+
     def users(self) -> dict[tuple[str, str, int], set[tuple[str, str]]]:
         pol = {p.name: p for p in POLICIES}
         edge = {s.name: s.edge_ports for s in SWITCHES}
@@ -172,13 +182,18 @@ class Reference:
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dense_snapshot("a"), dense_snapshot("b"), st.lists(events, min_size=1, max_size=30))
+@given(
+    dense_snapshot("a"),
+    dense_snapshot("b"),
+    dense_snapshot("c"),
+    st.lists(events, min_size=1, max_size=30),
+)
 def test_incremental_equals_full_recompute_after_every_step(
-    start_a: Snapshot, start_b: Snapshot, changes: list[SourceEvent]
+    start_a: Snapshot, start_b: Snapshot, start_c: Snapshot, changes: list[SourceEvent]
 ) -> None:
     engine = AutovlanEngine(SWITCHES, POLICIES, prune_delay=30.0)
     ref = Reference()
-    history: list[SourceEvent] = [start_a, start_b, *changes]
+    history: list[SourceEvent] = [start_a, start_b, start_c, *changes]
     nonempty = 0
     for step, ev in enumerate(history):
         engine.apply_one(ev, now=float(step))
@@ -189,6 +204,7 @@ def test_incremental_equals_full_recompute_after_every_step(
         assert engine.desired() == full, f"step {step}: {ev}"
         for (sw, port, vlan), users in ref.users().items():
             assert engine.users(sw, port, vlan) == users, f"step {step}: {ev}"
+        assert engine.checked() == ref.checked(), f"step {step}: {ev}"
         nonempty += bool(full)
     DENSITY.append(nonempty / len(history))
 

@@ -141,3 +141,27 @@ def test_snapshot_with_unknown_hosts_applies_but_holds_removals() -> None:
     assert not e.in_sync("vc") and not e.plan(st, now=100.0).ports
     e.apply_one(Snapshot("vc", HOSTS, PGS, ()), now=101.0)
     assert e.in_sync("vc") and e.plan(st, now=131.0).ports[0].remove == frozenset({110})
+
+
+def test_check_mode_session_is_reported_never_applied() -> None:
+    e = AutovlanEngine(
+        [SW],
+        [SessionPolicy("vc", True, frozenset(range(1, 1001))), SessionPolicy("lab", check=True)],
+        prune_delay=30.0,
+    )
+    e.apply_one(Snapshot("vc", HOSTS, PGS, ()), now=0.0)
+    lab_hosts = tuple(Host("lab", h.name, uplinks=h.uplinks) for h in HOSTS)
+    lab_pgs = (PortGroup("lab", "web", frozenset({110})),)
+    lab_vm = Vm("lab", "t1", "test-01", "esx1", Power.ON, ("web",))
+    e.apply_one(Snapshot("lab", lab_hosts, lab_pgs, (lab_vm,)), now=0.0)
+    st = states(p1=trunk("p1", set()))
+    plan = e.plan(st, now=0.0)
+    assert not plan.ports, "a check-mode session's VLAN is never applied"
+    assert [(p.port, p.add, p.reasons[0].vms) for p in plan.check] == [
+        ("p1", frozenset({110}), ("test-01",))
+    ]
+    e.apply_one(VmUpsert(vm("web-01", "esx1")), now=1.0)  # an enforcing VM wants 110 too
+    plan = e.plan(st, now=1.0)
+    assert plan.ports[0].add == frozenset({110}) and not plan.check
+    e.apply_one(VmRemoved("vc", "web-01"), now=2.0)  # back to check-only
+    assert e.checked() == {("leaf1", "p1"): frozenset({110})} and e.desired() == {}

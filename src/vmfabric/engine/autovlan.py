@@ -72,6 +72,7 @@ class SessionPolicy:
     name: str
     autovlan: bool = True
     allowed: frozenset[int] = frozenset(range(1, 4095))
+    check: bool = False  # mode: check: its VLANs are computed and reported, never applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,7 @@ def full_desired(
     """Desired VLANs of every edge port, computed from scratch (verification, cold start)."""
     host_map = {h.key: h for h in hosts}
     pg_map = {p.key: p for p in portgroups}
-    pol = {p.name: p for p in policies}
+    pol = {p.name: p for p in policies if not p.check}
     edge = {s.name: s.edge_ports for s in switches}
     out: dict[PortKey, set[int]] = {}
     for vm in vms:
@@ -127,6 +128,18 @@ def full_desired(
         for sw, port, vlan in vm_triples(vm, host, pg_map, pol.get(vm.session), edge):
             out.setdefault((sw, port), set()).add(vlan)
     return {k: frozenset(v) for k, v in out.items()}
+
+
+def _put(index: dict[PortKey, set[int]], port: PortKey, vlan: int) -> None:
+    index.setdefault(port, set()).add(vlan)
+
+
+def _take(index: dict[PortKey, set[int]], port: PortKey, vlan: int) -> None:
+    vlans = index.get(port)
+    if vlans is not None:
+        vlans.discard(vlan)
+        if not vlans:
+            del index[port]
 
 
 def _replace_session_items(
@@ -163,7 +176,9 @@ class AutovlanEngine:
         self.vms: dict[Key, Vm] = {}
         self._contrib: dict[Key, tuple[Triple, ...]] = {}
         self._users: dict[Triple, set[Key]] = {}
+        self._enforcing: dict[Triple, int] = {}  # users from sessions not in check mode
         self._desired: dict[PortKey, set[int]] = {}
+        self._checked: dict[PortKey, set[int]] = {}  # wanted by check-mode sessions only
         self._by_host: dict[Key, set[Key]] = {}
         self._by_pg: dict[Key, set[Key]] = {}
         self._in_sync: dict[str, bool] = dict.fromkeys(self.policies, False)
@@ -175,6 +190,10 @@ class AutovlanEngine:
 
     def desired(self) -> dict[PortKey, frozenset[int]]:
         return {k: frozenset(v) for k, v in self._desired.items() if v}
+
+    def checked(self) -> dict[PortKey, frozenset[int]]:
+        """VLANs that only sessions in check mode want, per port: reported, not applied."""
+        return {k: frozenset(v) for k, v in self._checked.items() if v}
 
     def desired_for(self, switch: str, port: str) -> frozenset[int]:
         return frozenset(self._desired.get((switch, port), ()))
@@ -234,11 +253,17 @@ class AutovlanEngine:
     def set_policies(self, policies: Iterable[SessionPolicy], now: float) -> None:
         """Replace session policies (config reload); recomputes the VMs of changed ones."""
         new = {p.name: p for p in policies}
-        changed = {n for n in set(new) | set(self.policies) if new.get(n) != self.policies.get(n)}
+        old = self.policies
+        changed = {n for n in set(new) | set(old) if new.get(n) != old.get(n)}
         self.policies = new
         for name in changed:
             self._in_sync.setdefault(name, False)
-        self._recompute([k for k in self.vms if k[0] in changed], now)
+        keys = [k for k in self.vms if k[0] in changed]
+        self.policies = old
+        for key in keys:  # counted under the old policy: uncount under it
+            self._set_contrib(key, _NONE, now)
+        self.policies = new
+        self._recompute(keys, now)
 
     def _snapshot(self, snap: Snapshot, now: float) -> None:
         s = snap.session
@@ -318,31 +343,50 @@ class AutovlanEngine:
             if t not in old_set:
                 self._add_user(t, key)
 
+    def _checking(self, session: str) -> bool:
+        policy = self.policies.get(session)
+        return policy is not None and policy.check
+
     def _add_user(self, t: Triple, key: Key) -> None:
-        users = self._users.get(t)
-        if users is None:
-            self._users[t] = {key}
-            self._desired.setdefault((t[0], t[1]), set()).add(t[2])
-            pending = self._vacated.get((t[0], t[1]))
-            if pending is not None:
-                pending.pop(t[2], None)
-            self.dirty.add(t[0])
-        else:
-            users.add(key)
+        self._users.setdefault(t, set()).add(key)
+        port = (t[0], t[1])
+        if self._checking(key[0]):
+            if not self._enforcing.get(t):
+                _put(self._checked, port, t[2])
+                self.dirty.add(t[0])
+            return
+        count = self._enforcing.get(t, 0) + 1
+        self._enforcing[t] = count
+        if count > 1:
+            return
+        _put(self._desired, port, t[2])
+        _take(self._checked, port, t[2])
+        pending = self._vacated.get(port)
+        if pending is not None:
+            pending.pop(t[2], None)
+        self.dirty.add(t[0])
 
     def _drop_user(self, t: Triple, key: Key, now: float) -> None:
         users = self._users.get(t)
-        if users is None:
+        if users is None or key not in users:
             return
         users.discard(key)
-        if users:
-            return
-        del self._users[t]
+        if not users:
+            del self._users[t]
         port = (t[0], t[1])
-        vlans = self._desired[port]
-        vlans.discard(t[2])
-        if not vlans:
-            del self._desired[port]
+        if self._checking(key[0]):
+            if not users:
+                _take(self._checked, port, t[2])
+                self.dirty.add(t[0])
+            return
+        count = self._enforcing[t] - 1
+        if count:
+            self._enforcing[t] = count
+            return
+        del self._enforcing[t]
+        _take(self._desired, port, t[2])
+        if users:  # only check-mode users are left
+            _put(self._checked, port, t[2])
         self._vacated.setdefault(port, {})[t[2]] = now
         self.dirty.add(t[0])
 
@@ -360,6 +404,7 @@ class AutovlanEngine:
         are not yet due are reported in ``Plan.held`` and not applied."""
         ports: list[PortPlan] = []
         held: list[PortPlan] = []
+        check: list[PortPlan] = []
         for sw_name in sorted(switches if switches is not None else self.switches):
             sw = self.switches.get(sw_name)
             if sw is None:
@@ -373,7 +418,19 @@ class AutovlanEngine:
                     ports.append(todo)
                 if waiting is not None:
                     held.append(waiting)
-        return Plan(ports=tuple(ports), held=tuple(held))
+                would = self._check_port(state)
+                if would is not None:
+                    check.append(would)
+        return Plan(ports=tuple(ports), held=tuple(held), check=tuple(check))
+
+    def _check_port(self, state: PortState) -> PortPlan | None:
+        """What sessions in check mode would add to this port (never applied)."""
+        key = (state.switch, state.port)
+        would = frozenset(self._checked.get(key, set()) - state.vlans)
+        if not would:
+            return None
+        reasons = tuple(self._add_reason(key, v) for v in sorted(would))
+        return PortPlan(state.switch, state.port, add=would, reasons=reasons)
 
     def _plan_port(
         self, sw: SwitchPolicy, state: PortState, now: float
