@@ -54,11 +54,16 @@ Clock = Callable[[], float]
 PortKey = tuple[str, str]
 BATCH = 5000  # events handled per engine pass at most
 PORT_REREAD = 30.0  # seconds: re-read a quiet switch's ports (manual edits, re-created ports)
+CHECK_SWITCH = "switch is in check mode: nothing applied"
+CHECK_SESSIONS = "sessions in check mode would add these: nothing applied"
 APPROVAL_POLL = 1.0  # seconds between looks for plans approved with `vmfabric approve`
 
 
 def session_policies(config: Config) -> list[SessionPolicy]:
-    return [SessionPolicy(s.name, s.autovlan, s.allowed_vlans) for s in config.sessions]
+    return [
+        SessionPolicy(s.name, s.autovlan, s.allowed_vlans, check=s.mode == "check")
+        for s in config.sessions
+    ]
 
 
 def switch_policies(config: Config) -> list[SwitchPolicy]:
@@ -157,6 +162,7 @@ class SwitchWorker:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     connected: bool = False
     held_reason: str = ""
+    last_check: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -198,17 +204,28 @@ class SwitchWorker:
         now = self.ctl.clock()
         plan = self.ctl.engine.plan(self.ctl.states, now, [self.name])
         self.ctl.note_held(self.name, plan)
+        self._record_check(list(plan.check), CHECK_SESSIONS, now)
         ports = list(plan.for_switch(self.name))
         ports = self._guard(ports, now)
-        if not ports:
-            return
         if self.config.mode == "check":
-            self.ctl.save_plan(self.name, "check", ports, "switch is in check mode", now)
+            self._record_check(ports, CHECK_SWITCH, now)
+            return
+        if not ports:
             return
         self.ctl.store.set_switch_status(self.name, "ok", now=now)  # fails if unrecordable
         result = await asyncio.to_thread(self.driver.apply, [p.change() for p in ports])
         self.ctl.update_states(result.values())
         self.ctl.applied(ports, now)
+
+    def _record_check(self, ports: list[PortPlan], reason: str, now: float) -> None:
+        """Record what check mode keeps from being applied, once per change of it."""
+        doc = plan_json(ports)
+        if doc == self.last_check.get(reason, {"ports": []}):
+            return
+        self.last_check[reason] = doc
+        if ports:
+            log.info("switch %s: check mode: %s", self.name, reason)
+            self.ctl.store.save_plan(self.name, "check", doc, reason, now)
 
     def _guard(self, ports: list[PortPlan], now: float) -> list[PortPlan]:
         """The plan minus removals the blast-radius guard holds. Removals in an approved
