@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -106,3 +107,25 @@ def test_show_json_works_and_unknown_vm_is_bad_input(
     assert done.returncode == 0, done.stderr
     assert yaml.safe_load(done.stdout)[0]["attachments"] == [{"switch": "leaf1", "port": "e1"}]
     assert_one_line_error(vmfabric("show", "vm", "nope", "-c", str(path)), 2, "no VM named")
+
+
+def test_sync_refuses_while_a_controller_runs_and_dry_run_still_works(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=1, trunks=frozenset({4095}))
+    path = setup(tmp_path, switch_dict(sw))
+    run = subprocess.Popen([VMFABRIC, "run", "-c", str(path)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while 110 not in trunks(sw, "e1") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert 110 in trunks(sw, "e1"), "the controller never converged"
+        done = vmfabric("sync", "-c", str(path))
+        assert_one_line_error(done, 1, f"a vmfabric controller (pid {run.pid}) already writes")
+        assert vmfabric("sync", "--dry-run", "-c", str(path)).returncode == 0
+        second = vmfabric("run", "-c", str(path))
+        assert_one_line_error(second, 1, "already writes this fabric")
+    finally:
+        run.terminate()
+        run.wait(20)
+    assert vmfabric("sync", "-c", str(path)).returncode == 0, "the lock must go with its holder"

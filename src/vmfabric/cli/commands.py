@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -10,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from vmfabric.cli.common import ConfigOpt, JsonOpt, console, open_store, print_json, setup_logging
+from vmfabric.cli.common import (
+    ConfigOpt,
+    JsonOpt,
+    console,
+    controller_lock,
+    open_store,
+    print_json,
+    setup_logging,
+)
 from vmfabric.config import Config, load_config
 from vmfabric.errors import ConfigError, VmfabricError
 from vmfabric.model import PortPlan
@@ -42,7 +51,8 @@ def run(config: ConfigOpt = None, verbose: Verbose = 0) -> None:
         await Controller(cfg, store).run(stop)
 
     try:
-        asyncio.run(main())
+        with controller_lock(cfg):
+            asyncio.run(main())
     except VmfabricError as exc:
         raise _guard(exc) from None
     finally:
@@ -73,7 +83,8 @@ def sync(
     try:
         cfg, store = open_store(config)
         try:
-            result = sync_once(cfg, None if dry_run else store, dry_run, timeout=timeout)
+            with contextlib.nullcontext() if dry_run else controller_lock(cfg):
+                result = sync_once(cfg, None if dry_run else store, dry_run, timeout=timeout)
         finally:
             store.close()
     except VmfabricError as exc:

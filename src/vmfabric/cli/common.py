@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +16,7 @@ import typer
 from rich.console import Console
 
 from vmfabric.config import Config, load_config
+from vmfabric.errors import TransientError
 from vmfabric.store import Store
 
 ConfigOpt = Annotated[
@@ -30,6 +35,33 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 def open_store(config_path: Path | None) -> tuple[Config, Store]:
     config = load_config(config_path)
     return config, Store(config.store_url())
+
+
+@contextlib.contextmanager
+def controller_lock(config: Config) -> Iterator[None]:
+    """Hold the store's writer lock (``<store>.lock``, SQLite stores only) while a command
+    writes switches: two writers against one fabric would undo each other's work. A busy
+    lock is a TransientError naming the PID holding it."""
+    url = config.store_url()
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        yield
+        return
+    path = Path(url.removeprefix("sqlite:///") + ".lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise TransientError(
+                f"a vmfabric controller (pid {holder}) already writes this fabric "
+                f"(lock {path}); stop it, or use --dry-run"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def print_json(data: Any) -> None:
