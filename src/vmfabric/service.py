@@ -544,7 +544,7 @@ def first_snapshot(source: Source, timeout: float) -> list[SourceEvent]:
     done.set()
     thread.join(10)
     if failure is not None and failure.bad_input:
-        raise ConfigError(failure.error)
+        raise ConfigError(f"session {source.name}: {failure.error}")
     if not arrived:
         why = failure.error if failure is not None else f"no inventory within {timeout:g}s"
         raise TransientError(f"session {source.name}: {why}")

@@ -129,3 +129,19 @@ def test_sync_refuses_while_a_controller_runs_and_dry_run_still_works(
         run.terminate()
         run.wait(20)
     assert vmfabric("sync", "-c", str(path)).returncode == 0, "the lock must go with its holder"
+
+
+def test_readable_secret_file_is_bad_input_for_a_vcenter_session(tmp_path: Path) -> None:
+    secret = tmp_path / "vc.secret"
+    secret.write_text("s3cret-value\n")
+    secret.chmod(0o644)
+    path = tmp_path / "vmfabric.yaml"
+    path.write_text(
+        yaml.safe_dump({
+            "sessions": [{"name": "vc", "kind": "vcenter", "url": "http://127.0.0.1:9/sdk",
+                          "username": "ro", "password": "file:vc.secret"}],
+        })
+    )  # fmt: skip
+    done = vmfabric("sync", "--timeout", "5", "-c", str(path))
+    assert_one_line_error(done, 2, "has mode 0644; make it 0600 or stricter")
+    assert "s3cret-value" not in done.stderr + done.stdout

@@ -172,8 +172,6 @@ def test_literal_password_and_open_secret_file_are_refused_without_echo(tmp_path
     literal["store"] = "sqlite:///vmfabric.db"  # type: ignore[assignment]
     path.write_text(yaml.safe_dump(literal))
     open_file = cli(path, "sync", "--dry-run", "--timeout", "5")
-    # exit 1, not 2: the vcenter source reports a bad secret file as a retried session
-    # error, not bad input (reported to the lead; sources/vcenter.py is not ours)
-    assert open_file.returncode in (1, 2), open_file.stdout + open_file.stderr
+    assert open_file.returncode == 2, open_file.stdout + open_file.stderr  # bad input
     assert "mode 0644" in open_file.stderr
     assert SECRET not in open_file.stdout + open_file.stderr

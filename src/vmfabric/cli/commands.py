@@ -76,9 +76,12 @@ def sync(
     ] = False,
     as_json: JsonOpt = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each session.")] = 30.0,
+    verbose: Verbose = 0,
 ) -> None:
     """One full reconcile: read every session and switch, print the plan, apply it."""
     from rich.table import Table
+
+    setup_logging(verbose, quiet=True)
 
     try:
         cfg, store = open_store(config)

@@ -68,9 +68,13 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
-def setup_logging(verbose: int) -> None:
+def setup_logging(verbose: int, quiet: bool = False) -> None:
+    """Logging to stderr. vmfabric's own INFO lines show by default (what the controller
+    does); ``quiet`` (one-shot commands, whose result is their output) shows only errors
+    unless ``-v`` is given."""
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
-    logging.getLogger("vmfabric").setLevel(logging.INFO if verbose == 0 else level)
+    default = logging.CRITICAL if quiet else logging.INFO
+    logging.getLogger("vmfabric").setLevel(default if verbose == 0 else level)

@@ -491,7 +491,8 @@ class VcenterSource:
             reason = f"{self.config.url}: {reason}"
         reason = self._scrub(reason)
         log.warning("session %s disconnected: %s", self.name, reason)
-        emit(SessionStatus(self.name, "disconnected", error=reason))
+        bad_input = isinstance(exc, ConfigError)  # e.g. a secret file others can read
+        emit(SessionStatus(self.name, "disconnected", error=reason, bad_input=bad_input))
 
     def _scrub(self, text: str) -> str:
         """Belt and braces: never let the password reach an event or a log."""
