@@ -39,7 +39,7 @@ import yaml
 from vmfabric.config import Config, load_config
 from vmfabric.errors import VmfabricError
 from vmfabric.lab.ovs import OvsInstance, unique_name
-from vmfabric.lab.vcsim import Vcsim, VcsimControl, _wait, build_vcsim, vim
+from vmfabric.lab.vcsim import Vcsim, VcsimControl, build_vcsim
 from vmfabric.service import Controller
 from vmfabric.store import Store
 
@@ -309,7 +309,7 @@ class Chaos:
     def revlan(self) -> None:
         pg = self.rng.choice(list(self.model.pgs))
         vlan = self.rng.choice(VLAN_POOL)
-        set_pg_vlan(self.control(), pg, vlan)
+        self.control().set_portgroup_vlan(pg, vlan)
         self.model.pgs[pg] = vlan
 
     def converged(self, exact: bool) -> bool:
@@ -347,19 +347,6 @@ class Chaos:
             )
             log.info("model %s", self.model)
         return text
-
-
-def set_pg_vlan(control: VcsimControl, pg: str, vlan: int) -> None:
-    """Reconfigure a distributed port group's VLAN through the vSphere API."""
-    obj = control._find(vim.dvs.DistributedVirtualPortgroup, pg)
-    dvs_ns = vim.dvs.VmwareDistributedVirtualSwitch
-    spec = vim.dvs.DistributedVirtualPortgroup.ConfigSpec(
-        name=pg, type="earlyBinding", numPorts=16, configVersion=obj.config.configVersion,
-        defaultPortConfig=dvs_ns.VmwarePortConfigPolicy(
-            vlan=dvs_ns.VlanIdSpec(vlanId=vlan, inherited=False)
-        ),
-    )  # fmt: skip
-    _wait(obj.ReconfigureDVPortgroup_Task(spec))
 
 
 # ---- faults ------------------------------------------------------------------------------

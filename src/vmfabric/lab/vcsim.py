@@ -385,6 +385,22 @@ class VcsimControl:
         )
         _wait(self._dvs().AddDVPortgroup_Task([config]))
 
+    def set_portgroup_vlan(self, name: str, vlan: int) -> None:
+        """Reconfigure a distributed port group to carry one VLAN. (vcsim sends no property
+        update for this: a session sees it at its next full audit.)"""
+        pg = self._find(vim.dvs.DistributedVirtualPortgroup, name)
+        dvs_ns = vim.dvs.VmwareDistributedVirtualSwitch
+        spec = vim.dvs.DistributedVirtualPortgroup.ConfigSpec(
+            name=name,
+            type="earlyBinding",
+            numPorts=16,
+            configVersion=pg.config.configVersion,
+            defaultPortConfig=dvs_ns.VmwarePortConfigPolicy(
+                vlan=dvs_ns.VlanIdSpec(vlanId=vlan, inherited=False)
+            ),
+        )
+        _wait(pg.ReconfigureDVPortgroup_Task(spec))
+
     def _nic_spec(self, portgroup: str) -> Any:
         pg = self._find(vim.Network, portgroup)
         card = vim.vm.device.VirtualEthernetCard
