@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import coldstatic, engine, fabric, report
+from bench import coldstatic, engine, fabric, profile, report
 from bench.stats import machine
 from bench.vclab import Lab
 
@@ -126,7 +126,12 @@ def run(plan: Plan, say: Clock) -> dict[str, Any]:
     results["labs"] = {}
     for spec in plan.labs:
         results["labs"][f"{spec.hosts}x{spec.vms}"] = run_lab(spec, plan.intervals, say)
-    results["seconds"] = round(say.start and time.monotonic() - say.start, 1)
+    if plan is FULL:
+        say("profiles behind the targets (python -m bench.profile)")
+        results["profile"] = {"engine": profile.profile_engine(),
+                              "inventory": profile.profile_inventory(),
+                              "filters": profile.filters_experiment()}  # fmt: skip
+    results["seconds"] = round(time.monotonic() - say.start, 1)
     return results
 
 
@@ -138,7 +143,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument("--no-write", action="store_true", help="print, write no files")
+    parser.add_argument("--render", action="store_true",
+                        help="only re-render BENCHMARKS.md from bench/figures.json")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.render:
+        results = json.loads(FIGURES.read_text(encoding="utf-8"))
+        if profile.OUT.exists():
+            extra = json.loads(profile.OUT.read_text(encoding="utf-8"))
+            results["profile"] = {**results.get("profile", {}), **extra}
+            FIGURES.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        MARKDOWN.write_text(report.render(results), encoding="utf-8")
+        return 0
     signal.signal(signal.SIGTERM, _stop)
     say = Clock()
     results = run(QUICK if args.quick else FULL, say)

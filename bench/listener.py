@@ -4,7 +4,10 @@
 password from ``$BENCH_VC_PASSWORD``, watches ``runtime.host`` of every VM through one
 ContainerView filter (the same long poll vmfabric's source makes: maxWaitSeconds 1), and
 prints ``ready`` after the initial read, then one line per change:
-``<epoch seconds> <vm moref> <host moref>``. It exits when stdin closes.
+``<epoch seconds> <vm moref> <host moref>``. ``$BENCH_LISTENER_PATHS`` (comma-separated)
+widens the property list and ``$BENCH_LISTENER_FILTERS=source`` makes it watch through the
+vcenter source's five filters instead: experiments on what vcsim's update cost depends on.
+It exits when stdin closes.
 """
 
 from __future__ import annotations
@@ -31,15 +34,25 @@ def connect(url: str, user: str, password: str) -> Any:
                         path=parts.path or "/sdk", user=user, pwd=password)  # fmt: skip
 
 
-def vm_host_filter(content: Any, collector: Any) -> Any:
+def vm_host_filter(content: Any, collector: Any, paths: list[str]) -> Any:
     pc = vmodl.query.PropertyCollector
     view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
     traverse = pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
     spec = pc.FilterSpec(
         objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
-        propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.host"])],
+        propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=paths)],
     )
     return collector.CreateFilter(spec, partialUpdates=False)
+
+
+def source_filters(content: Any, collector: Any) -> None:
+    """The vcenter source's own five filters (one per kind, each over a ContainerView)."""
+    from vmfabric.sources import vcenter
+
+    for kind, paths in vcenter.WATCHED:
+        vim_type = vcenter._vim_type(kind)
+        view = content.viewManager.CreateContainerView(content.rootFolder, [vim_type], True)
+        collector.CreateFilter(vcenter.filter_spec(view, vim_type, paths), partialUpdates=False)
 
 
 def listen(url: str, user: str, password: str, stop: threading.Event) -> None:
@@ -49,29 +62,41 @@ def listen(url: str, user: str, password: str, stop: threading.Event) -> None:
     # collector's moref, and every session's default one is "propertyCollector", so a
     # second session waiting on the default collector would take vmfabric's updates away.
     pc = content.propertyCollector.CreatePropertyCollector()
-    vm_host_filter(content, pc)
-    options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=0)
-    version = ""
-    while True:  # the initial read, possibly truncated
-        update = pc.WaitForUpdatesEx(version, options)
-        if update is None:
-            break
-        version = update.version
-        if not update.truncated:
-            break
+    paths = os.environ.get("BENCH_LISTENER_PATHS", "runtime.host").split(",")
+    if os.environ.get("BENCH_LISTENER_FILTERS") == "source":
+        source_filters(content, pc)
+    else:
+        vm_host_filter(content, pc, paths)
+    version = initial_read(pc)
     print("ready", flush=True)
     options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=1)
     while not stop.is_set():
         update = pc.WaitForUpdatesEx(version, options)
         now = time.time()
+        if update is not None:
+            version = update.version
+            report(update, now)
+
+
+def initial_read(pc: Any) -> str:
+    """The first answer(s): the whole watched inventory; returns the version after it."""
+    options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=0, maxObjectUpdates=1000)
+    version = ""
+    while True:
+        update = pc.WaitForUpdatesEx(version, options)
         if update is None:
-            continue
-        version = update.version
-        for fs in update.filterSet or ():
-            for obj in fs.objectSet or ():
-                for change in obj.changeSet or ():
-                    if change.name == "runtime.host" and change.val is not None:
-                        print(f"{now:.6f} {obj.obj._moId} {change.val._moId}", flush=True)
+            return version
+        version = str(update.version)
+        if not update.truncated:
+            return version
+
+
+def report(update: Any, now: float) -> None:
+    for fs in update.filterSet or ():
+        for obj in fs.objectSet or ():
+            for change in obj.changeSet or ():
+                if change.name == "runtime.host" and change.val is not None:
+                    print(f"{now:.6f} {obj.obj._moId} {change.val._moId}", flush=True)
 
 
 def main(argv: list[str]) -> int:

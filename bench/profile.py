@@ -1,4 +1,4 @@
-"""Profiles behind the missed targets: ``python -m bench.profile [engine|inventory|all]``.
+"""Profiles behind the missed targets: ``python -m bench.profile [engine|inventory|filters|all]``.
 
 - ``engine``: cProfile of the incremental engine on the vMotion workload at 1,000 and
   100,000 VMs (the functions are the same; each call gets slower as the working set
@@ -7,6 +7,9 @@
   default): cProfile of ``_Watch.full_read``, split into time waiting for the server and
   time in pyVmomi's SOAP parsing, and the same read with and without
   ``config.hardware.device`` (the VM property that dominates the answer's size).
+
+- ``filters``: the vMotion delay seen by bare listeners with one filter vs. the vcenter
+  source's five filters (64 hosts, 2,000 VMs).
 
 Writes bench/results/profile.json and prints the top functions.
 """
@@ -113,6 +116,56 @@ def profile_inventory(hosts: int = 250, vms: int = 10_000) -> Any:
         sim.cleanup()
 
 
+def filters_experiment(hosts: int = 64, vms: int = 2_000, moves: int = 30) -> Any:
+    """The same vMotions seen by three bare listeners (own processes, own collectors): one
+    filter on ``runtime.host``, one filter with all of the source's VM paths, and the
+    vcenter source's five filters. Shows where vcsim's update delay comes from."""
+    import random
+
+    from bench.stats import summary
+    from bench.vclab import Lab
+
+    variants = {
+        "one filter, runtime.host": {},
+        "one filter, the source's VM paths": {"BENCH_LISTENER_PATHS": ",".join(vcenter.VM_PATHS)},
+        "the source's five filters": {"BENCH_LISTENER_FILTERS": "source"},
+    }
+    out: dict[str, Any] = {"hosts": hosts, "vms": vms, "moves": moves}
+    with Lab(hosts, vms, 10, lambda text: None) as lab:
+        assert lab.admin is not None
+        listeners = {}
+        for name, env in variants.items():
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                listeners[name] = lab.listener()
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+        seen: dict[str, list[float]] = {name: [] for name in variants}
+        rng = random.Random(3)
+        try:
+            for i in range(moves):
+                mover = lab.mover(i % 10)
+                dest = lab.next_host(mover)
+                time.sleep(rng.uniform(0, 0.25))
+                marks = {name: li.mark() for name, li in listeners.items()}
+                done = lab.admin.relocate(mover, dest)
+                vm, host = lab.admin.vms[mover]._moId, lab.admin.hosts[dest]._moId
+                for name, li in listeners.items():
+                    at = li.wait(vm, host, marks[name], 10)
+                    if at is not None:
+                        seen[name].append(at - done)
+        finally:
+            for li in listeners.values():
+                li.close()
+    out["ms"] = {name: summary(v, 1000.0, 1) for name, v in seen.items()}
+    return out
+
+
 def main(argv: list[str]) -> int:
     what = argv[0] if argv else "all"
     out: dict[str, Any] = {}
@@ -120,6 +173,10 @@ def main(argv: list[str]) -> int:
         out["engine"] = profile_engine()
     if what in ("inventory", "all"):
         out["inventory"] = profile_inventory()
+    if what in ("filters", "all"):
+        out["filters"] = filters_experiment()
+    if OUT.exists() and what != "all":
+        out = {**json.loads(OUT.read_text(encoding="utf-8")), **out}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(out, indent=1))
