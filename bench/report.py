@@ -343,8 +343,9 @@ FINDINGS = """## What the figures say
   reindexes the VM under every port group even when only its host changed, and
   `vm_triples` looks up the port group, policy and edge ports again; keeping a per-(host,
   virtual switch) port list and re-indexing only what changed would cut the lookups.
-  Memory is near 1 KiB per VM with the inventory objects, about 0.7 KiB for the indexes alone: a `set` per (switch, port,
-  VLAN) even with one user, and a tuple of triples per VM.
+  Memory is near 1 KiB per VM with the inventory objects, about 0.7 KiB for the indexes
+  alone: a `set` per (switch, port, VLAN) even with one user, and a tuple of triples per
+  VM.
 - **Storm.** 1,000 vMotions cost one or two OVSDB transactions and only the (port, VLAN)
   memberships the final placement needs, with no redundant write. But vcsim took more than
   the source's 30 s socket timeout to answer its next `WaitForUpdatesEx`, so the session
@@ -352,9 +353,9 @@ FINDINGS = """## What the figures say
   the fabric was quiet about 40 s after the storm began. The socket timeout treats a slow
   answer under load like a dead server, and every such drop costs a full re-read.
 - **Baseline.** A periodic full sync's expected latency is half its interval (15 s at 30 s,
-  90 s at 180 s) against vmfabric's p50 of 0.4-1.7 s here (vcsim-bound); it writes every port's list every
-  time (the table counts pushed memberships), while vmfabric writes one membership per
-  vMotion that needs one.
+  90 s at 180 s) against vmfabric's p50 of 0.4-1.7 s here (vcsim-bound); it writes every
+  port's list every time (the table counts pushed memberships), while vmfabric writes one
+  membership per vMotion that needs one.
 """
 
 
