@@ -12,18 +12,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
+from support.controller import running_controller, wait_for
+from support.controller import trunks as ovs_trunks
 from support.ovs_fixtures import MakeSwitch, OvsSwitch
 from support.vcsim_fixtures import VcsimFactory
 from vmfabric.config import Config, load_config
@@ -52,43 +51,12 @@ def controller(
     config: Config, drivers: dict[str, Any] | None = None, port_reread: float | None = None
 ) -> Iterator[Controller]:
     """Run a Controller in a thread with its own event loop until the block ends."""
-    store = Store(config.store_url())
-    ctl = Controller(config, store, drivers=drivers)
-    if port_reread is not None:
-        ctl.port_reread = port_reread
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    failure: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            loop.run_until_complete(ctl.run(stop))
-        except BaseException as exc:  # handed to the test thread below
-            failure.append(exc)
-
-    thread = threading.Thread(target=main, name="controller", daemon=True)
-    thread.start()
-    try:
+    with running_controller(config, drivers=drivers, port_reread=port_reread) as ctl:
         yield ctl
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
-        store.close()
-        loop.close()
-    assert not failure, f"controller failed: {failure[0]!r}"
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def trunks(sw: OvsSwitch, port: str) -> set[int]:
-    return {int(v) for v in re.findall(r"\d+", sw.ovs.vsctl("get", "Port", port, "trunks"))}
+    return ovs_trunks(sw.ovs, port)
 
 
 def inventory(vms: list[tuple[str, str, str]], pgs: dict[str, Any], hosts: int = 2) -> Inventory:

@@ -8,12 +8,9 @@ OvsDriver's own ``transactions`` counter.
 
 from __future__ import annotations
 
-import asyncio
-import re
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from support.controller import running_controller, wait_for
+from support.controller import trunks as ovs_trunks
 from support.ovs_fixtures import MakeSwitch, OvsSwitch
 from vmfabric.config import Config, load_config
 from vmfabric.drivers.ovs import OvsDriver
@@ -58,43 +57,15 @@ def write_config(tmp: Path, sw: OvsSwitch) -> Config:
 
 
 def trunks(sw: OvsSwitch, port: str) -> set[int]:
-    return {int(v) for v in re.findall(r"\d+", sw.ovs.vsctl("get", "Port", port, "trunks"))}
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+    return ovs_trunks(sw.ovs, port)
 
 
 @contextmanager
 def controller(config: Config) -> Iterator[tuple[Controller, OvsDriver]]:
     """Run a Controller (own thread and event loop) with an OvsDriver the test can inspect."""
     driver = OvsDriver(config.switches[0])
-    store = Store(config.store_url())
-    ctl = Controller(config, store, drivers={"leaf1": driver})
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    failure: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            loop.run_until_complete(ctl.run(stop))
-        except BaseException as exc:  # handed to the test thread below
-            failure.append(exc)
-
-    thread = threading.Thread(target=main, name="controller", daemon=True)
-    thread.start()
-    try:
+    with running_controller(config, drivers={"leaf1": driver}) as ctl:
         yield ctl, driver
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
-        store.close()
-        loop.close()
-    assert not failure, f"controller failed: {failure[0]!r}"
 
 
 def settled(ctl: Controller) -> bool:

@@ -13,21 +13,22 @@ be injected, and checks the switch itself. Each fails when its protection is rem
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from support.controller import running_controller, wait_for
+from support.controller import trunks as ovs_trunks
 from support.ovs_fixtures import MakeSwitch, OvsSwitch
 from vmfabric.config import Config, SwitchConfig, load_config
 from vmfabric.drivers.fake import FakeDriver
@@ -45,68 +46,22 @@ Inventory = dict[str, list[dict[str, Any]]]
 # ---- harness -----------------------------------------------------------------------------
 
 
+@dataclass
 class Running:
-    """A Controller running in a thread with its own event loop; ``stop()`` joins it and
-    re-raises whatever the controller raised."""
+    """A running Controller and its store."""
 
-    def __init__(self, config: Config, drivers: dict[str, Any] | None = None) -> None:
-        self.store = Store(config.store_url())
-        self.ctl = Controller(config, self.store, drivers=drivers)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="controller", daemon=True)
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._run())
-        except BaseException as exc:  # handed to the test thread by stop()
-            self._error = exc
-            self._ready.set()
-
-    async def _run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self._ready.set()
-        await self.ctl.run(self._stop)
-
-    def start(self) -> Running:
-        self._thread.start()
-        assert self._ready.wait(10), "controller did not start"
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-        self.store.close()
-        assert not self._thread.is_alive(), "controller did not stop within 30s"
-        if self._error is not None:
-            raise self._error
+    ctl: Controller
+    store: Store
 
 
 @contextmanager
 def running(config: Config, drivers: dict[str, Any] | None = None) -> Iterator[Running]:
-    run = Running(config, drivers).start()
-    try:
-        yield run
-    finally:
-        run.stop()
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``check`` every 20 ms; seconds it took, AssertionError after ``timeout``."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-    return time.monotonic() - start
+    with running_controller(config, drivers=drivers) as ctl:
+        yield Running(ctl, ctl.store)
 
 
 def trunks(sw: OvsSwitch, port: str) -> set[int]:
-    return {int(v) for v in re.findall(r"\d+", sw.ovs.vsctl("get", "Port", port, "trunks"))}
+    return ovs_trunks(sw.ovs, port)
 
 
 def record(sw: OvsSwitch, port: str) -> str:

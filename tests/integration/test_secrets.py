@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from support.controller import wait_for
 from support.vcsim_fixtures import VcsimFactory
 from vmfabric.config import load_config
 from vmfabric.drivers.fake import FakeDriver
@@ -57,14 +58,6 @@ def write_config(tmp: Path, sim: Vcsim) -> Path:
     path = tmp / "vmfabric.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def run_controller(path: Path, body: Callable[[Controller, FakeDriver], None]) -> list[Any]:

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from vmfabric.config import Config
 from vmfabric.lab.ovs import OvsInstance
@@ -19,11 +20,18 @@ from vmfabric.store import Store
 
 @contextlib.contextmanager
 def running_controller(
-    config: Config, sources: Sequence[Source] | None = None
+    config: Config,
+    sources: Sequence[Source] | None = None,
+    drivers: dict[str, Any] | None = None,
+    port_reread: float | None = None,
 ) -> Iterator[Controller]:
-    """A Controller running on its own event loop in a thread; joined on exit."""
+    """A Controller running on its own event loop in a thread; joined on exit, and what
+    it raised is raised here. ``drivers``/``sources`` replace the configured ones by
+    name (tests inspect them); ``port_reread`` shortens the quiet-switch re-read."""
     store = Store(config.store_url())
-    ctl = Controller(config, store, sources=sources)
+    ctl = Controller(config, store, drivers=drivers, sources=sources)
+    if port_reread is not None:
+        ctl.port_reread = port_reread
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     failure: list[BaseException] = []
