@@ -150,7 +150,7 @@ def main(argv: list[str]) -> int:
         results = json.loads(FIGURES.read_text(encoding="utf-8"))
         if profile.OUT.exists():
             extra = json.loads(profile.OUT.read_text(encoding="utf-8"))
-            results["profile"] = {**results.get("profile", {}), **extra}
+            results["profile"] = {**extra, **results.get("profile", {})}  # this run's win
             FIGURES.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
         MARKDOWN.write_text(report.render(results), encoding="utf-8")
         return 0

@@ -331,8 +331,8 @@ FINDINGS = """## What the figures say
 - **Cold start of 10,000 VMs (missed).** The vcenter source's inventory read is 95% of it,
   and the profile puts that time in pyVmomi's SOAP parsing of `config.hardware.device`
   (every VM's whole device list, 1.65 million XML elements at 10,000 VMs). The same VM read
-  takes about a fifth of the time without that property and a twentieth with
-  `runtime.host` + `network` only (profile above). Reading `network` (port groups by
+  without that property takes a small fraction of the time (an order of magnitude less in
+  the profile below). Reading `network` (port groups by
   moref) instead of device backings, or the devices only for VMs whose networks are
   ambiguous, should bring the 10,000-VM cold start under 5 s on this machine (a projection
   from the read times above, not measured); compute, store and apply together take about
@@ -350,7 +350,7 @@ FINDINGS = """## What the figures say
   memberships the final placement needs, with no redundant write. But vcsim took more than
   the source's 30 s socket timeout to answer its next `WaitForUpdatesEx`, so the session
   dropped (fail-static: nothing removed), reconnected after 1 s and re-read the inventory;
-  the fabric was quiet about 40 s after the storm began. The socket timeout treats a slow
+  the fabric was quiet 40-60 s after the storm began. The socket timeout treats a slow
   answer under load like a dead server, and every such drop costs a full re-read.
 - **Baseline.** A periodic full sync's expected latency is half its interval (15 s at 30 s,
   90 s at 180 s) against vmfabric's p50 of 0.4-1.7 s here (vcsim-bound); it writes every
