@@ -37,6 +37,8 @@ from vmfabric.errors import ConfigError, PermanentError, TransientError, Vmfabri
 from vmfabric.model import (
     HostUpsert,
     Plan,
+    PortGroupRemoved,
+    PortGroupUpsert,
     PortMode,
     PortPlan,
     PortState,
@@ -271,6 +273,7 @@ class Controller:
         self._sources = sources
         self._approved: dict[str, frozenset[tuple[str, int]]] = {}
         self._status: dict[str, SessionStatus] = {}  # last status per session
+        self._problems: dict[str, dict[str, str]] = {}  # session -> port group -> problem
         self._unrecorded: set[str] = set()  # sessions whose inventory the store missed
         self._timer_reset = asyncio.Event()
         self.workers: dict[str, SwitchWorker] = {}
@@ -377,16 +380,21 @@ class Controller:
                 self._unrecorded.update(s.name for s in self.config.sessions)
                 self._rerecord(now)
                 return
+            problems = self._track_problems(events)
             for ev in events:
                 if isinstance(ev, SessionStatus | Snapshot):
                     if changes:
                         self.store.apply_changes(changes, now)
                         changes = []
                     self._record_session_event(ev, now)
+                    problems.discard(ev.session)
                 else:
                     changes.append(ev)
             if changes:
                 self.store.apply_changes(changes, now)
+            for session in problems:  # a port group's problem changed: refresh the warnings
+                status = self._status.get(session, SessionStatus(session, "connected"))
+                self._record_session_event(status, now)
         except StoreError as exc:
             self._unrecorded.update(s.name for s in self.config.sessions)
             log.error("store: %s", exc)
@@ -408,6 +416,36 @@ class Controller:
                 )  # fmt: skip
             self._unrecorded.discard(name)
 
+    def _track_problems(self, events: Sequence[SourceEvent]) -> set[str]:
+        """Keep each session's port groups that vmfabric cannot serve (a PVLAN, say), to
+        show as warnings; return the sessions whose set changed."""
+        changed: set[str] = set()
+        for ev in events:
+            if isinstance(ev, Snapshot):
+                found = {pg.name: pg.problem for pg in ev.portgroups if pg.problem}
+                if found != self._problems.get(ev.session, {}):
+                    changed.add(ev.session)
+                self._problems[ev.session] = found
+            elif isinstance(ev, PortGroupUpsert):
+                pg = ev.portgroup
+                self._set_problem(pg.session, pg.name, pg.problem, changed)
+            elif isinstance(ev, PortGroupRemoved):
+                self._set_problem(ev.session, ev.name, "", changed)
+        return changed
+
+    def _set_problem(self, session: str, name: str, problem: str, changed: set[str]) -> None:
+        known = self._problems.setdefault(session, {})
+        if known.get(name, "") == problem:
+            return
+        changed.add(session)
+        known.pop(name, None)
+        if problem:
+            known[name] = problem
+
+    def _problem_warnings(self, session: str) -> tuple[str, ...]:
+        found = self._problems.get(session, {})
+        return tuple(f"port group {n}: {p}" for n, p in sorted(found.items()))
+
     def _record_session_event(self, ev: SessionStatus | Snapshot, now: float) -> None:
         if isinstance(ev, Snapshot):
             self.store.replace_inventory(ev.session, ev.hosts, ev.portgroups, ev.vms, now)
@@ -422,7 +460,8 @@ class Controller:
             )  # fmt: skip
         self.store.set_session_status(
             ev.session, ev.state, in_sync=self.engine.in_sync(ev.session), error=ev.error,
-            version=ev.version, warnings=ev.warnings, now=now,
+            version=ev.version, warnings=(*ev.warnings, *self._problem_warnings(ev.session)),
+            now=now,
         )  # fmt: skip
 
     def wake_all(self) -> None:
