@@ -327,16 +327,16 @@ FINDINGS = """## What the figures say
   or the host/network filters on a second collector so the VM one stays light), then
   re-measure; on a real vCenter the cost model differs, so measure there too. Even then
   p99 <= 300 ms is tight on vcsim: its 250 ms update tick alone puts floor (a)'s p99 near
-  300 ms at 2,000 VMs.
-- **Cold start of 10,000 VMs (missed).** The vcenter source's inventory read is 95% of it,
-  and the profile puts that time in pyVmomi's SOAP parsing of `config.hardware.device`
-  (every VM's whole device list, 1.65 million XML elements at 10,000 VMs). The same VM read
-  without that property takes a small fraction of the time (an order of magnitude less in
-  the profile below). Reading `network` (port groups by
-  moref) instead of device backings, or the devices only for VMs whose networks are
-  ambiguous, should bring the 10,000-VM cold start under 5 s on this machine (a projection
-  from the read times above, not measured); compute, store and apply together take about
-  0.2 s.
+  300 ms at 2,000 VMs. Already done: the source reads a VM's `network` instead of its
+  device list and waits on a PropertyCollector of its own; that took p50 from 414 to
+  354 ms at 2,000 VMs and from 1,720 to 1,382 ms at 10,000 (runs of this session).
+- **Cold start of 10,000 VMs (met).** The vcenter source's inventory read was 95% of it,
+  in pyVmomi's SOAP parsing of `config.hardware.device` (every VM's whole device list,
+  1.65 million XML elements at 10,000 VMs): 11.3 s. The source now reads each VM's
+  `network` (its port groups by moref) instead, which brought the cold start to about
+  2.4 s; compute, store and apply together take about 0.2 s. The static-inventory
+  100,000-VM start is still dominated by reading and validating the file (libyaml's loader
+  took its read from 26.7 s to about 9.7 s).
 - **Engine.** Events/s fall with the inventory size (same calls, slower dict lookups: a
   memory-bound working set); at 100,000 VMs they are near the 100,000/s target, on either
   side of it from run to run on this shared machine. Per event the engine unindexes and
@@ -350,8 +350,9 @@ FINDINGS = """## What the figures say
   memberships the final placement needs, with no redundant write. But vcsim took more than
   the source's 30 s socket timeout to answer its next `WaitForUpdatesEx`, so the session
   dropped (fail-static: nothing removed), reconnected after 1 s and re-read the inventory;
-  the fabric was quiet 40-60 s after the storm began. The socket timeout treats a slow
-  answer under load like a dead server, and every such drop costs a full re-read.
+  the fabric was quiet 40-60 s after the storm began. A 120 s timeout was tried: the
+  session then waited for vcsim's answer and the fabric was quiet only after 123-137 s,
+  so 30 s stays; a lighter filter set (above) is the real fix.
 - **Baseline.** A periodic full sync's expected latency is half its interval (15 s at 30 s,
   90 s at 180 s) against vmfabric's p50 of 0.4-1.7 s here (vcsim-bound); it writes every
   port's list every time (the table counts pushed memberships), while vmfabric writes one

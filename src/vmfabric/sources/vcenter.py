@@ -67,7 +67,9 @@ Disconnect: Any = _connect.Disconnect
 
 WAIT_SECONDS = 1  # longest WaitForUpdatesEx wait: bounds stop and timer latency
 MAX_OBJECT_UPDATES = 1000  # per WaitForUpdatesEx answer; larger reads arrive truncated
-SOCKET_TIMEOUT = 120.0  # a storm's WaitForUpdatesEx answer can take vcsim over 30 s
+# A slow answer is treated as a lost server: reconnect and re-read. Measured in a storm of
+# 1,000 vMotions on vcsim: quiet after 40-60 s with 30 s, after 123-137 s with 120 s.
+SOCKET_TIMEOUT = 30.0
 PVLAN_PROBLEM = "PVLAN is not supported"
 
 # A VM's port groups come from ``network`` (its networks and distributed port groups).
