@@ -58,13 +58,22 @@ def running_controller(
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until ``check()`` is true; AssertionError naming ``what`` after ``timeout``."""
+    """Seconds until ``check()`` is true; AssertionError naming ``what`` after ``timeout``.
+
+    A LookupError from ``check`` (a store row not written yet: ``show_sessions(x)[0]``
+    while the controller starts) counts as "not yet"; the last one is in the message."""
     start = time.monotonic()
-    while not check():
+    last: LookupError | None = None
+    while True:
+        try:
+            if check():
+                return time.monotonic() - start
+        except LookupError as exc:
+            last = exc
         if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            why = f" (last: {last!r})" if last is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{why}")
         time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def trunks(ovs: OvsInstance | str, port: str) -> set[int]:
