@@ -7,15 +7,13 @@ arguments, inventory files), 1 for runtime failures (a switch or manager unreach
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
-from vmfabric.cli import commands, show
-from vmfabric.errors import ConfigError, VmfabricError
-
-T = TypeVar("T")
+from vmfabric.cli import commands, lab, show
+from vmfabric.cli.common import fail
+from vmfabric.errors import VmfabricError
 
 app = typer.Typer(
     name="vmfabric",
@@ -25,32 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(show.app, name="show")
+app.add_typer(lab.app, name="lab", help="Build a leaf/spine lab in network namespaces.")
 commands.register(app)
-
-
-def _mount_lab() -> None:
-    try:
-        from vmfabric.cli import lab
-    except ImportError:  # the lab builder is optional at install time
-        return
-    app.add_typer(lab.app, name="lab", help="Build a leaf/spine lab in network namespaces.")
-
-
-_mount_lab()
-
-
-def fail(exc: VmfabricError) -> int:
-    code = 2 if isinstance(exc, ConfigError) else 1
-    sys.stderr.write(f"vmfabric: error: {exc}\n")
-    return code
-
-
-def guarded(fn: Callable[[], T]) -> T:
-    """Run ``fn`` turning vmfabric errors into one line and an exit code."""
-    try:
-        return fn()
-    except VmfabricError as exc:
-        raise typer.Exit(fail(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> Any:

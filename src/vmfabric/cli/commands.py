@@ -16,6 +16,7 @@ from vmfabric.cli.common import (
     JsonOpt,
     console,
     controller_lock,
+    fail,
     open_store,
     print_json,
     setup_logging,
@@ -30,8 +31,6 @@ Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More 
 
 
 def _guard(exc: VmfabricError) -> typer.Exit:
-    from vmfabric.cli import fail
-
     return typer.Exit(fail(exc))
 
 

@@ -8,17 +8,18 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from vmfabric.config import Config, load_config
-from vmfabric.errors import TransientError
+from vmfabric.errors import ConfigError, TransientError, VmfabricError
 from vmfabric.store import Store
 
+T = TypeVar("T")
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -62,6 +63,20 @@ def controller_lock(config: Config) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def fail(exc: VmfabricError) -> int:
+    """Write ``exc`` as one line on stderr; its exit code (2 bad input, 1 runtime)."""
+    sys.stderr.write(f"vmfabric: error: {exc}\n")
+    return 2 if isinstance(exc, ConfigError) else 1
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    """Run ``fn``, turning a vmfabric error into one line and the matching exit."""
+    try:
+        return fn()
+    except VmfabricError as exc:
+        raise typer.Exit(fail(exc)) from None
 
 
 def print_json(data: Any) -> None:

@@ -9,17 +9,14 @@ for bad input, 1 for runtime failures.
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
-from vmfabric.errors import ConfigError, VmfabricError
+from vmfabric.cli.common import guarded
 from vmfabric.lab import builder, graph
 
-T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 TopologyArg = Annotated[
@@ -28,14 +25,6 @@ TopologyArg = Annotated[
 StateOpt = Annotated[
     Path | None, typer.Option("--state-dir", help="Root of lab state directories.")
 ]
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except VmfabricError as exc:
-        sys.stderr.write(f"vmfabric: error: {exc}\n")
-        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
 
 
 @app.command()
@@ -49,7 +38,7 @@ def up(
     wait: Annotated[float, typer.Option(help="Seconds to wait for LLDP/underlay.")] = 45.0,
 ) -> None:
     """Build the lab in network namespaces."""
-    state = _guard(
+    state = guarded(
         lambda: builder.up(
             topology, name=name, underlay=underlay, root=state_dir, reuse=reuse, wait=wait
         )
@@ -64,7 +53,7 @@ def up(
 @app.command()
 def down(topology: TopologyArg = None, state_dir: StateOpt = None) -> None:
     """Remove the lab (idempotent; also clears what a crashed run left)."""
-    removed = _guard(lambda: builder.down(builder.lab_name(topology), state_dir))
+    removed = guarded(lambda: builder.down(builder.lab_name(topology), state_dir))
     typer.echo(f"removed {len(removed)} items" if removed else "nothing to remove")
 
 
@@ -76,10 +65,10 @@ def show(
     picture: Annotated[bool, typer.Option(help="Write topology.svg/.png.")] = True,
 ) -> None:
     """Nodes, links, ports and LLDP neighbours; writes a picture of the lab."""
-    state = _guard(lambda: builder.load_state(builder.lab_name(topology), state_dir))
-    data = _guard(lambda: builder.describe(state))
+    state = guarded(lambda: builder.load_state(builder.lab_name(topology), state_dir))
+    data = guarded(lambda: builder.describe(state))
     if picture:
-        data["picture"] = [str(path) for path in _guard(lambda: graph.picture(state))]
+        data["picture"] = [str(path) for path in guarded(lambda: graph.picture(state))]
     if as_json:
         typer.echo(json.dumps(data, indent=2, default=str))
         return

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from vmfabric.cli.common import ConfigOpt, JsonOpt, console, open_store, print_json
-from vmfabric.errors import ConfigError, VmfabricError
+from vmfabric.cli.common import ConfigOpt, JsonOpt, console, fail, guarded, open_store, print_json
+from vmfabric.errors import ConfigError
 from vmfabric.store import Store
 from vmfabric.vlans import format_vlans
 
@@ -26,16 +26,14 @@ DYNAMIC_NOTE = "* = dynamically added by vmfabric (removed when no VM needs it)"
 
 
 def _query(config: Path | None, fn: Callable[[Store], Any]) -> Any:
-    try:
+    def read() -> Any:
         _, store = open_store(config)
         try:
             return fn(store)
         finally:
             store.close()
-    except VmfabricError as exc:
-        from vmfabric.cli import fail
 
-        raise typer.Exit(fail(exc)) from None
+    return guarded(read)
 
 
 def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
@@ -100,8 +98,6 @@ def session(
 
 
 def _not_found(what: str, name: str) -> int:
-    from vmfabric.cli import fail
-
     return fail(ConfigError(f"no {what} named {name!r}"))
 
 
@@ -262,6 +258,3 @@ def audit(
         (_iso(d["time"]), d["switch"], d["port"], d["vlan"], d["action"], d["reason"]) for d in data
     ]
     console.print(_table("Audit log", ["Time", "Switch", "Port", "VLAN", "Action", "Reason"], rows))
-
-
-_ = VmfabricError  # re-exported for handlers
