@@ -23,7 +23,7 @@ from bench.stats import summary
 from bench.vclab import ControllerThread, TimedDriver
 from vmfabric.config import parse_config
 from vmfabric.drivers.fake import FakeDriver
-from vmfabric.model import Snapshot, SourceEvent
+from vmfabric.model import Host, Snapshot, SourceEvent
 from vmfabric.service import Controller
 from vmfabric.sources import static
 from vmfabric.store import Store
@@ -68,7 +68,7 @@ class _Hooks:
         self.marks: dict[str, float] = {}
         self.resolve = 0.0
         self.engine = 0.0
-        handle, resolve, apply = ctl.handle, ctl.resolve, ctl.engine.apply
+        handle, resolve, apply = ctl.handle, ctl.resolver.resolve, ctl.engine.apply
 
         def timed_handle(batch: list[SourceEvent]) -> None:
             snap = any(isinstance(e, Snapshot) for e in batch)
@@ -78,11 +78,10 @@ class _Hooks:
             if snap:
                 self.marks.setdefault("handle_end", time.time())
 
-        def timed_resolve(event: SourceEvent) -> SourceEvent:
+        def timed_resolve(host: Host) -> Host:  # discovery: one host's uplinks
             started = time.time()
-            out = resolve(event)
-            if isinstance(event, Snapshot):
-                self.resolve += time.time() - started
+            out = resolve(host)
+            self.resolve += time.time() - started
             return out
 
         def timed_apply(events: Any, now: float) -> None:
@@ -93,7 +92,7 @@ class _Hooks:
                 self.engine = time.time() - started
 
         setattr(ctl, "handle", timed_handle)  # noqa: B010
-        setattr(ctl, "resolve", timed_resolve)  # noqa: B010
+        setattr(ctl.resolver, "resolve", timed_resolve)  # noqa: B010
         setattr(ctl.engine, "apply", timed_apply)  # noqa: B010
 
 

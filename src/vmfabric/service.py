@@ -33,7 +33,7 @@ from typing import Any
 from vmfabric.config import Config, SessionConfig, SwitchConfig
 from vmfabric.drivers.base import Driver, create_driver
 from vmfabric.engine import AutovlanEngine, GuardLimits, SessionPolicy, SwitchPolicy, guard_verdict
-from vmfabric.errors import ConfigError, PermanentError, TransientError, VmfabricError
+from vmfabric.errors import ConfigError, PermanentError, TransientError
 from vmfabric.model import (
     HostUpsert,
     Plan,
@@ -278,7 +278,6 @@ class Controller:
         self._timer_reset = asyncio.Event()
         self.workers: dict[str, SwitchWorker] = {}
         self.events_handled = 0
-        self.batches = 0
         self.port_reread = PORT_REREAD  # seconds; tests and benchmarks may shorten it
 
     # ---- wiring --------------------------------------------------------------------------
@@ -348,22 +347,12 @@ class Controller:
 
     # ---- events --------------------------------------------------------------------------
 
-    def resolve(self, event: SourceEvent) -> SourceEvent:
-        """Fill hosts' uplinks from static links and CDP/LLDP neighbours."""
-        if isinstance(event, HostUpsert):
-            return HostUpsert(self.resolver.resolve(event.host))
-        if isinstance(event, Snapshot):
-            hosts = tuple(self.resolver.resolve(h) for h in event.hosts)
-            return dataclasses.replace(event, hosts=hosts)
-        return event
-
     def handle(self, batch: Sequence[SourceEvent]) -> None:
         """Feed one batch of source events to the engine and the store, wake switches."""
         now = self.clock()
-        events = [self.resolve(e) for e in batch]
+        events = [resolve_hosts(e, self.resolver) for e in batch]
         self.engine.apply(events, now)
         self.events_handled += len(events)
-        self.batches += 1
         self._record_events(events, now)
         for name in self.engine.take_dirty():
             worker = self.workers.get(name)
@@ -590,7 +579,8 @@ def first_snapshot(source: Source, timeout: float) -> list[SourceEvent]:
     return events
 
 
-def _resolved(ev: SourceEvent, resolver: Resolver) -> SourceEvent:
+def resolve_hosts(ev: SourceEvent, resolver: Resolver) -> SourceEvent:
+    """The event with its hosts' uplinks filled from static links and CDP/LLDP neighbours."""
     if isinstance(ev, Snapshot):
         return dataclasses.replace(ev, hosts=tuple(resolver.resolve(h) for h in ev.hosts))
     if isinstance(ev, HostUpsert):
@@ -622,7 +612,7 @@ def sync_once(
     snapshots: list[Snapshot] = []
     for source in (create_source(s, config.base_dir) for s in config.sessions):
         for raw in first_snapshot(source, timeout):
-            ev = _resolved(raw, resolver)
+            ev = resolve_hosts(raw, resolver)
             engine.apply_one(ev, clock())
             if isinstance(ev, Snapshot):
                 snapshots.append(ev)
@@ -683,4 +673,4 @@ def _sync_switches(
     return result
 
 
-__all__ = ["Controller", "SyncResult", "VmfabricError", "build_engine", "sync_once"]
+__all__ = ["Controller", "SyncResult", "build_engine", "sync_once"]
