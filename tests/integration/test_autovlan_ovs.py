@@ -8,10 +8,7 @@ delay; a VLAN outside allowed_vlans never appears.
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ import yaml
 
 from support.controller import running_controller, wait_for
 from support.controller import trunks as ovs_trunks
-from support.ovs_fixtures import MakeSwitch, OvsSwitch
+from support.ovs_fixtures import MakeSwitch, OvsSwitch, port_updates
 from vmfabric.config import load_config
 from vmfabric.service import sync_once
 from vmfabric.store import Store
@@ -65,26 +62,6 @@ def trunks(sw: OvsSwitch, port: str) -> set[int]:
     return ovs_trunks(sw.ovs, port)
 
 
-@contextlib.contextmanager
-def port_updates(sw: OvsSwitch) -> Iterator[list[str]]:
-    """Collect the names of the ports OVSDB reports updated while the block runs (an OVSDB
-    monitor, so any write to a port, by anyone, shows up)."""
-    argv = ["ovsdb-client", "monitor", sw.ovs.db_url, "Open_vSwitch", "Port",
-            "name", "trunks", "tag", "external_ids", "--format=csv", "--no-headings"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    updates: list[str] = []
-    try:
-        time.sleep(0.5)  # let the monitor print its initial rows
-        yield updates
-        time.sleep(0.5)
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=5)
-    rows = [line.split(",") for line in out.splitlines() if line]
-    names = {r[0]: r[2] for r in rows if r[1] in ("initial", "new", "insert")}
-    updates.extend(sorted({names.get(r[0], r[0]) for r in rows if r[1] != "initial"}))
-
-
 def test_sync_puts_exactly_the_desired_vlans_and_a_second_sync_writes_nothing(
     ovs_switch: MakeSwitch, tmp_path: Path
 ) -> None:
@@ -99,7 +76,7 @@ def test_sync_puts_exactly_the_desired_vlans_and_a_second_sync_writes_nothing(
     assert trunks(sw, "e1") == {50, 110}, "web on esx1; static 50 kept; placeholder gone"
     assert trunks(sw, "e2") == {120, 121}, "app trunk range on esx2; prot 1001 not allowed"
     assert trunks(sw, "e3") == {4095}, "no host behind e3: stays closed, not open"
-    with port_updates(sw) as updates:
+    with port_updates(sw.ovs) as updates:
         second = sync_once(config, store, dry_run=False)
         sw.ovs.vsctl("set", "Port", "e3", "external_ids:probe=1")  # proves the monitor sees
     assert second.plan == [] and second.transactions == 0

@@ -8,7 +8,6 @@ OvsDriver's own ``transactions`` counter.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ import yaml
 
 from support.controller import running_controller, wait_for
 from support.controller import trunks as ovs_trunks
-from support.ovs_fixtures import MakeSwitch, OvsSwitch
+from support.ovs_fixtures import MakeSwitch, OvsSwitch, port_updates
 from vmfabric.config import Config, load_config
 from vmfabric.drivers.ovs import OvsDriver
 from vmfabric.service import Controller
@@ -73,26 +72,6 @@ def settled(ctl: Controller) -> bool:
     return ctl.engine.in_sync("inv") and [s["state"] for s in ctl.store.show_switches()] == ["ok"]
 
 
-@contextmanager
-def port_writes(sw: OvsSwitch) -> Iterator[list[str]]:
-    """Names of the Port rows OVSDB reports changed while the block runs; the block must end
-    with a probe write to e3 (that proves the monitor saw the period)."""
-    argv = ["ovsdb-client", "monitor", sw.ovs.db_url, "Open_vSwitch", "Port",
-            "name", "trunks", "external_ids", "--format=csv", "--no-headings"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    seen: list[str] = []
-    try:
-        time.sleep(0.5)
-        yield seen
-        time.sleep(0.5)
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=5)
-    rows = [line.split(",") for line in out.splitlines() if line]
-    names = {r[0]: r[2] for r in rows if r[1] in ("initial", "new", "insert")}
-    seen.extend(sorted({names.get(r[0], r[0]) for r in rows if r[1] != "initial"}))
-
-
 def converge_once(sw: OvsSwitch, config: Config) -> None:
     with controller(config) as (ctl, _):
         wait_for(lambda: all(trunks(sw, p) == v for p, v in WANTED.items()), 10, "first run")
@@ -102,7 +81,7 @@ def converge_once(sw: OvsSwitch, config: Config) -> None:
 def quiet_rerun(sw: OvsSwitch, config: Config) -> tuple[list[str], int]:
     """Run the controller again for longer than the prune delay; OVSDB writes and driver
     transactions seen meanwhile."""
-    with port_writes(sw) as writes, controller(config) as (ctl, driver):
+    with port_updates(sw.ovs) as writes, controller(config) as (ctl, driver):
         wait_for(lambda: settled(ctl), 10, "second run settled")
         time.sleep(2.0)  # past the prune delay: a spurious removal would happen now
         sw.ovs.vsctl("set", "Port", "e3", "external_ids:probe=1")
@@ -179,7 +158,7 @@ def test_restart_before_the_first_snapshot_removes_nothing(
     converge_once(sw, config)
     (tmp_path / "inv.yaml").write_text("vms: [unclosed\n")  # no snapshot on the next start
 
-    with port_writes(sw) as writes, controller(config) as (ctl, driver):
+    with port_updates(sw.ovs) as writes, controller(config) as (ctl, driver):
         wait_for(lambda: ctl.store.show_sessions("inv")[0]["state"] == "disconnected", 10, "down")
         time.sleep(2.5)  # past the prune delay: the dynamic VLANs on the switch must stay
         sw.ovs.vsctl("set", "Port", "e3", "external_ids:probe=1")

@@ -10,6 +10,9 @@ Tests using these skip, with the reason, only when Open vSwitch is not installed
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -86,3 +89,24 @@ def ovs_switch(ovs: OvsInstance) -> MakeSwitch:
         return OvsSwitch(ovs=ovs, bridge=bridge, ports=ports, config=cfg)
 
     return make
+
+
+@contextlib.contextmanager
+def port_updates(ovs: OvsInstance) -> Iterator[list[str]]:
+    """Names of the Port rows OVSDB reports changed (name, trunks, tag, external_ids) while
+    the block runs, filled in when it ends. An OVSDB monitor, so a write by anyone shows;
+    end the block with a probe write to prove the monitor saw the period."""
+    argv = ["ovsdb-client", "monitor", ovs.db_url, "Open_vSwitch", "Port",
+            "name", "trunks", "tag", "external_ids", "--format=csv", "--no-headings"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    updates: list[str] = []
+    try:
+        time.sleep(0.5)  # let the monitor print its initial rows
+        yield updates
+        time.sleep(0.5)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=5)
+    rows = [line.split(",") for line in out.splitlines() if line]
+    names = {r[0]: r[2] for r in rows if r[1] in ("initial", "new", "insert")}
+    updates.extend(sorted({names.get(r[0], r[0]) for r in rows if r[1] != "initial"}))
