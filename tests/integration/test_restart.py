@@ -72,6 +72,22 @@ def settled(ctl: Controller) -> bool:
     return ctl.engine.in_sync("inv") and [s["state"] for s in ctl.store.show_switches()] == ["ok"]
 
 
+@pytest.fixture
+def converged(ovs_switch: MakeSwitch, tmp_path: Path) -> tuple[OvsSwitch, Config]:
+    """Three edge ports, VLAN 50 configured by hand on e1, and one controller run that
+    converged them."""
+    sw = ovs_switch(n=3)
+    sw.ovs.vsctl("set", "Port", "e1", "trunks=[50]")  # static
+    config = write_config(tmp_path, sw)
+    converge_once(sw, config)
+    return sw, config
+
+
+def lose_store(folder: Path) -> None:
+    for leftover in folder.glob("vmfabric.db*"):
+        leftover.unlink()
+
+
 def converge_once(sw: OvsSwitch, config: Config) -> None:
     with controller(config) as (ctl, _):
         wait_for(lambda: all(trunks(sw, p) == v for p, v in WANTED.items()), 10, "first run")
@@ -90,12 +106,9 @@ def quiet_rerun(sw: OvsSwitch, config: Config) -> tuple[list[str], int]:
 
 
 def test_restart_with_the_same_inventory_writes_nothing(
-    ovs_switch: MakeSwitch, tmp_path: Path
+    converged: tuple[OvsSwitch, Config],
 ) -> None:
-    sw = ovs_switch(n=3)
-    sw.ovs.vsctl("set", "Port", "e1", "trunks=[50]")  # static
-    config = write_config(tmp_path, sw)
-    converge_once(sw, config)
+    sw, config = converged
 
     writes, transactions = quiet_rerun(sw, config)
 
@@ -105,14 +118,10 @@ def test_restart_with_the_same_inventory_writes_nothing(
 
 
 def test_restart_with_the_store_deleted_writes_nothing_and_show_is_right_again(
-    ovs_switch: MakeSwitch, tmp_path: Path
+    converged: tuple[OvsSwitch, Config], tmp_path: Path
 ) -> None:
-    sw = ovs_switch(n=3)
-    sw.ovs.vsctl("set", "Port", "e1", "trunks=[50]")  # static
-    config = write_config(tmp_path, sw)
-    converge_once(sw, config)
-    for leftover in tmp_path.glob("vmfabric.db*"):
-        leftover.unlink()
+    sw, config = converged
+    lose_store(tmp_path)
 
     writes, transactions = quiet_rerun(sw, config)
 
@@ -131,14 +140,10 @@ def test_restart_with_the_store_deleted_writes_nothing_and_show_is_right_again(
 
 
 def test_after_a_lost_store_the_origin_record_still_prunes_what_vmfabric_added(
-    ovs_switch: MakeSwitch, tmp_path: Path
+    converged: tuple[OvsSwitch, Config], tmp_path: Path
 ) -> None:
-    sw = ovs_switch(n=3)
-    sw.ovs.vsctl("set", "Port", "e1", "trunks=[50]")  # static
-    config = write_config(tmp_path, sw)
-    converge_once(sw, config)
-    for leftover in tmp_path.glob("vmfabric.db*"):
-        leftover.unlink()
+    sw, config = converged
+    lose_store(tmp_path)
     fewer = dict(INVENTORY, vms=INVENTORY["vms"][1:])  # web-01 deleted while vmfabric was down
     (tmp_path / "inv.yaml").write_text(yaml.safe_dump(fewer))
 
@@ -150,12 +155,9 @@ def test_after_a_lost_store_the_origin_record_still_prunes_what_vmfabric_added(
 
 
 def test_restart_before_the_first_snapshot_removes_nothing(
-    ovs_switch: MakeSwitch, tmp_path: Path
+    converged: tuple[OvsSwitch, Config], tmp_path: Path
 ) -> None:
-    sw = ovs_switch(n=3)
-    sw.ovs.vsctl("set", "Port", "e1", "trunks=[50]")  # static
-    config = write_config(tmp_path, sw)
-    converge_once(sw, config)
+    sw, config = converged
     (tmp_path / "inv.yaml").write_text("vms: [unclosed\n")  # no snapshot on the next start
 
     with port_updates(sw.ovs) as writes, controller(config) as (ctl, driver):
