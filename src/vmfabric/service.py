@@ -205,7 +205,7 @@ class SwitchWorker:
         self.ctl.update_states(states.values())
         now = self.ctl.clock()
         plan = self.ctl.engine.plan(self.ctl.states, now, [self.name])
-        self.ctl.note_held(self.name, plan)
+        self.ctl.note_held(plan)
         self._record_check(list(plan.check), CHECK_SESSIONS, now)
         ports = list(plan.for_switch(self.name))
         ports = self._guard(ports, now)
@@ -515,10 +515,9 @@ class Controller:
     ) -> None:
         self.store.save_plan(switch, status, plan_json(ports), reason, now)
 
-    def note_held(self, switch: str, plan: Plan) -> None:
+    def note_held(self, plan: Plan) -> None:
         """A plan may start removal timers (a dynamic VLAN on the switch that no VM needs,
         as after a restart): let the prune timer look again so they fire when due."""
-        del switch
         if plan.held:
             self._timer_reset.set()
 
@@ -646,8 +645,7 @@ def _sync_switches(
         _check_ports(read, sw)
         states.update({(s.switch, s.port): s for s in read.values()})
     now = clock()
-    engine.plan(states, now)  # starts removal timers; with no prune delay they are due now
-    plan = engine.plan(states, now)
+    plan = engine.plan(states, now)  # no prune delay: a removal is due when planned
     limits = guard_limits(config)
     result = SyncResult(list(plan.ports), list(plan.held), {}, applied=False)
     if dry_run:

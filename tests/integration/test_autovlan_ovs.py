@@ -117,3 +117,21 @@ def test_moved_vm_vlan_is_added_at_once_and_pruned_after_the_delay(
         assert time.monotonic() - moved_at >= 1.4, "pruned before the prune delay"
         assert 60 in trunks(sw, "e2") and 1001 not in trunks(sw, "e2")
         assert trunks(sw, "e1") == {4095}, "emptied port is closed, not open to all"
+
+
+def test_a_one_shot_sync_removes_what_a_moved_vm_left_at_once(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=2, trunks=frozenset({4095}))
+    config = load_config(write_config(tmp_path, sw))
+    sync_once(config, None, dry_run=False)
+    assert 110 in trunks(sw, "e1")
+    moved = yaml.safe_load((tmp_path / "inv.yaml").read_text())
+    moved["vms"][0]["host"] = "esx2"  # web-01 esx1 -> esx2
+    (tmp_path / "inv.yaml").write_text(yaml.safe_dump(moved))
+    result = sync_once(config, None, dry_run=False)
+    assert [(p.port, p.add, p.remove) for p in result.plan] == [
+        ("e1", frozenset(), frozenset({110})),
+        ("e2", frozenset({110}), frozenset()),
+    ], "sync has no prune delay: the old port is cleared in the same run"
+    assert trunks(sw, "e1") == {4095} and 110 in trunks(sw, "e2")
