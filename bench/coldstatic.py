@@ -22,11 +22,11 @@ from bench.engine import make_inventory, port_of
 from bench.stats import summary
 from bench.vclab import ControllerThread, TimedDriver
 from vmfabric.config import parse_config
-from vmfabric.drivers.fake import FakeDriver
-from vmfabric.model import Host, Snapshot, SourceEvent
-from vmfabric.service import Controller
+from vmfabric.core.model import Host, Snapshot, SourceEvent
+from vmfabric.runtime.controller import Controller
 from vmfabric.sources import static
 from vmfabric.store import Store
+from vmfabric.targets.switchport.fake import FakeDriver
 
 Progress = Callable[[str], None]
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.stats import summary
-from vmfabric.engine import AutovlanEngine, SessionPolicy, SwitchPolicy
-from vmfabric.engine.autovlan import full_desired
-from vmfabric.model import Host, Nic, PortGroup, Power, Snapshot, Uplink, Vm, VmUpsert
+from vmfabric.core.model import Host, Nic, PortGroup, Power, Snapshot, Uplink, Vm, VmUpsert
+from vmfabric.intents import AutovlanEngine, SessionPolicy, SwitchPolicy
+from vmfabric.intents.autovlan import full_desired
 
 SESSION = "bench"
 PORTS_PER_SWITCH = 48

@@ -22,9 +22,9 @@ from typing import Any
 
 from bench.stats import summary
 from bench.vclab import SPARE, SWITCH, Admin, ControllerThread, Lab, TimedDriver
-from vmfabric.engine.autovlan import SessionPolicy, SwitchPolicy, full_desired
-from vmfabric.model import Host, PortGroup, Power, Snapshot, SourceEvent, Uplink, Vm
-from vmfabric.service import Controller
+from vmfabric.core.model import Host, PortGroup, Power, Snapshot, SourceEvent, Uplink, Vm
+from vmfabric.intents.autovlan import SessionPolicy, SwitchPolicy, full_desired
+from vmfabric.runtime.controller import Controller
 from vmfabric.sources import vcenter
 from vmfabric.store import Store
 

@@ -205,7 +205,7 @@ METHOD = """\
   is real. The simulator's model VMs sit on `DC0_DVPG0`, set to VLAN 100; 50 "mover" VMs
   have a port group each (VLAN 1000 + i), so every vMotion of a mover to a host it has
   never visited needs one VLAN added on the destination port.
-- **Controller.** `vmfabric.service.Controller` in-process (its own event loop in a
+- **Controller.** `vmfabric.runtime.controller.Controller` in-process (its own event loop in a
   thread), a vcenter session, the ovs driver, a SQLite store in a temporary folder, the
   default `coalesce` of 20 ms. `prune_delay`, `audit_interval` and `hint_refresh` are set
   to 1 h so that no prune, audit or hint refresh lands inside a measurement.

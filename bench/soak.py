@@ -37,10 +37,10 @@ from typing import Any
 import yaml
 
 from vmfabric.config import Config, load_config
-from vmfabric.errors import VmfabricError
+from vmfabric.core.errors import VmfabricError
 from vmfabric.lab.ovs import OvsInstance, unique_name
 from vmfabric.lab.vcsim import Vcsim, VcsimControl, build_vcsim
-from vmfabric.service import Controller
+from vmfabric.runtime.controller import Controller
 from vmfabric.store import Store
 
 ALLOWED = frozenset(range(2, 1001))

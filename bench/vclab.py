@@ -36,13 +36,13 @@ from pyVim import connect as _connect
 from bench.listener import connect, vim, vmodl
 from bench.ovsmon import OvsMonitor
 from vmfabric.config import Config, parse_config
-from vmfabric.drivers.ovs import OvsDriver
+from vmfabric.core.model import PortChange, PortState
 from vmfabric.lab import netns as nsx
 from vmfabric.lab.ovs import OvsInstance, unique_name
 from vmfabric.lab.vcsim import Vcsim, write_hints
-from vmfabric.model import PortChange, PortState
-from vmfabric.service import Controller
+from vmfabric.runtime.controller import Controller
 from vmfabric.store import Store
+from vmfabric.targets.switchport.ovs import OvsDriver
 
 SWITCH = "leaf1"
 BRIDGE = "sw"

@@ -45,7 +45,7 @@ import yaml
 from rich.console import Console
 from rich.rule import Rule
 
-from vmfabric.errors import ConfigError, PermanentError, TransientError
+from vmfabric.core.errors import ConfigError, PermanentError, TransientError
 from vmfabric.lab import builder
 from vmfabric.lab import netns as nsx
 from vmfabric.lab import topology as tp

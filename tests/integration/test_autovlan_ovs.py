@@ -18,7 +18,7 @@ from support.controller import running_controller, wait_for
 from support.controller import trunks as ovs_trunks
 from support.ovs_fixtures import MakeSwitch, OvsSwitch, port_updates
 from vmfabric.config import load_config
-from vmfabric.service import sync_once
+from vmfabric.runtime.controller import sync_once
 from vmfabric.store import Store
 
 pytestmark = pytest.mark.integration

@@ -16,12 +16,12 @@ import pytest
 
 from support.ovs_fixtures import require_ovs
 from vmfabric.config import SwitchConfig
-from vmfabric.drivers.base import create_driver
-from vmfabric.drivers.fake import FakeDriver, FakePort
-from vmfabric.drivers.ovs import OvsDriver
-from vmfabric.errors import ConfigError, PermanentError, TransientError
+from vmfabric.core.errors import ConfigError, PermanentError, TransientError
+from vmfabric.core.model import PortChange, PortMode
 from vmfabric.lab.ovs import OvsInstance, unique_name
-from vmfabric.model import PortChange, PortMode
+from vmfabric.targets.switchport.base import create_driver
+from vmfabric.targets.switchport.fake import FakeDriver, FakePort
+from vmfabric.targets.switchport.ovs import OvsDriver
 
 pytestmark = pytest.mark.integration
 

@@ -33,10 +33,10 @@ from support.controller import trunks as ovs_trunks
 from support.ovs_fixtures import MakeSwitch, OvsSwitch
 from support.vcsim_fixtures import VcsimFactory
 from vmfabric.config import Config, load_config
-from vmfabric.drivers.fake import FakeDriver
 from vmfabric.lab.vcsim import VcsimControl
-from vmfabric.service import Controller
+from vmfabric.runtime.controller import Controller
 from vmfabric.store import Store
+from vmfabric.targets.switchport.fake import FakeDriver
 
 pytestmark = pytest.mark.integration
 

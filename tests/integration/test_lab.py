@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vmfabric.errors import ConfigError
+from vmfabric.core.errors import ConfigError
 from vmfabric.lab import builder, frr, graph
 from vmfabric.lab import netns as nsx
 from vmfabric.lab import topology as tp

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vmfabric.config import LibvirtSession
-from vmfabric.model import HostUpsert, Snapshot, SourceEvent
+from vmfabric.core.model import HostUpsert, Snapshot, SourceEvent
 from vmfabric.sources.libvirt import LibvirtSource
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import pytest
 
 from vmfabric.config import LibvirtSession
-from vmfabric.model import (
+from vmfabric.core.model import (
     PortGroup,
     PortGroupUpsert,
     Power,

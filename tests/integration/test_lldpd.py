@@ -27,9 +27,14 @@ from pathlib import Path
 import pytest
 
 from vmfabric.config import LibvirtSession
-from vmfabric.errors import TransientError
-from vmfabric.model import Snapshot, SourceEvent
-from vmfabric.topology.lldpd import lldpcli_argv, read_neighbors, run_lldpcli, switch_side_neighbors
+from vmfabric.core.errors import TransientError
+from vmfabric.core.model import Snapshot, SourceEvent
+from vmfabric.inventory.topology.lldpd import (
+    lldpcli_argv,
+    read_neighbors,
+    run_lldpcli,
+    switch_side_neighbors,
+)
 
 pytestmark = pytest.mark.integration
 DATA = Path(__file__).parent.parent / "data" / "lldpd"

@@ -15,12 +15,12 @@ import pytest
 
 from support.ovs_fixtures import MakeSwitch, require_ovs
 from vmfabric.config import SwitchConfig
-from vmfabric.drivers.base import create_driver
-from vmfabric.drivers.ovs import OvsDriver
-from vmfabric.errors import ConfigError, PermanentError, TransientError
+from vmfabric.core.errors import ConfigError, PermanentError, TransientError
+from vmfabric.core.model import PortChange, PortMode, PortState
 from vmfabric.lab.netns import add_netns, delete_netns, list_netns, netns_exists
 from vmfabric.lab.ovs import OvsInstance, unique_name
-from vmfabric.model import PortChange, PortMode, PortState
+from vmfabric.targets.switchport.base import create_driver
+from vmfabric.targets.switchport.ovs import OvsDriver
 
 pytestmark = pytest.mark.integration
 

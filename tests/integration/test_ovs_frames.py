@@ -19,11 +19,11 @@ from collections.abc import Iterator
 import pytest
 
 from vmfabric.config import SwitchConfig
-from vmfabric.drivers.ovs import OvsDriver
-from vmfabric.errors import ConfigError
+from vmfabric.core.errors import ConfigError
+from vmfabric.core.model import PortChange
 from vmfabric.lab import netns as nsx
 from vmfabric.lab.ovs import OvsInstance, unique_name
-from vmfabric.model import PortChange
+from vmfabric.targets.switchport.ovs import OvsDriver
 
 pytestmark = pytest.mark.integration
 

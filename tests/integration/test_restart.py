@@ -21,9 +21,9 @@ from support.controller import running_controller, wait_for
 from support.controller import trunks as ovs_trunks
 from support.ovs_fixtures import MakeSwitch, OvsSwitch, port_updates
 from vmfabric.config import Config, load_config
-from vmfabric.drivers.ovs import OvsDriver
-from vmfabric.service import Controller
+from vmfabric.runtime.controller import Controller
 from vmfabric.store import Store
+from vmfabric.targets.switchport.ovs import OvsDriver
 
 pytestmark = pytest.mark.integration
 

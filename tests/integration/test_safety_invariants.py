@@ -31,12 +31,12 @@ from support.controller import running_controller, wait_for
 from support.controller import trunks as ovs_trunks
 from support.ovs_fixtures import MakeSwitch, OvsSwitch
 from vmfabric.config import Config, SwitchConfig, load_config
-from vmfabric.drivers.fake import FakeDriver
-from vmfabric.drivers.ovs import OvsDriver
-from vmfabric.errors import PermanentError
-from vmfabric.model import PortChange
-from vmfabric.service import Controller
+from vmfabric.core.errors import PermanentError
+from vmfabric.core.model import PortChange
+from vmfabric.runtime.controller import Controller
 from vmfabric.store import Store
+from vmfabric.targets.switchport.fake import FakeDriver
+from vmfabric.targets.switchport.ovs import OvsDriver
 
 pytestmark = pytest.mark.integration
 

@@ -24,10 +24,10 @@ import yaml
 from support.controller import wait_for
 from support.vcsim_fixtures import VcsimFactory
 from vmfabric.config import load_config
-from vmfabric.drivers.fake import FakeDriver
 from vmfabric.lab.vcsim import Vcsim, VcsimControl
-from vmfabric.service import Controller
+from vmfabric.runtime.controller import Controller
 from vmfabric.store import Store
+from vmfabric.targets.switchport.fake import FakeDriver
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from support.vcsim_fixtures import LAB_HINTS, LAB_HOSTS, Lab, SourceRun, SourceRunner, VcsimFactory
-from vmfabric.model import (
+from vmfabric.core.model import (
     HostRemoved,
     HostUpsert,
     Neighbor,

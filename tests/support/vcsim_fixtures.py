@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 import pytest
 
 from vmfabric.config import VcenterSession
+from vmfabric.core.model import SourceEvent
 from vmfabric.lab.vcsim import Hints, Vcsim, VcsimControl, build_vcsim, write_hints
-from vmfabric.model import SourceEvent
 from vmfabric.sources.vcenter import VcenterSource
 
 E = TypeVar("E")

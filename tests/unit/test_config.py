@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from vmfabric.config import load_config, parse_duration, resolve_secret
-from vmfabric.errors import ConfigError
-from vmfabric.vlans import format_vlans, parse_vlans
+from vmfabric.core.errors import ConfigError
+from vmfabric.core.vlans import format_vlans, parse_vlans
 
 GOOD = """\
 store: sqlite:///vmfabric.db

@@ -13,9 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vmfabric.engine import AutovlanEngine, SessionPolicy, SwitchPolicy, full_desired
-from vmfabric.engine.autovlan import vm_triples
-from vmfabric.model import (
+from vmfabric.core.model import (
     Host,
     HostRemoved,
     HostUpsert,
@@ -32,6 +30,8 @@ from vmfabric.model import (
     VmRemoved,
     VmUpsert,
 )
+from vmfabric.intents import AutovlanEngine, SessionPolicy, SwitchPolicy, full_desired
+from vmfabric.intents.autovlan import vm_triples
 
 SESSIONS = ("a", "b", "c")
 HOSTS = ("h0", "h1", "h2")

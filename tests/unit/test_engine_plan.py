@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from vmfabric.engine import AutovlanEngine, GuardLimits, SessionPolicy, SwitchPolicy, guard_verdict
-from vmfabric.model import (
+from vmfabric.core.model import (
     Host,
     PortGroup,
     PortMode,
@@ -17,6 +16,7 @@ from vmfabric.model import (
     VmRemoved,
     VmUpsert,
 )
+from vmfabric.intents import AutovlanEngine, GuardLimits, SessionPolicy, SwitchPolicy, guard_verdict
 
 SW = SwitchPolicy("leaf1", frozenset({"p1", "p2"}))
 HOSTS = (

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vmfabric.config import Config, LinkConfig, SwitchConfig, load_config, parse_config
-from vmfabric.errors import ConfigError
-from vmfabric.model import Host, Neighbor, Nic
+from vmfabric.core.errors import ConfigError
+from vmfabric.core.model import Host, Neighbor, Nic
+from vmfabric.inventory.topology.lldpd import parse_neighbors, parse_switch_side
+from vmfabric.inventory.topology.resolve import Resolver, canonical_name, canonical_port
 from vmfabric.sources.static import load_inventory
-from vmfabric.topology.lldpd import parse_neighbors, parse_switch_side
-from vmfabric.topology.resolve import Resolver, canonical_name, canonical_port
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lldpd"
 FUZZ = settings(

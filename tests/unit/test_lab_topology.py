@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vmfabric.errors import ConfigError
+from vmfabric.core.errors import ConfigError
 from vmfabric.lab import graph
 from vmfabric.lab import topology as tp
 

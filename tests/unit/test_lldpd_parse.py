@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from vmfabric.errors import ConfigError, TransientError
-from vmfabric.model import Neighbor
-from vmfabric.topology.lldpd import (
+from vmfabric.core.errors import ConfigError, TransientError
+from vmfabric.core.model import Neighbor
+from vmfabric.inventory.topology.lldpd import (
     LldpdOutputError,
     lldpcli_argv,
     parse_neighbors,

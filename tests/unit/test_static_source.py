@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from vmfabric.config import StaticSession
-from vmfabric.errors import ConfigError
-from vmfabric.model import Power, SessionStatus, Snapshot, SourceEvent
+from vmfabric.core.errors import ConfigError
+from vmfabric.core.model import Power, SessionStatus, Snapshot, SourceEvent
 from vmfabric.sources.static import StaticSource, load_inventory
 
 INV: dict[str, list[dict[str, object]]] = {

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from vmfabric.errors import ConfigError, TransientError
-from vmfabric.model import (
+from vmfabric.core.errors import ConfigError, TransientError
+from vmfabric.core.model import (
     Host,
     HostRemoved,
     HostUpsert,
@@ -784,7 +784,7 @@ def test_postgresql_url_takes_no_sqlite_path_and_hides_the_password() -> None:
 
 FAILING_SCRIPT = """
 import sys, time
-from vmfabric.model import Power, Vm
+from vmfabric.core.model import Power, Vm
 from vmfabric.store import Store, StoreError
 try:
     store = Store(sys.argv[1])

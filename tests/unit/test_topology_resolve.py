@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from vmfabric.config import LinkConfig, SwitchConfig
-from vmfabric.model import Host, Neighbor, Nic
-from vmfabric.topology.resolve import Resolver, canonical_name, canonical_port
+from vmfabric.core.model import Host, Neighbor, Nic
+from vmfabric.inventory.topology.resolve import Resolver, canonical_name, canonical_port
 
 LEAF1 = SwitchConfig(
     name="leaf1", driver="fake", edge_ports=["Ethernet1", "Ethernet2"], mgmt_address="10.0.0.1"

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from vmfabric.config import VcenterSession
-from vmfabric.model import HostRemoved, HostUpsert, Neighbor, Power, Vm, VmRemoved, VmUpsert
+from vmfabric.core.model import HostRemoved, HostUpsert, Neighbor, Power, Vm, VmRemoved, VmUpsert
+from vmfabric.core.vlans import ALL_VLANS
 from vmfabric.sources.base import SOURCES
 from vmfabric.sources.vcenter import (
     PVLAN_PROBLEM,
@@ -25,7 +26,6 @@ from vmfabric.sources.vcenter import (
     vmodl,
     vswitch_nics,
 )
-from vmfabric.vlans import ALL_VLANS
 
 DVS = vim.dvs.VmwareDistributedVirtualSwitch
 CARD = vim.vm.device.VirtualEthernetCard

@@ -13,7 +13,7 @@ import typer
 
 from vmfabric.cli import commands, lab, show
 from vmfabric.cli.common import fail
-from vmfabric.errors import VmfabricError
+from vmfabric.core.errors import VmfabricError
 
 app = typer.Typer(
     name="vmfabric",

@@ -22,10 +22,10 @@ from vmfabric.cli.common import (
     setup_logging,
 )
 from vmfabric.config import Config, load_config
-from vmfabric.errors import ConfigError, VmfabricError
-from vmfabric.model import PortPlan
-from vmfabric.service import Controller, plan_json, sync_once
-from vmfabric.vlans import format_vlans
+from vmfabric.core.errors import ConfigError, VmfabricError
+from vmfabric.core.model import PortPlan
+from vmfabric.core.vlans import format_vlans
+from vmfabric.runtime.controller import Controller, plan_json, sync_once
 
 Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More logging (-vv).")]
 

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from vmfabric.config import Config, load_config
-from vmfabric.errors import ConfigError, TransientError, VmfabricError
+from vmfabric.core.errors import ConfigError, TransientError, VmfabricError
 from vmfabric.store import Store
 
 T = TypeVar("T")

@@ -15,9 +15,9 @@ import typer
 from rich.table import Table
 
 from vmfabric.cli.common import ConfigOpt, JsonOpt, console, fail, guarded, open_store, print_json
-from vmfabric.errors import ConfigError
+from vmfabric.core.errors import ConfigError
+from vmfabric.core.vlans import format_vlans
 from vmfabric.store import Store
-from vmfabric.vlans import format_vlans
 
 app = typer.Typer(
     help="Show sessions, VMs, hosts, interfaces, VLANs and plans.", no_args_is_help=True

@@ -47,13 +47,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from vmfabric.errors import ConfigError, PermanentError, VmfabricError
+from vmfabric.core.errors import ConfigError, PermanentError, VmfabricError
+from vmfabric.core.vlans import check_vlan
+from vmfabric.inventory.topology.lldpd import read_neighbors
 from vmfabric.lab import frr
 from vmfabric.lab import netns as nsx
 from vmfabric.lab import topology as tp
 from vmfabric.lab.ovs import OvsInstance
-from vmfabric.topology.lldpd import read_neighbors
-from vmfabric.vlans import check_vlan
 
 DEFAULT_STATE_ROOT = "/run/vmfabric-lab"
 SWITCH_BRIDGE = "br0"

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vmfabric.errors import PermanentError, TransientError
+from vmfabric.core.errors import PermanentError, TransientError
 from vmfabric.lab import netns as nsx
 from vmfabric.lab import topology as tp
 

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from vmfabric.errors import PermanentError
+from vmfabric.core.errors import PermanentError
 from vmfabric.lab import topology as tp
 from vmfabric.lab.builder import LabState
 

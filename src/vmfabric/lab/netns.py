@@ -20,7 +20,7 @@ import re
 import subprocess
 from collections.abc import Sequence
 
-from vmfabric.errors import ConfigError, PermanentError
+from vmfabric.core.errors import ConfigError, PermanentError
 
 IFNAMSIZ = 15
 _LINK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")

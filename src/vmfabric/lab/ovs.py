@@ -13,7 +13,7 @@ this instance started), deletes the namespace and the directory, and is safe to 
 twice; a ``start`` that fails halfway cleans up the same way before raising.
 
 ``vsctl`` shells out to ``ovs-vsctl`` for test and lab setup only; vmfabric itself talks
-OVSDB through ``vmfabric.drivers.ovs``.
+OVSDB through ``vmfabric.targets.switchport.ovs``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from vmfabric.errors import PermanentError
+from vmfabric.core.errors import PermanentError
 from vmfabric.lab import netns as nsx
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")

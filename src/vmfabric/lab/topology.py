@@ -55,8 +55,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vmfabric.errors import ConfigError
-from vmfabric.vlans import parse_vlans
+from vmfabric.core.errors import ConfigError
+from vmfabric.core.vlans import parse_vlans
 
 IFNAMSIZ = 15
 BUILTIN = ("leaf-spine",)

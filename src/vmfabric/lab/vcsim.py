@@ -40,7 +40,7 @@ from pyVim import connect as _connect
 from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 
-from vmfabric.errors import ConfigError, PermanentError, TransientError
+from vmfabric.core.errors import ConfigError, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 

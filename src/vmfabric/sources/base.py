@@ -12,7 +12,8 @@ through ``emit``, which is thread-safe. It must:
 - never raise out of ``run`` for a connection problem: report it and retry.
 
 Hosts carry the CDP/LLDP neighbours their NICs heard (``Nic.neighbor``); the service
-resolves them to switch ports (``vmfabric.topology``), so sources know nothing of switches.
+resolves them to switch ports (``vmfabric.inventory.topology``), so sources know nothing
+of switches.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from pathlib import Path
 from typing import Protocol
 
 from vmfabric.config import SessionConfig
-from vmfabric.model import SourceEvent
-from vmfabric.registry import Registry
+from vmfabric.core.model import SourceEvent
+from vmfabric.plugins import Registry
 
 Emit = Callable[[SourceEvent], None]
 

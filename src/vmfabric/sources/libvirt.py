@@ -51,8 +51,8 @@ from typing import Any, Literal
 import libvirt
 
 from vmfabric.config import LibvirtSession, SessionConfig
-from vmfabric.errors import ConfigError, TransientError
-from vmfabric.model import (
+from vmfabric.core.errors import ConfigError, TransientError
+from vmfabric.core.model import (
     Host,
     HostUpsert,
     Neighbor,
@@ -68,9 +68,9 @@ from vmfabric.model import (
     VmRemoved,
     VmUpsert,
 )
+from vmfabric.core.vlans import check_vlan, format_vlans
+from vmfabric.inventory.topology.lldpd import LldpdOutputError, read_neighbors
 from vmfabric.sources.base import SOURCES, Backoff, Emit
-from vmfabric.topology.lldpd import LldpdOutputError, read_neighbors
-from vmfabric.vlans import check_vlan, format_vlans
 
 _POWER = {
     libvirt.VIR_DOMAIN_RUNNING: Power.ON,

@@ -30,8 +30,8 @@ from vmfabric.config import (
     format_validation_error,
     load_yaml,
 )
-from vmfabric.errors import ConfigError
-from vmfabric.model import Host, Nic, PortGroup, Power, SessionStatus, Snapshot, Vm
+from vmfabric.core.errors import ConfigError
+from vmfabric.core.model import Host, Nic, PortGroup, Power, SessionStatus, Snapshot, Vm
 from vmfabric.sources.base import SOURCES, Emit
 
 POLL_INTERVAL = 0.25  # seconds between stat() calls; the file is only re-read on change

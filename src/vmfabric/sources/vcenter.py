@@ -36,8 +36,8 @@ from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 
 from vmfabric.config import SessionConfig, VcenterSession, resolve_secret
-from vmfabric.errors import ConfigError, TransientError, VmfabricError
-from vmfabric.model import (
+from vmfabric.core.errors import ConfigError, TransientError, VmfabricError
+from vmfabric.core.model import (
     Host,
     HostRemoved,
     HostUpsert,
@@ -54,8 +54,8 @@ from vmfabric.model import (
     VmRemoved,
     VmUpsert,
 )
+from vmfabric.core.vlans import ALL_VLANS, VLAN_MAX, VLAN_MIN
 from vmfabric.sources.base import SOURCES, Backoff, Emit
-from vmfabric.vlans import ALL_VLANS, VLAN_MAX, VLAN_MIN
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
-from vmfabric.errors import ConfigError, TransientError
+from vmfabric.core.errors import ConfigError, TransientError
 
 _WRITE = "vmfabric_write"
 _SIDE_FILES = ("-wal", "-shm")

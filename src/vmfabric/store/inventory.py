@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, select, true, update
 
-from vmfabric.model import (
+from vmfabric.core.model import (
     Change,
     Host,
     HostRemoved,

@@ -20,11 +20,11 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from vmfabric.model import Host, PortGroup, PortState, Power, Uplink, Vm, carrying_uplinks
+from vmfabric.core.model import Host, PortGroup, PortState, Power, Uplink, Vm, carrying_uplinks
+from vmfabric.core.vlans import format_vlans
 from vmfabric.store import inventory, records
 from vmfabric.store.rows import Key, Record, vlan_set
 from vmfabric.store.schema import hosts, plans, sessions, vms
-from vmfabric.vlans import format_vlans
 
 Json = dict[str, Any]
 SwitchPort = tuple[str, str]

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
-from vmfabric.model import PortState
+from vmfabric.core.model import PortState
 from vmfabric.store import rows
 from vmfabric.store.schema import audit_log, plans, port_states, switches
 

@@ -1,4 +1,4 @@
-"""Conversions between domain types (vmfabric.model) and table rows, both ways.
+"""Conversions between domain types (vmfabric.core.model) and table rows, both ways.
 
 Writing flattens a Host into its host, NIC and uplink rows and a Vm into its VM and
 network rows; reading rebuilds equal domain objects, so that what the store holds can be
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from vmfabric.model import (
+from vmfabric.core.model import (
     Host,
     Neighbor,
     Nic,
@@ -21,7 +21,7 @@ from vmfabric.model import (
     Uplink,
     Vm,
 )
-from vmfabric.vlans import format_vlans, parse_vlans
+from vmfabric.core.vlans import format_vlans, parse_vlans
 
 Row = dict[str, Any]
 Record = Mapping[Any, Any]  # a row as read (SQLAlchemy RowMapping) or a Row

@@ -16,8 +16,9 @@ from typing import Any, get_args
 
 from sqlalchemy import Connection, delete, insert, inspect, select, update
 
-from vmfabric.errors import ConfigError
-from vmfabric.model import Change, Host, PortGroup, PortState, SessionStateName, Snapshot, Vm
+from vmfabric.core.errors import ConfigError
+from vmfabric.core.model import Change, Host, PortGroup, PortState, SessionStateName, Snapshot, Vm
+from vmfabric.core.vlans import format_vlans
 from vmfabric.store import db, inventory, queries, records
 from vmfabric.store.records import AuditEntry
 from vmfabric.store.schema import (
@@ -29,7 +30,6 @@ from vmfabric.store.schema import (
     sessions,
     vms,
 )
-from vmfabric.vlans import format_vlans
 
 DEFAULT_BUSY_TIMEOUT = 5.0
 _VERSION_KEY = "schema_version"

@@ -1,12 +1,12 @@
 """Pure desired-state computation: no I/O, no clocks it is not handed."""
 
-from vmfabric.engine.autovlan import (
+from vmfabric.intents.autovlan import (
     AutovlanEngine,
     SessionPolicy,
     SwitchPolicy,
     full_desired,
 )
-from vmfabric.engine.guard import GuardLimits, guard_verdict
+from vmfabric.intents.guard import GuardLimits, guard_verdict
 
 __all__ = [
     "AutovlanEngine",

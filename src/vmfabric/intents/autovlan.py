@@ -35,7 +35,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from vmfabric.model import (
+from vmfabric.core.model import (
     Host,
     HostRemoved,
     HostUpsert,

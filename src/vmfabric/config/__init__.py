@@ -26,8 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from vmfabric.errors import ConfigError
-from vmfabric.vlans import format_vlans, parse_vlans
+from vmfabric.core.errors import ConfigError
+from vmfabric.core.vlans import format_vlans, parse_vlans
 
 CONFIG_ENV = "VMFABRIC_CONFIG"
 # libyaml's safe loader when PyYAML was built with it (about 10x faster on big inventories)

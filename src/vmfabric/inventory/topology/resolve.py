@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 
 from vmfabric.config import LinkConfig, SwitchConfig
-from vmfabric.model import Host, Neighbor, Uplink
+from vmfabric.core.model import Host, Neighbor, Uplink
 
 # Interface-name prefixes that mean the same kind of port, mapped to one spelling.
 _PREFIXES = {

@@ -31,10 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmfabric.config import Config, SessionConfig, SwitchConfig
-from vmfabric.drivers.base import Driver, create_driver
-from vmfabric.engine import AutovlanEngine, GuardLimits, SessionPolicy, SwitchPolicy, guard_verdict
-from vmfabric.errors import ConfigError, PermanentError, TransientError
-from vmfabric.model import (
+from vmfabric.core.errors import ConfigError, PermanentError, TransientError
+from vmfabric.core.model import (
     HostUpsert,
     Plan,
     PortGroupRemoved,
@@ -46,10 +44,12 @@ from vmfabric.model import (
     Snapshot,
     SourceEvent,
 )
+from vmfabric.core.vlans import format_vlans
+from vmfabric.intents import AutovlanEngine, GuardLimits, SessionPolicy, SwitchPolicy, guard_verdict
+from vmfabric.inventory.topology.resolve import Resolver
 from vmfabric.sources.base import Backoff, Source, create_source
 from vmfabric.store import AuditEntry, Store, StoreError
-from vmfabric.topology.resolve import Resolver
-from vmfabric.vlans import format_vlans
+from vmfabric.targets.switchport.base import Driver, create_driver
 
 log = logging.getLogger("vmfabric")
 Clock = Callable[[], float]

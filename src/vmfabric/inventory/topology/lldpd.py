@@ -30,8 +30,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vmfabric.errors import ConfigError, TransientError, VmfabricError
-from vmfabric.model import Neighbor
+from vmfabric.core.errors import ConfigError, TransientError, VmfabricError
+from vmfabric.core.model import Neighbor
 
 DEFAULT_TIMEOUT = 10.0
 _CHASSIS_FIELDS = frozenset({"id", "name", "descr", "mgmt-ip", "mgmt-iface", "capability"})

@@ -58,10 +58,10 @@ from ovsdbapp import exceptions as ovsdbapp_exceptions
 from ovsdbapp.backend.ovs_idl import command, connection, transaction
 
 from vmfabric.config import SwitchConfig
-from vmfabric.drivers.base import DRIVERS
-from vmfabric.errors import ConfigError, PermanentError, TransientError
-from vmfabric.model import PortChange, PortMode, PortState
-from vmfabric.vlans import check_vlan, format_vlans, parse_vlans
+from vmfabric.core.errors import ConfigError, PermanentError, TransientError
+from vmfabric.core.model import PortChange, PortMode, PortState
+from vmfabric.core.vlans import check_vlan, format_vlans, parse_vlans
+from vmfabric.targets.switchport.base import DRIVERS
 
 LOG = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from vmfabric.config import SwitchConfig
-from vmfabric.model import PortChange, PortState
-from vmfabric.registry import Registry
+from vmfabric.core.model import PortChange, PortState
+from vmfabric.plugins import Registry
 
 
 class Driver(Protocol):
@@ -49,7 +49,7 @@ DriverFactory = Callable[[SwitchConfig], Driver]
 DRIVERS: Registry[DriverFactory] = Registry(
     "driver",
     "vmfabric.drivers",
-    {"ovs": "vmfabric.drivers.ovs", "fake": "vmfabric.drivers.fake"},
+    {"ovs": "vmfabric.targets.switchport.ovs", "fake": "vmfabric.targets.switchport.fake"},
 )
 
 

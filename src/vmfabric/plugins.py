@@ -12,7 +12,7 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
-from vmfabric.errors import ConfigError
+from vmfabric.core.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., object])
 

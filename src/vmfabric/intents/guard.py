@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from vmfabric.model import PortPlan, PortState
+from vmfabric.core.model import PortPlan, PortState
 
 
 @dataclass(frozen=True, slots=True)

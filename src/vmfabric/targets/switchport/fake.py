@@ -1,7 +1,7 @@
 """The fake switch driver (registered as ``fake``): an in-memory Open vSwitch-like switch.
 
 It behaves exactly as ``OvsDriver`` does, because it uses the same pure port semantics
-(``vmfabric.drivers.ovs``: modes, the closed-port placeholder 4095, the origin record in
+(``vmfabric.targets.switchport.ovs``: modes, the closed-port placeholder 4095, the origin record in
 ``external_ids:vmfabric-dynamic``, open-port keep/close, no transaction for no-ops), and it
 keeps the same counters (``transactions``, ``writes``). It is a normal plugin, meant for
 tests, benchmarks and demos that need a switch with injected latency or failures.
@@ -35,8 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from vmfabric.config import SwitchConfig
-from vmfabric.drivers.base import DRIVERS
-from vmfabric.drivers.ovs import (
+from vmfabric.core.errors import ConfigError, TransientError
+from vmfabric.core.model import PortChange, PortState
+from vmfabric.core.vlans import format_vlans, parse_vlans
+from vmfabric.targets.switchport.base import DRIVERS
+from vmfabric.targets.switchport.ovs import (
     CLOSED_VLAN,
     DYNAMIC_KEY,
     PortWrite,
@@ -46,9 +49,6 @@ from vmfabric.drivers.ovs import (
     plan_port,
     port_state,
 )
-from vmfabric.errors import ConfigError, TransientError
-from vmfabric.model import PortChange, PortState
-from vmfabric.vlans import format_vlans, parse_vlans
 
 
 @dataclass(slots=True)

@@ -1,1 +1,0 @@
-"""Switch drivers: read edge-port VLANs and apply one switch's plan."""

@@ -1,0 +1,1 @@
+"""The shared inventory every intent reads, and the topology that resolves uplinks."""

@@ -1,0 +1,1 @@
+"""The runtime: the only place with tasks, clocks, threads and retries."""

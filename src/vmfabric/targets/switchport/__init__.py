@@ -1,0 +1,1 @@
+"""Switch-port targets: edge-port VLAN membership, one driver per switch family."""

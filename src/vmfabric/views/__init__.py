@@ -1,0 +1,1 @@
+"""Typed read views shared by ``show`` and the API: the JSON contract."""
