@@ -99,7 +99,10 @@ class PortGroup:
 @dataclass(frozen=True, slots=True)
 class Vm:
     """A virtual machine. ``id`` is the manager's stable id (vCenter moref, libvirt UUID,
-    or the name for static inventories); ``networks`` names port groups of the session."""
+    or the name for static inventories); ``networks`` names port groups of the session.
+    The other fields are what intents beyond autovlan match on (security groups: tags,
+    addresses, guest OS, folder); sources fill what their manager offers, the rest stays
+    empty. Tuples rather than sets: cheap, hashable, and one shared ``()`` when empty."""
 
     session: str
     id: str
@@ -107,10 +110,24 @@ class Vm:
     host: str
     power: Power
     networks: tuple[str, ...] = ()
+    ips: tuple[str, ...] = ()  # IPv4/IPv6 addresses, normalised text (ipaddress), sorted
+    macs: tuple[str, ...] = ()  # lower-case aa:bb:cc:dd:ee:ff
+    tags: tuple[str, ...] = ()  # "category:name" (vCenter tags) or a bare name, sorted
+    attributes: tuple[tuple[str, str], ...] = ()  # custom attributes, (key, value) sorted
+    guest_os: str = ""  # vCenter config.guestId (ubuntu64Guest), libvirt metadata, static
+    folder: str = ""  # inventory folder path (vCenter), "" when unknown
+    cluster: str = ""  # the host's cluster, "" when unknown
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.session, self.id)
+
+    def attribute(self, key: str) -> str | None:
+        """The value of custom attribute ``key``, or None."""
+        for k, v in self.attributes:
+            if k == key:
+                return v
+        return None
 
 
 # ---- changes: what sources emit and the engine consumes -------------------------------
