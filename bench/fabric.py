@@ -25,7 +25,8 @@ from bench.vclab import SPARE, SWITCH, Admin, ControllerThread, Lab, TimedDriver
 from vmfabric.core.model import Host, PortGroup, Power, Snapshot, SourceEvent, Uplink, Vm
 from vmfabric.intents.autovlan import SessionPolicy, SwitchPolicy, full_desired
 from vmfabric.runtime.controller import Controller
-from vmfabric.sources import vcenter
+from vmfabric.sources.vcenter import inventory as vc_inventory
+from vmfabric.sources.vcenter import session as vc_session
 from vmfabric.store import Store
 
 Progress = Callable[[str], None]
@@ -47,16 +48,16 @@ class Hooks:
 
     @contextlib.contextmanager
     def installed(self, ctl: Controller) -> Iterator[Hooks]:
-        watch: Any = vcenter._Watch
-        inventory: Any = vcenter.Inventory
+        watch: Any = vc_session._Watch
+        inventory: Any = vc_inventory.Inventory
         full_read, query_hints = watch.full_read, watch.query_hints
         snapshot = inventory.snapshot
         handle, apply = ctl.handle, ctl.engine.apply
         marks = self.marks
 
-        def timed_full_read(w: Any, query_hints: bool) -> None:
+        def timed_full_read(w: Any, stop: Any, query_hints: bool) -> bool:
             marks.setdefault("read_start", time.time())
-            full_read(w, query_hints)
+            return bool(full_read(w, stop, query_hints))
 
         def timed_snapshot(inv: Any) -> Snapshot:
             snap = snapshot(inv)
@@ -237,7 +238,7 @@ class Trace:
 
     @contextlib.contextmanager
     def installed(self, ctl: Controller) -> Iterator[Trace]:
-        watch: Any = vcenter._Watch
+        watch: Any = vc_session._Watch
         emit_changes, handle = watch._emit_changes, ctl.handle
 
         def timed_emit(w: Any, touched: Any) -> None:

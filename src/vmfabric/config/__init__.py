@@ -150,6 +150,11 @@ class VcenterSession(_SessionBase):
     ca_file: Path | None = Field(None, description="CA bundle to verify the server with.")
     audit_interval: Duration = Field(600.0, description="Full inventory audit period.")
     hint_refresh: Duration = Field(300.0, description="CDP/LLDP hint refresh period per host.")
+    tag_refresh: Duration = Field(
+        60.0,
+        description="Re-read VM tags (vSphere sends no event when a tag is attached) this "
+        "often; 0 reads no tags.",
+    )
 
     @field_validator("url")
     @classmethod
