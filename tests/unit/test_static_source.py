@@ -4,6 +4,7 @@ and the fast reading of one-line items equal to the YAML loader's."""
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -62,6 +63,13 @@ def running(tmp_path: Path) -> Iterator[tuple[Path, StaticSource, queue.Queue[So
         thread.join(5)
 
 
+def write(path: Path, text: str) -> None:
+    """Replace the file at once, as editors save (a half-written file is another test)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def next_of(events: queue.Queue[SourceEvent], kind: type) -> Any:
     while True:
         ev = events.get(timeout=5)
@@ -85,12 +93,12 @@ def test_a_snapshot_first_then_only_the_changes(
     assert {p.name: p.vlans for p in snap.portgroups}["tr"] == frozenset({200, 201, 202})
     threading.Event().wait(0.8)  # several poll intervals
     assert source.reads == 1, "an unchanged file must not be re-read"
-    changed = {
+    changed: dict[str, Any] = {
         **INV,
         "hosts": [*INV["hosts"], {"name": "esx2"}],
         "vms": [{**INV["vms"][0], "power": "off"}, {"name": "db-01", "host": "esx2"}],
     }
-    path.write_text(flow_lines(changed))
+    write(path, flow_lines(changed))
     first = next_of(events, HostUpsert)
     assert first.host.name == "esx2"
     upserts = [next_of(events, VmUpsert), next_of(events, VmUpsert)]
@@ -98,8 +106,9 @@ def test_a_snapshot_first_then_only_the_changes(
         ("web-01", Power.OFF),
         ("db-01", Power.ON),
     }
-    path.write_text(flow_lines({**changed, "vms": changed["vms"][1:]}))
-    assert next_of(events, VmRemoved).id == "web-01"
+    write(path, flow_lines({**changed, "vms": changed["vms"][1:]}))
+    removed: VmRemoved = next_of(events, VmRemoved)
+    assert removed.id == "web-01"
     threading.Event().wait(0.6)
     assert not [e for e in drained(events) if isinstance(e, Snapshot | SessionStatus)]
     assert source.reads == 3
@@ -110,7 +119,7 @@ def test_a_file_saved_again_unchanged_emits_nothing(
 ) -> None:
     path, source, events = running
     next_of(events, Snapshot)
-    path.write_text(path.read_text() + "# saved again\n")
+    write(path, path.read_text() + "# saved again\n")
     threading.Event().wait(0.8)
     assert source.reads == 2 and drained(events) == []
 
@@ -128,10 +137,21 @@ def test_bad_file_keeps_the_last_inventory_and_a_fix_sends_a_full_snapshot(
     assert status.error == f"{path}:8: vms[1].ips[0]: '1.2.3' is not an IPv4 or IPv6 address"
     assert not [e for e in drained(events) if isinstance(e, VmUpsert | VmRemoved | Snapshot)]
     fixed = {**INV, "vms": [*INV["vms"], {"name": "x", "host": "esx1", "ips": ["10.0.0.1"]}]}
-    path.write_text(flow_lines(fixed))
+    write(path, flow_lines(fixed))
     assert next_of(events, SessionStatus).state == "connected"
     snap = next_of(events, Snapshot)  # out of sync until a full snapshot
     assert {v.name: v.ips for v in snap.vms} == {"web-01": (), "x": ("10.0.0.1",)}
+
+
+def test_an_emptied_file_is_a_rewrite_in_progress_not_an_empty_inventory(
+    running: tuple[Path, StaticSource, queue.Queue[SourceEvent]],
+) -> None:
+    path, _, events = running
+    next_of(events, Snapshot)
+    path.write_text("")  # what an editor's truncate-then-write shows for a moment
+    status = next_of(events, SessionStatus)
+    assert status.state == "disconnected" and "the file is empty" in status.error
+    assert not [e for e in drained(events) if isinstance(e, VmRemoved)]
 
 
 def test_invalid_yaml_is_one_line_with_line_and_column(
@@ -139,7 +159,7 @@ def test_invalid_yaml_is_one_line_with_line_and_column(
 ) -> None:
     path, _, events = running
     next_of(events, Snapshot)
-    path.write_text("vms: [unclosed\n")
+    write(path, "vms: [unclosed\n")
     status = next_of(events, SessionStatus)
     assert status.state == "disconnected" and status.bad_input
     assert status.error.startswith(f"{path}:2:1: invalid YAML") and "\n" not in status.error
@@ -216,6 +236,9 @@ def test_a_one_line_edit_of_a_large_file_builds_one_line(tmp_path: Path) -> None
     assert reader.lines_built == 1
     assert [v.host for v in second.vms if v.name == "vm5"] == ["h6"]
     assert all(a is b for a, b in zip(first.vms, second.vms, strict=True) if a.name != "vm5")
+    write(path, flow_lines(inv).replace("vms:\n", "vms: []\n"))
+    with pytest.raises(ConfigError):  # items under "vms: []" are not YAML
+        reader.read(path)
 
 
 # ---- the fast reading equals the YAML loader's, on generated inventories -------------------
@@ -223,7 +246,8 @@ def test_a_one_line_edit_of_a_large_file_builds_one_line(tmp_path: Path) -> None
 NAMES = st.sampled_from(["esx1", "esx2", "web-01", "db 02", "on", "no", "n1", "110", "yes-1", "~"])
 IPS = st.sampled_from(["10.0.0.1", "2001:db8::1", "10.0.0.300", "fe80::1", "1.2.3", "0x10"])
 FIELDS = {
-    "name": NAMES, "host": NAMES, "power": st.sampled_from(["on", "off", "suspended", "maybe", "On"]),
+    "name": NAMES, "host": NAMES,
+    "power": st.sampled_from(["on", "off", "suspended", "maybe", "On"]),
     "portgroups": st.lists(st.sampled_from(["web", "tr", "nope"]), max_size=2),
     "ips": st.lists(IPS, max_size=2), "macs": st.lists(st.sampled_from(
         ["00:50:56:00:00:01", "00-50-56-00-00-02", "zz"]), max_size=2),
@@ -231,7 +255,7 @@ FIELDS = {
     "attributes": st.dictionaries(st.sampled_from(["owner", "1", "on"]), NAMES, max_size=2),
     "guest_os": NAMES, "folder": st.sampled_from(["/dc/vm", "a:b", ""]), "cluster": NAMES,
 }  # fmt: skip
-VMS = st.fixed_dictionaries({}, optional=FIELDS)  # type: ignore[arg-type]
+VMS = st.fixed_dictionaries({}, optional=FIELDS)
 INVENTORIES = st.fixed_dictionaries({
     "hosts": st.lists(st.fixed_dictionaries({"name": NAMES}), max_size=3),
     "portgroups": st.just([{"name": "web", "vlan": 110}, {"name": "tr", "vlan": "200-210"}]),
@@ -261,3 +285,60 @@ def test_fast_reading_equals_the_yaml_loaders(tmp_path: Path, inv: Any, quotes: 
     fast = _outcome(lambda: InventoryReader("inv").read(path))
     slow = _outcome(lambda: InventoryReader("inv")._read_whole(path, read_text(path)))
     assert fast == slow
+
+
+# ---- re-reading only the lines an edit changed equals reading the file afresh --------------
+
+ITEM_LINES = {
+    "hosts": st.sampled_from(["{name: esx1}", "{name: esx2, nics: [vmnic0]}", "{name: esx1}",
+                              "{name: on}", "{name: 'esx3'}"]),
+    "portgroups": st.sampled_from(["{name: web, vlan: 110}", "{name: tr, vlan: 200-210}",
+                                   "{name: web, vlan: 0}", "{name: db, vlan: 30}"]),
+    "vms": st.sampled_from(["{name: a, host: esx1}", "{name: b, host: esx2, portgroups: [web]}",
+                            "{name: c, host: esx1, power: off, ips: [10.0.0.1]}",
+                            "{name: a, host: nope}", "{name: d, host: esx1, ips: [1.2.3]}",
+                            "{name: e, host: esx2, portgroups: [db]}", "{name: f, host: esx1"]),
+}  # fmt: skip
+EDITS = st.lists(st.tuples(
+    st.sampled_from(["replace", "insert", "delete", "comment", "indent", "header"]),
+    st.sampled_from(list(ITEM_LINES)), st.integers(0, 5), st.data()), max_size=8)  # fmt: skip
+BASE = {"hosts": ["{name: esx1}", "{name: esx2}"], "portgroups": ["{name: web, vlan: 110}"],
+        "vms": ["{name: a, host: esx1}", "{name: b, host: esx2, portgroups: [web]}"]}  # fmt: skip
+
+
+def _render(doc: dict[str, list[str]], extra: list[str]) -> str:
+    lines = [line for kind, items in doc.items() for line in (f"{kind}:", *items)]
+    return "\n".join(lines + extra) + "\n"
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(EDITS)
+def test_a_reread_after_edits_equals_reading_the_file_afresh(tmp_path: Path, edits: Any) -> None:
+    doc = {kind: [f"  - {item}" for item in items] for kind, items in BASE.items()}
+    extra: list[str] = []
+    path = tmp_path / "inv.yaml"
+    kept = InventoryReader("inv")
+    write(path, _render(doc, extra))
+    kept.read(path)
+    for op, kind, where, data in edits:
+        items = doc[kind]
+        at = min(where, len(items))
+        line = "  - " + data.draw(ITEM_LINES[kind])
+        if op == "replace" and items:
+            items[min(at, len(items) - 1)] = line
+        elif op == "insert":
+            items.insert(at, line)
+        elif op == "delete" and items:
+            del items[min(at, len(items) - 1)]
+        elif op == "comment":
+            items.insert(at, "  # a comment")
+        elif op == "indent":
+            items.insert(at, "    - {name: z, host: esx1}")
+        elif op == "header":
+            extra = [] if extra else ["clusters: []"]
+        write(path, _render(doc, extra))
+        assert _outcome(lambda: kept.read(path)) == _outcome(
+            lambda: InventoryReader("inv").read(path)
+        )

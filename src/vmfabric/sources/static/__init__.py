@@ -1,6 +1,8 @@
 """``kind: static`` sessions: an inventory file of hosts, port groups and VMs.
 
-The file is re-read when its modification time, size or inode changes. What is emitted:
+The file is re-read when its modification time, size or inode changes and then stays the
+same for one poll interval (a file being written is not read half-way; an empty file is
+refused as one being rewritten). What is emitted:
 
 - the first good reading: ``SessionStatus("connected")`` and one ``Snapshot``;
 - every later good reading: only what changed since the last good one, as
@@ -53,7 +55,7 @@ from vmfabric.core.model import (
 from vmfabric.sources.base import SOURCES, Emit
 from vmfabric.sources.static.reader import InventoryReader, Parsed
 
-POLL_INTERVAL = 0.25  # seconds between stat() calls; the file is only re-read on change
+POLL_INTERVAL = 0.1  # seconds between stat() calls (cheap); the file is re-read only on change
 
 __all__ = ["StaticSource", "load_inventory"]
 
@@ -67,7 +69,10 @@ def _snapshot(session: str, parsed: Parsed) -> Snapshot:
     return Snapshot(session, tuple(parsed.hosts), tuple(parsed.portgroups), tuple(parsed.vms))
 
 
-def _file_id(path: Path) -> tuple[int, int, int] | None:
+FileId = tuple[int, int, int] | None  # modification time, size, inode; None: no file
+
+
+def _file_id(path: Path) -> FileId:
     try:
         st = os.stat(path)
     except OSError:
@@ -129,16 +134,21 @@ class StaticSource:
 
     def run(self, emit: Emit, stop: threading.Event) -> None:
         emit(SessionStatus(self.name, "connecting"))
-        seen: tuple[int, int, int] | Literal["start"] | None = "start"
+        read: FileId | Literal["start"] = "start"
+        last: FileId | Literal["start"] = "start"
         while not stop.is_set():
             current = _file_id(self.path)
-            if current != seen:
-                seen = current
-                self._reload(emit)
+            if current != read and (current == last or read == "start"):
+                read = current  # unchanged for one interval: not in the middle of a write
+                self._reload(emit, empty=current is not None and current[1] == 0)
+            last = current
             stop.wait(POLL_INTERVAL)
 
-    def _reload(self, emit: Emit) -> None:
+    def _reload(self, emit: Emit, empty: bool = False) -> None:
         try:
+            if empty:  # an editor truncated it and has not written yet: not "no VMs"
+                raise ConfigError("the file is empty (an empty inventory is `vms: []`)",
+                                  str(self.path))  # fmt: skip
             parsed = self.read()
         except ConfigError as exc:
             self._in_sync = False

@@ -43,7 +43,7 @@ _ODD = re.compile(
 )
 _ODD_ASCII = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
 # Every line is an item, a section key (possibly "key: []") or blank/comment.
-_LINE = re.compile(
+LINE = re.compile(
     r"^(?:( *)- +(\{.*?\})(?: +#.*)? *|([A-Za-z_][A-Za-z0-9_]*): *(\[\])? *(?:#.*)?"
     r"| *(?:#.*)?)\r?$",
     re.M,
@@ -155,9 +155,9 @@ def read_document(text: str, known: Container[tuple[str, str]] = ()) -> Document
     """Sections of one-line flow-mapping items, with line numbers; None when the document
     has any other shape (the YAML loader must read it whole). Items whose (section, flow
     text) is in ``known`` are not read again: their value is ``KNOWN``."""
-    if _odd(text) or "&" in text or "*" in text or "!" in text:
+    if odd(text) or "&" in text or "*" in text or "!" in text:
         return None  # characters YAML refuses, odd line breaks, tabs; anchors, aliases, tags
-    lines = _LINE.findall(text)
+    lines = LINE.findall(text)
     if len(lines) != text.count("\n") + 1:
         return None  # a line of another shape
     sections: dict[str, list[tuple[int, str]]] = {}
@@ -178,12 +178,13 @@ def read_document(text: str, known: Container[tuple[str, str]] = ()) -> Document
                 empty.add(section)
                 current = None
     return {
-        name: _items(name, entries, known) if entries or name in empty else None
+        name: items_of(name, entries, known) if entries or name in empty else None
         for name, entries in sections.items()
     }
 
 
-def _odd(text: str) -> bool:
+def odd(text: str) -> bool:
+    """Whether ``text`` holds what this reader leaves to the YAML loader whole."""
     if not text.isascii():
         return bool(_ODD.search(text))
     if "\r" in text:
@@ -191,7 +192,7 @@ def _odd(text: str) -> bool:
     return not text.replace("\n", "").isprintable()
 
 
-def _items(
+def items_of(
     section: str, entries: list[tuple[int, str]], known: Container[tuple[str, str]]
 ) -> list[Item]:
     if known:
