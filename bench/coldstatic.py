@@ -193,6 +193,7 @@ def once(n_vms: int, folder: Path, config_data: dict[str, Any],
         "memberships": sum(len(v) for v in expected.values()),
         "ports": sum(len(s.edge_ports) for s in config.switches),
         "switches": len(config.switches),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -220,4 +221,5 @@ def run(n_vms: int, reps: int, progress: Progress) -> dict[str, Any]:
     out.update({k: runs[0][k] for k in ("transactions", "memberships", "ports", "switches")})
     out["vms"] = n_vms
     out["runs"] = runs
+    out["loadavg_1min"] = summary([r["loadavg"][0] for r in runs], 1.0, 2)
     return out

@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import engine as eng
+from bench.listener import vim
 from vmfabric.config import VcenterSession
 from vmfabric.lab.vcsim import Vcsim
 from vmfabric.sources.vcenter import VcenterSource
 from vmfabric.sources.vcenter import session as vc_session
-from vmfabric.sources.vcenter.feeds import FEEDS, VM_MORE_PATHS, VM_PATHS, Views
+from vmfabric.sources.vcenter.feeds import FEEDS, VM_MORE_PATHS, VM_PATHS, filter_spec
 from vmfabric.sources.vcenter.wire import WaitCall, parse_fast
 
 PASSWORD_ENV = "BENCH_PROFILE_PASSWORD"  # noqa: S105 (a variable name, not a password)
@@ -79,13 +80,14 @@ def _best(fn: Any, reps: int = 3) -> float:
 
 def _parse_costs(si: Any, content: Any) -> dict[str, Any]:
     """Each VM feed's initial answer, read by the fast reader and by pyVmomi."""
-    views = Views(content)
     out: dict[str, Any] = {}
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
     try:
         for spec in FEEDS[:2]:
             collector = content.propertyCollector.CreatePropertyCollector()
-            collector.CreateFilter(views.spec(spec), partialUpdates=False)
-            call = WaitCall(si._stub, collector, fast=True)
+            spec_ = filter_spec(view, vim.VirtualMachine, spec.paths)
+            collector.CreateFilter(spec_, partialUpdates=False)
+            call = WaitCall(si._stub, collector, "fast")
             started = time.perf_counter()
             body = call.fetch("", 0, 100_000)
             out[spec.name] = {
@@ -97,7 +99,7 @@ def _parse_costs(si: Any, content: Any) -> dict[str, Any]:
             call.close()
             collector.DestroyPropertyCollector()
     finally:
-        views.close()
+        view.DestroyView()
     return out
 
 
@@ -125,12 +127,15 @@ def profile_inventory(hosts: int = 250, vms: int = 10_000) -> Any:
             absorb(item, touched)
 
         watch._absorb = timed_absorb
+        cpu = time.process_time()
         watch.full_read(threading.Event(), query_hints=True)
         total = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         watch.close(polite=True)
         return {
             "hosts": hosts, "vms": vms, "loadavg": os.getloadavg(),
             "full_read_s": round(total, 3),
+            "full_read_cpu_s": round(cpu, 3),  # this process's, all threads
             "hint_queries": source.hint_queries,
             "initial_read_arrived_s": arrived,
             "vm_feeds": _parse_costs(si, content),
@@ -190,9 +195,8 @@ def filters_experiment(hosts: int = 250, vms: int = 10_000, moves: int = 15,
                         dest = lab.next_host(mover)
                         time.sleep(rng.uniform(0, 0.25))
                         mark = listener.mark()
-                        done = lab.admin.relocate(mover, dest)
-                        vm, host = lab.admin.vms[mover]._moId, lab.admin.hosts[dest]._moId
-                        at = listener.wait(vm, host, mark, 10)
+                        done = lab.relocate(mover, dest)
+                        at = listener.wait(*lab.morefs(mover, dest), mark, 10)
                         if at is not None:
                             seen[name].append(at - done)
                 finally:

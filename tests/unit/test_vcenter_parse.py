@@ -306,3 +306,41 @@ def test_unverified_tls_warns_at_every_connect(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and "verification is off" in warnings[0].getMessage()
     assert source._warnings() == ("TLS certificate verification is off (verify_tls: false)",)
+
+
+HOST_ANSWER = _answer(
+    '<objectSet><kind>enter</kind><obj type="HostSystem">host-7</obj>'
+    + _change_xml("name", "esx01")
+    + _change_xml("config.network.pnic",
+                  "<PhysicalNic><key>key-vim.host.PhysicalNic-vmnic0</key><device>vmnic0</device>"
+                  "<linkSpeed><speedMb>10000</speedMb></linkSpeed><mac>00:50:56:00:00:00</mac>"
+                  "</PhysicalNic><PhysicalNic><key>key-vim.host.PhysicalNic-vmnic1</key>"
+                  "<device>vmnic1</device></PhysicalNic>", "ArrayOfPhysicalNic")
+    + _change_xml("config.network.vswitch",
+                  "<HostVirtualSwitch><name>vSwitch0</name><key>k</key><numPorts>1536</numPorts>"
+                  "<pnic>key-vim.host.PhysicalNic-vmnic0</pnic><spec><bridge "
+                  'XMLSchema-instance:type="HostVirtualSwitchBondBridge"><nicDevice>vmnic0'
+                  "</nicDevice></bridge></spec></HostVirtualSwitch>", "ArrayOfHostVirtualSwitch")
+    + _change_xml("config.network.portgroup",
+                  "<HostPortGroup><key>k</key><vswitch>v</vswitch><spec><name>VM Network</name>"
+                  "<vlanId>42</vlanId><vswitchName>vSwitch0</vswitchName><policy></policy></spec>"
+                  "</HostPortGroup>", "ArrayOfHostPortGroup")
+    + _change_xml("config.network.proxySwitch",
+                  "<HostProxySwitch><dvsUuid>u-1</dvsUuid><key>u-1</key>"
+                  "<pnic>key-vim.host.PhysicalNic-vmnic1</pnic><spec><backing><pnicSpec>"
+                  "<pnicDevice>vmnic1</pnicDevice></pnicSpec></backing></spec></HostProxySwitch>",
+                  "ArrayOfHostProxySwitch")
+    + "</objectSet>"
+)  # fmt: skip
+
+
+def test_the_tree_reader_reads_a_hosts_network_configuration_as_the_mapping_needs() -> None:
+    updates = parse_tree(HOST_ANSWER)
+    assert updates is not None
+    inv = Inventory("vc")
+    apply_update(inv.hosts, updates.objects[0])
+    host = inv.host("host-7")
+    assert [n.name for n in host.nics] == ["vmnic0", "vmnic1"]
+    assert host.vswitch_nics == {"pg:VM Network": {"vmnic0"}, "dvs:u-1": {"vmnic1"}}
+    (pg,) = inv.portgroups().values()
+    assert (pg.name, pg.vlans, pg.vswitch) == ("VM Network", {42}, "pg:VM Network")

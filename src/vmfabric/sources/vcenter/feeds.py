@@ -64,27 +64,27 @@ DVS_PATHS = ("uuid", "config.uplinkPortgroup")
 @dataclass(frozen=True, slots=True)
 class FeedSpec:
     """One feed: the vim type (dotted below ``vim``), its property paths, which reader
-    (``fast``: plain values, see ``wire``), and where its objects come from: a
+    (``reader``: "fast", "tree" or "pyvmomi", see ``wire``), and where its objects come from: a
     ContainerView of the kind from the root folder, or the one ``content`` attribute
     named by ``single`` (the CustomFieldsManager)."""
 
     name: str
     kind: str
     paths: tuple[str, ...]
-    fast: bool = False
+    reader: str = "pyvmomi"
     single: str = ""
 
 
 FEEDS: tuple[FeedSpec, ...] = (
-    FeedSpec("vm", "VirtualMachine", VM_PATHS, fast=True),
-    FeedSpec("vm-more", "VirtualMachine", VM_MORE_PATHS, fast=True),
-    FeedSpec("host", "HostSystem", HOST_PATHS),
-    FeedSpec("network", "Network", ("name",), fast=True),
+    FeedSpec("vm", "VirtualMachine", VM_PATHS, reader="fast"),
+    FeedSpec("vm-more", "VirtualMachine", VM_MORE_PATHS, reader="fast"),
+    FeedSpec("host", "HostSystem", HOST_PATHS, reader="tree"),
+    FeedSpec("network", "Network", ("name",), reader="fast"),
     FeedSpec("dvpg", "dvs.DistributedVirtualPortgroup", DVPG_PATHS),
-    FeedSpec("dvs", "DistributedVirtualSwitch", DVS_PATHS, fast=True),
-    FeedSpec("folder", "Folder", ("name", "parent"), fast=True),
-    FeedSpec("datacenter", "Datacenter", ("name", "parent"), fast=True),
-    FeedSpec("cluster", "ClusterComputeResource", ("name",), fast=True),
+    FeedSpec("dvs", "DistributedVirtualSwitch", DVS_PATHS, reader="fast"),
+    FeedSpec("folder", "Folder", ("name", "parent"), reader="fast"),
+    FeedSpec("datacenter", "Datacenter", ("name", "parent"), reader="fast"),
+    FeedSpec("cluster", "ClusterComputeResource", ("name",), reader="fast"),
     FeedSpec("fields", "CustomFieldsManager", ("field",), single="customFieldsManager"),
 )
 
@@ -124,43 +124,20 @@ def filter_spec(obj: Any, kind: Any, paths: tuple[str, ...], view: bool = True) 
     )
 
 
-class Views:
-    """The session's ContainerViews, one per kind, kept for the session (feeds come and
-    go with every full read)."""
-
-    def __init__(self, content: Any) -> None:
-        self.content = content
-        self._views: dict[str, Any] = {}
-
-    def spec(self, feed: FeedSpec) -> Any:
-        kind = vim_type(feed.kind)
-        if feed.single:
-            return filter_spec(getattr(self.content, feed.single), kind, feed.paths, view=False)
-        if feed.kind not in self._views:
-            self._views[feed.kind] = self.content.viewManager.CreateContainerView(
-                self.content.rootFolder, [kind], True
-            )
-        return filter_spec(self._views[feed.kind], kind, feed.paths)
-
-    def close(self) -> None:
-        for view in self._views.values():
-            try:
-                view.DestroyView()
-            except (vmodl.MethodFault, *CONNECTION_ERRORS) as exc:
-                log.debug("DestroyView failed: %s", exc)
-        self._views.clear()
-
-
 class Feed:
-    """One kind's collector, filter and long-poll thread (see the module docstring)."""
+    """One kind's collector, filter and long-poll thread (see the module docstring). The
+    thread creates its own collector, ContainerView and filter, so that every feed of a
+    full read is set up in parallel."""
 
-    def __init__(self, spec: FeedSpec, views: Views, stub: Any, out: queue.Queue[FeedItem],
+    def __init__(self, spec: FeedSpec, content: Any, stub: Any, out: queue.Queue[FeedItem],
                  session: str) -> None:  # fmt: skip
         self.spec = spec
+        self.content = content
+        self.stub = stub
         self.out = out
-        self.collector = views.content.propertyCollector.CreatePropertyCollector()
-        self.collector.CreateFilter(views.spec(spec), partialUpdates=False)
-        self.call = WaitCall(stub, self.collector, spec.fast)
+        self.collector: Any = None
+        self.view: Any = None
+        self.call: WaitCall | None = None
         self.closing = False
         self.thread = threading.Thread(
             target=self._run, name=f"vcenter-{session}-{spec.name}", daemon=True
@@ -170,24 +147,49 @@ class Feed:
         self.thread.start()
         return self
 
+    def _filter_spec(self) -> Any:
+        kind = vim_type(self.spec.kind)
+        if self.spec.single:
+            return filter_spec(getattr(self.content, self.spec.single), kind, self.spec.paths,
+                               view=False)  # fmt: skip
+        self.view = self.content.viewManager.CreateContainerView(
+            self.content.rootFolder, [kind], True
+        )
+        return filter_spec(self.view, kind, self.spec.paths)
+
     def _run(self) -> None:
         try:
-            initial = tuple(wait_all(self.call, "", 0, MAX_OBJECT_UPDATES))
+            self.collector = self.content.propertyCollector.CreatePropertyCollector()
+            self.collector.CreateFilter(self._filter_spec(), partialUpdates=False)
+            self.call = call = WaitCall(self.stub, self.collector, self.spec.reader)
+            if self.closing:
+                return
+            initial = tuple(wait_all(call, "", 0, MAX_OBJECT_UPDATES))
             version = initial[-1].version if initial else ""
             self.out.put(FeedItem(self.spec.name, initial, initial=True))
             while not self.closing:
-                for updates in wait_all(self.call, version, WAIT_SECONDS, MAX_OBJECT_UPDATES):
+                for updates in wait_all(call, version, WAIT_SECONDS, MAX_OBJECT_UPDATES):
                     version = updates.version
                     self.out.put(FeedItem(self.spec.name, (updates,)))
         except Exception as exc:  # every failure ends the feed: the session decides
             if not self.closing:
                 self.out.put(FeedItem(self.spec.name, error=exc))
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """End the long poll at once (shuts the feed's socket); no server call."""
         self.closing = True
-        self.call.close()
-        try:
-            self.collector.DestroyPropertyCollector()
-        except (vmodl.MethodFault, *CONNECTION_ERRORS) as exc:
-            log.debug("feed %s: DestroyPropertyCollector failed: %s", self.spec.name, exc)
+        if self.call is not None:
+            self.call.close()
+
+    def close(self) -> None:
+        """``stop``, then destroy the feed's collector and view on the server."""
+        self.stop()
         self.thread.join(timeout=5)
+        for name, obj in (("DestroyPropertyCollector", self.collector),
+                          ("DestroyView", self.view)):  # fmt: skip
+            if obj is None:
+                continue
+            try:
+                getattr(obj, name)()
+            except (vmodl.MethodFault, *CONNECTION_ERRORS) as exc:
+                log.debug("feed %s: %s failed: %s", self.spec.name, name, exc)

@@ -24,6 +24,7 @@ import queue
 import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,7 +43,6 @@ from vmfabric.sources.vcenter.feeds import (
     WAIT_SECONDS,
     Feed,
     FeedItem,
-    Views,
 )
 from vmfabric.sources.vcenter.inventory import (
     Emitted,
@@ -64,6 +64,7 @@ Disconnect: Any = _connect.Disconnect
 # A slow answer is treated as a lost server: reconnect and re-read. Measured in a storm of
 # 1,000 vMotions on vcsim: quiet after 40-60 s with 30 s, after 123-137 s with 120 s.
 SOCKET_TIMEOUT = 30.0
+HINT_THREADS = 8  # QueryNetworkHint calls in flight at a full read (one per host)
 
 
 class LoginError(TransientError):
@@ -228,7 +229,7 @@ class _Watch:
         self.stub = si._stub
         self.emit = emit
         self.queue: queue.Queue[FeedItem] = queue.Queue()
-        self.views = Views(content)
+        self.content = content
         self.feeds: list[Feed] = []
         self.tag_feed = (
             TagFeed(tags, source.config.tag_refresh, self.queue, source.name)
@@ -273,16 +274,13 @@ class _Watch:
         self._close_feeds(polite)
         if self.tag_feed is not None:
             self.tag_feed.close()
-        if polite:
-            self.views.close()
 
     def _close_feeds(self, polite: bool) -> None:
         for feed in self.feeds:
+            feed.stop()  # all at once, then the server calls
+        for feed in self.feeds:
             if polite:
                 feed.close()
-            else:
-                feed.closing = True
-                feed.call.close()
         self.feeds = []
 
     # -- full read
@@ -296,7 +294,7 @@ class _Watch:
         old = self.inventory
         self.inventory = Inventory(old.session, neighbors=old.neighbors, tags=old.tags)
         self.feeds = [
-            Feed(s, self.views, self.stub, self.queue, old.session).start() for s in FEEDS
+            Feed(s, self.content, self.stub, self.queue, old.session).start() for s in FEEDS
         ]
         if self.tag_feed is not None and self.source.full_reads:
             self.tag_feed.read_again()
@@ -414,20 +412,33 @@ class _Watch:
     # -- hints
 
     def query_hints(self, hosts: list[str]) -> None:
-        """QueryNetworkHint once per host; unreachable hosts keep their last neighbours."""
-        for ref in hosts:
-            props = self.inventory.hosts.get(ref, {})
-            network_system = props.get("configManager.networkSystem")
-            if network_system is None or props.get("runtime.connectionState") != "connected":
-                continue
-            self.source.hint_queries += 1
-            try:
-                hints = network_system.QueryNetworkHint()
-            except vmodl.MethodFault as exc:
-                log.info("session %s: no hints from host %s: %s", self.source.name,
-                         props.get("name", ref), describe(exc))  # fmt: skip
-                continue
-            self.inventory.neighbors[ref] = neighbors_from_hints(hints or ())
+        """QueryNetworkHint once per host, ``HINT_THREADS`` at a time; hosts that cannot be
+        asked or do not answer keep their last neighbours."""
+        asked = [(ref, system) for ref in hosts if (system := self._network_system(ref))]
+        self.source.hint_queries += len(asked)
+        with ThreadPoolExecutor(HINT_THREADS, thread_name_prefix="vcenter-hints") as pool:
+            answers = list(pool.map(lambda pair: self._hints(*pair), asked))
+        for (ref, _), hints in zip(asked, answers, strict=True):
+            if hints is not None:
+                self.inventory.neighbors[ref] = neighbors_from_hints(hints)
+
+    def _network_system(self, ref: str) -> Any:
+        props = self.inventory.hosts.get(ref, {})
+        system = props.get("configManager.networkSystem")
+        if system is None or props.get("runtime.connectionState") != "connected":
+            return None
+        if isinstance(system, str):  # the tree reader's moref id
+            return vim.host.NetworkSystem(system, self.stub)
+        return system
+
+    def _hints(self, ref: str, system: Any) -> list[Any] | None:
+        try:
+            return list(system.QueryNetworkHint() or ())
+        except vmodl.MethodFault as exc:
+            name = self.inventory.hosts.get(ref, {}).get("name", ref)
+            log.info("session %s: no hints from host %s: %s", self.source.name, name,
+                     describe(exc))  # fmt: skip
+            return None
 
     def refresh_hints(self, hosts: list[str]) -> None:
         """Re-query hints; emit HostUpsert for hosts whose neighbours changed."""
