@@ -167,7 +167,7 @@ class Lab:
                           "allowed_vlans": "2-1000", "verify_tls": False,
                           "audit_interval": AUDIT}],
             "switches": [{"name": "leaf1", "driver": "ovs", "ovsdb": self.ovs.db_url,
-                          "bridge": "sw", "edge_ports": list(EDGE), "options": {"timeout": 2}}],
+                          "bridge": "sw", "edge_ports": list(EDGE), "timeout": 2}],
             "links": [{"host": h, "nic": "vmnic1", "switch": "leaf1", "port": p}
                       for h, p in HOSTS.items()],
         }  # fmt: skip

@@ -222,6 +222,7 @@ class TimedDriver:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.name = inner.name
+        self.capabilities = inner.capabilities
         self.applies: list[Apply] = []
         self.reads: list[tuple[float, float]] = []
 

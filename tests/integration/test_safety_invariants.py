@@ -30,7 +30,7 @@ import yaml
 from support.controller import running_controller, wait_for
 from support.controller import trunks as ovs_trunks
 from support.ovs_fixtures import MakeSwitch, OvsSwitch
-from vmfabric.config import Config, SwitchConfig, load_config
+from vmfabric.config import Config, load_config, parse_switch
 from vmfabric.core.errors import PermanentError
 from vmfabric.core.model import PortChange
 from vmfabric.runtime.controller import Controller
@@ -187,7 +187,7 @@ def test_c_the_driver_refuses_a_plan_naming_a_non_edge_port_before_writing(
     ovs_switch: MakeSwitch,
 ) -> None:
     sw = ovs_switch(n=3)
-    config = SwitchConfig.model_validate(ovs_cfg(sw, edge_ports=["e1", "e2"]))
+    config = parse_switch(ovs_cfg(sw, edge_ports=["e1", "e2"]))
     driver = OvsDriver(config)
     driver.connect()
     try:

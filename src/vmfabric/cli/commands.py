@@ -22,6 +22,7 @@ from vmfabric.cli.common import (
     setup_logging,
 )
 from vmfabric.config import Config, load_config
+from vmfabric.config import json_schema as config_json_schema
 from vmfabric.core.errors import ConfigError, VmfabricError
 from vmfabric.core.model import PortPlan
 from vmfabric.core.vlans import format_vlans
@@ -172,7 +173,7 @@ def config_check(config: ConfigOpt = None) -> None:
 @config_app.command("schema")
 def config_schema() -> None:
     """Print the JSON schema of vmfabric.yaml."""
-    typer.echo(json.dumps(Config.model_json_schema(mode="validation"), indent=2))
+    typer.echo(json.dumps(config_json_schema(), indent=2))
 
 
 def register(app: typer.Typer) -> None:

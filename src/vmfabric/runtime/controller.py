@@ -590,7 +590,7 @@ def resolve_hosts(ev: SourceEvent, resolver: Resolver) -> SourceEvent:
 def _check_ports(states: dict[str, PortState], sw: SwitchConfig) -> None:
     missing = [p for p, st in states.items() if st.mode is PortMode.MISSING]
     if missing:
-        where = f" on bridge {sw.bridge}" if sw.bridge else ""
+        where = f" ({sw.endpoint()})" if sw.endpoint() else ""
         raise ConfigError(f"switch {sw.name}: edge port {missing[0]} does not exist{where}")
 
 
