@@ -58,6 +58,7 @@ SWITCH_DRIVERS: Registry[Callable[..., Any]] = Registry(
     {
         "ovs": "vmfabric.targets.switchport.ovs",
         "fake": "vmfabric.targets.switchport.fake",
+        "eos": "vmfabric.targets.switchport.eos",
     },
 )
 
