@@ -86,8 +86,8 @@ def make_tls(folder: Path) -> Tls:
 class EosPeer:
     """One running EOS peer (see the module docstring)."""
 
-    def __init__(self, tls: Tls | None = None, name: str = "leaf1") -> None:
-        args = ["--name", name, "--ports", ",".join(PORTS),
+    def __init__(self, tls: Tls | None = None, name: str = "leaf1", port: int = 0) -> None:
+        args = ["--name", name, "--ports", ",".join(PORTS), "--port", str(port),
                 "--users", f"vmfabric:{PASSWORD},{ADMIN[0]}:{ADMIN[1]}"]  # fmt: skip
         if tls is not None:
             args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]

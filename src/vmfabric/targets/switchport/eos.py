@@ -6,7 +6,7 @@ pyeapi, one configuration session per plan.
   interface's description (where vmfabric's origin record lives, see ``trunkcli``) and the
   VLAN database. Ethernet and Port-Channel edge ports are alike. A trunk allowing ``ALL`` is
   *open* (``open_ports``); access, dot1q-tunnel and routed ports are never edited.
-- **Writes**: one plan is one eAPI request: ``configure session vmfabric-<switch>-<n>``,
+- **Writes**: one plan is one eAPI request: ``configure session vmfabric-<random>``,
   the plan's commands (``trunkcli.plan_commands``: missing VLANs created and named
   ``vmfabric-<id>``, ``switchport trunk allowed vlan add|remove``, the description tag,
   ``no vlan`` for VLANs vmfabric created that no port uses any more), ``commit``, and the
@@ -25,11 +25,11 @@ pyeapi, one configuration session per plan.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import logging
 import re
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -225,7 +225,6 @@ class EosDriver(SwitchPortDriver):
 
     Options = EosSwitch
     capabilities = Capabilities(atomic=True, origin="target", notes=NOTES)
-    _sessions = itertools.count(1)
 
     def __new__(cls, config: SwitchConfig) -> EosDriver:
         """``config_session: false`` makes an ``EosBatchDriver`` (its capabilities differ)."""
@@ -321,7 +320,7 @@ class EosDriver(SwitchPortDriver):
             self._view = parse_view(*results[-3:])
 
     def _in_session(self, commands: list[str]) -> SwitchView:
-        session = f"vmfabric-{self.name}-{next(self._sessions)}"
+        session = f"vmfabric-{uuid.uuid4().hex[:12]}"  # unique across restarts and hosts
         try:
             results = self._run(
                 ["enable", f"configure session {session}", *commands, "commit", *READS]
