@@ -24,44 +24,23 @@ pyeapi, one configuration session per plan.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
-import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from pyeapi.eapilib import CommandError, EapiConnection
 
-from vmfabric.config import SecretRef, SwitchConfig, resolve_secret
+from vmfabric.config import SwitchConfig
 from vmfabric.core.errors import ConfigError, PermanentError, TransientError
-from vmfabric.core.model import PortChange, PortState
 from vmfabric.targets.base import Capabilities
-from vmfabric.targets.switchport.base import (
-    DRIVERS,
-    PortWrite,
-    SwitchPortDriver,
-    check_changes,
-    plan_write,
-)
-from vmfabric.targets.switchport.httpapi import (
-    KeptConnection,
-    Reply,
-    auth_error,
-    tls_context,
-)
-from vmfabric.targets.switchport.trunkcli import (
-    DEFAULT_VLAN_NAME,
-    RawSwitchport,
-    SwitchView,
-    check_template,
-    parse_allowed,
-    plan_commands,
-)
+from vmfabric.targets.switchport.base import DRIVERS
+from vmfabric.targets.switchport.cliapi import HttpApiSwitch, HttpCliDriver
+from vmfabric.targets.switchport.httpapi import KeptConnection, Reply, auth_error
+from vmfabric.targets.switchport.trunkcli import RawSwitchport, SwitchView, parse_allowed
 
 LOG = logging.getLogger(__name__)
 
@@ -91,49 +70,18 @@ def canonical(name: str) -> str:
     return name
 
 
-class EosSwitch(SwitchConfig):
+class EosSwitch(HttpApiSwitch):
     """An Arista EOS switch reached through eAPI."""
 
     driver: Literal["eos"]
-    host: str = Field(min_length=1, description="Management address or name of the switch.")
-    port: int | None = Field(None, ge=1, le=65535, description="eAPI port (443 / 80).")
-    transport: Literal["https", "http"] = Field(
-        "https", description="https (default); http only for labs."
-    )
-    username: str = Field(min_length=1, description="eAPI user (see README: least privilege).")
-    password: SecretRef = Field(description="env:VARIABLE or file:/path (mode 0600).")
-    verify_tls: bool = Field(True, description="Verify the switch's certificate (keep it on).")
-    ca_file: Path | None = Field(None, description="CA bundle to verify the switch with.")
-    timeout: float = Field(
-        10.0, gt=0, le=600, allow_inf_nan=False, description="Seconds per eAPI request."
-    )
     config_session: bool = Field(
         True,
         description="Apply each plan in a configuration session (atomic); false: "
         "plain configure mode, not atomic.",
     )
-    vlan_name: str = Field(
-        DEFAULT_VLAN_NAME, description="Name of VLANs vmfabric creates; {vlan} is the id."
-    )
 
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str) -> str:
-        if "://" in value or "/" in value or " " in value.strip():
-            raise ValueError(f"{value!r} is not a host name or address (no scheme, no path)")
-        return value.strip()
-
-    @field_validator("vlan_name")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        return check_template(value)
-
-    def url(self) -> str:
-        port = self.port or (443 if self.transport == "https" else 80)
-        return f"{self.transport}://{self.host}:{port}/command-api"
-
-    def endpoint(self) -> str:
-        return f"eAPI {self.url()}"
+    api_path: ClassVar[str] = "/command-api"
+    api_name: ClassVar[str] = "eAPI"
 
 
 class _Eapi(EapiConnection):  # type: ignore[misc]
@@ -220,11 +168,12 @@ def parse_view(switchports: Mapping[str, Any], descriptions: Mapping[str, Any],
 
 
 @DRIVERS.register("eos")
-class EosDriver(SwitchPortDriver):
+class EosDriver(HttpCliDriver):
     """One Arista switch's edge ports through eAPI. See the module docstring."""
 
     Options = EosSwitch
     capabilities = Capabilities(atomic=True, origin="target", notes=NOTES)
+    max_description = MAX_DESCRIPTION
 
     def __new__(cls, config: SwitchConfig) -> EosDriver:
         """``config_session: false`` makes an ``EosBatchDriver`` (its capabilities differ)."""
@@ -236,48 +185,16 @@ class EosDriver(SwitchPortDriver):
         if not isinstance(config, EosSwitch):
             raise ConfigError(f"switch {config.name}: not an eos switch entry")
         super().__init__(config)
-        self.options = config
-        self._http: KeptConnection | None = None
+        self.eos = config
         self._api: _Eapi | None = None
-        self._view = SwitchView()
-        self._guard = threading.Lock()
-        self._sent = 0
 
-    @property
-    def requests(self) -> int:
-        """eAPI requests sent by this driver object (across reconnects)."""
-        return self._sent + (self._http.requests if self._http is not None else 0)
+    canonical = staticmethod(canonical)
 
-    # ---- connection --------------------------------------------------------------------
-
-    def connect(self) -> None:
-        """Open the kept connection (TCP and TLS); credentials are checked by the first
-        request. ConfigError for a bad secret or CA file; TransientError/PermanentError
-        when the switch cannot be reached or its certificate is not trusted."""
-        with self._guard:
-            if self._api is not None:
-                return
-            opts = self.options
-            password = resolve_secret(opts.password)
-            context = None
-            if opts.transport == "https":
-                context = tls_context(self.name, opts.verify_tls, opts.ca_file)
-            port = opts.port or (443 if opts.transport == "https" else 80)
-            http = KeptConnection(
-                self.name, opts.url(), opts.host, port, timeout=opts.timeout, context=context
-            )
-            http.open()
-            self._http, self._api = http, _Eapi(http, opts.username, password)
-
-    def close(self) -> None:
-        with self._guard:
-            http, self._http, self._api = self._http, None, None
-        if http is not None:
-            self._sent += http.requests
-            http.close()
+    def connected(self, http: KeptConnection, password: SecretStr) -> None:
+        self._api = _Eapi(http, self.eos.username, password)
 
     def _run(self, commands: Sequence[str]) -> list[Any]:
-        if self._api is None:
+        if self._http is None:
             self.connect()
         api = self._api
         if api is None:
@@ -289,37 +206,12 @@ class EosDriver(SwitchPortDriver):
         result: list[Any] = response["result"]
         return result
 
-    # ---- reads and writes ------------------------------------------------------------------
+    def read_view(self) -> SwitchView:
+        return parse_view(*self._run(READS)[-3:])
 
-    def _read_view(self) -> SwitchView:
-        results = self._run(READS)
-        return parse_view(*results[-3:])
-
-    def _states(self, ports: Sequence[str]) -> dict[str, PortState]:
-        """States of ``ports`` (as configured: ``Et1`` is found as ``Ethernet1``)."""
-        out = {}
-        for port in ports:
-            state = self._view.state(self.name, canonical(port))
-            out[port] = dataclasses.replace(state, port=port)
-        return out
-
-    def read_raw(self, ports: Sequence[str]) -> dict[str, PortState]:
-        self._view = self._read_view()
-        return self._states(ports)
-
-    def write(self, writes: Sequence[PortWrite], before: Mapping[str, PortState]) -> None:
-        named = [dataclasses.replace(w, port=canonical(w.port)) for w in writes]
-        try:
-            commands = plan_commands(self._view, named, self.options.vlan_name, MAX_DESCRIPTION)
-        except ValueError as exc:
-            raise PermanentError(f"switch {self.name}: {exc}") from None
-        if self.options.config_session:
-            self._view = self._in_session(commands)
-        else:
-            results = self._run(["enable", "configure", *commands, "end", *READS])
-            self._view = parse_view(*results[-3:])
-
-    def _in_session(self, commands: list[str]) -> SwitchView:
+    def write_view(self, commands: list[str]) -> SwitchView:
+        if not self.eos.config_session:
+            return parse_view(*self._run(["enable", "configure", *commands, "end", *READS])[-3:])
         session = f"vmfabric-{uuid.uuid4().hex[:12]}"  # unique across restarts and hosts
         try:
             results = self._run(
@@ -336,20 +228,6 @@ class EosDriver(SwitchPortDriver):
             self._run(["enable", f"configure session {session}", "abort"])
         except (PermanentError, TransientError) as exc:
             LOG.warning("switch %s: could not abort session %s: %s", self.name, session, exc)
-
-    def apply(self, changes: Sequence[PortChange]) -> dict[str, PortState]:
-        """Read, plan and write in one session; the write's answer is the state after it
-        (two eAPI requests for a plan that writes, one for a plan that does not)."""
-        check_changes(self.config, changes)
-        ports = list(dict.fromkeys(c.port for c in changes))
-        before = self.read_raw(ports)
-        writes = [w for c in changes if (w := plan_write(before[c.port], c, self.open_ports))]
-        if not writes:
-            return before
-        self.write(writes, before)
-        self.transactions += 1
-        self.writes += sum(w.memberships for w in writes)
-        return self._states(ports)
 
 
 class EosBatchDriver(EosDriver):
