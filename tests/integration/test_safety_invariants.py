@@ -33,7 +33,7 @@ from support.ovs_fixtures import MakeSwitch, OvsSwitch
 from vmfabric.config import Config, load_config, parse_switch
 from vmfabric.core.errors import PermanentError
 from vmfabric.core.model import PortChange
-from vmfabric.runtime.controller import Controller
+from vmfabric.runtime import Controller
 from vmfabric.store import Store
 from vmfabric.targets.switchport.fake import FakeDriver
 from vmfabric.targets.switchport.ovs import OvsDriver
