@@ -112,6 +112,7 @@ class Controller:
         self._emit: Callable[[SourceEvent], None] | None = None
         self._stop: asyncio.Event | None = None
         self.failure: VmfabricError | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     # ---- parts -----------------------------------------------------------------------------
 
@@ -165,6 +166,7 @@ class Controller:
         """Run until ``stop`` is set. Sources stop and threads are joined on the way out.
         Raises ``StoreReplacedError`` when the store file was deleted or replaced."""
         loop = asyncio.get_running_loop()
+        self.loop = loop
         queue: asyncio.Queue[SourceEvent] = asyncio.Queue()
         self._stop = stop
 
