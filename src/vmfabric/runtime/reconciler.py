@@ -335,7 +335,11 @@ class Reconciler:
     async def _record_check(self, changes: Sequence[Change], reason: str, now: float) -> None:
         """Record what check mode keeps from being applied, once per change of it."""
         doc = plan_doc(self.name, changes)
-        if doc == self._last_check.get(reason, {"ports": []}):
+        if reason not in self._last_check:  # the last one recorded, by any run or sync
+            found = await self.recorder.call(self.store.plans, "check")
+            mine = [p["plan"] for p in found if p["switch"] == self.name and p["reason"] == reason]
+            self._last_check[reason] = mine[-1] if mine else {"ports": []}
+        if doc == self._last_check[reason]:
             return
         self._last_check[reason] = doc
         if changes:
