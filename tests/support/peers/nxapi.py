@@ -33,6 +33,7 @@ import argparse
 import base64
 import copy
 import json
+import socket
 import ssl
 import sys
 import threading
@@ -285,6 +286,11 @@ def is_config(cmd: str) -> bool:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    wbufsize = -1  # one write per answer: headers and body apart meet Nagle and delayed ACK
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -87,6 +88,8 @@ class KeptConnection:
         else:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         conn.connect()
+        if conn.sock is not None:  # http.client sends headers and body apart: no Nagle wait
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connects += 1
         self._used = False
         return conn

@@ -82,7 +82,7 @@ def parse_allowed(text: str) -> frozenset[int] | None:
     ``NONE``/``none``/empty -> no VLAN, else a range list in any order (``30,40-50,220``).
     ValueError for anything else."""
     cleaned = text.strip().replace(" ", "")
-    if cleaned.upper() in ("ALL",):
+    if cleaned.upper() == "ALL" or cleaned == "1-4094":  # the common case, without a set
         return None
     if cleaned.upper() in ("NONE", ""):
         return frozenset()
