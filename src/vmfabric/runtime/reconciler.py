@@ -240,6 +240,7 @@ class Reconciler:
         await asyncio.to_thread(self.target.apply, kept)
         seconds = time.monotonic() - started
         confirmed = self.target.confirmed(kept)
+        await self._record_states()
         # approved plans are settled before their removals reach the audit log: whoever
         # sees the audit entries sees the plan applied
         await self._settle_approvals(plan, {(c.holder, c.member) for c in confirmed})
