@@ -46,6 +46,7 @@ from vmfabric.intents.groups import (
     RuleDef,
     Tag,
 )
+from vmfabric.intents.guard import GuardLimits, guard_verdict
 from vmfabric.intents.removals import Removals
 from vmfabric.inventory.index import Inventory
 from vmfabric.targets.addrset.base import AddrSetDriver, MemberChange, PolicyRule, ServiceSpec
@@ -127,11 +128,19 @@ def policy_rules(config: Config, fw: FirewallConfig) -> list[PolicyRule]:
 
 
 def _exported(config: Config, fw: FirewallConfig, rules: Sequence[PolicyRule]) -> frozenset[str]:
+    if isinstance(fw, NftablesFirewall):
+        return _nft_groups(config, fw, rules)
     if fw.groups is not None:
         return frozenset(fw.groups)
-    if isinstance(fw, NftablesFirewall):
-        return frozenset(g for r in rules for g in (*r.sources, *r.destinations))
     return frozenset(g.name for g in config.groups)
+
+
+def _nft_groups(
+    config: Config, fw: NftablesFirewall, rules: Sequence[PolicyRule]
+) -> frozenset[str]:
+    """nftables needs a set for every group its rules name, plus those it exports."""
+    used = frozenset(g for r in rules for g in (*r.sources, *r.destinations))
+    return used | frozenset(fw.groups or ())
 
 
 def dfw_target_name(firewall: str, host: str) -> str:
@@ -219,6 +228,28 @@ class GroupTarget:
         for c in changes:
             if c.action == "remove":
                 self.intent.removals.forget(self.name, c.holder, (c.member,))
+
+
+def step(target: GroupTarget, now: float, limits: GuardLimits | None = None) -> TargetPlan:
+    """One reconcile step without the runtime's loop (``sync``-like use, the demo, tests,
+    benchmarks): read, plan, hold removals beyond the guard's limits, apply, confirm.
+    Returns the plan; the changes applied are those the target confirmed."""
+    target.read()
+    plan = target.plan(now)
+    changes = list(plan.changes)
+    verdict = guard_verdict(
+        len(plan.removals()), target.dynamic_count(), target.name, limits or GuardLimits(),
+        "(set, address) memberships",
+    )  # fmt: skip
+    if verdict:
+        held = tuple(Change(c.holder, c.member, c.action, verdict) for c in plan.removals())
+        changes = [c for c in changes if c.action == "add"]
+        plan = TargetPlan(plan.target, plan.kind, tuple(changes), (*plan.held, *held), plan.check,
+                          {**plan.notes, "guard": verdict})  # fmt: skip
+    if changes and target.mode == "enforce":
+        target.apply(changes)
+        target.applied(target.confirmed(changes))
+    return plan
 
 
 # ---- the composition root's entry point -----------------------------------------------------
