@@ -43,6 +43,26 @@ except OSError as exc:
 """
 
 
+def listen(netns: str, *ports: int) -> subprocess.Popen[str]:
+    """A TCP listener in ``netns`` answering "ok" on each port; kill it by its PID."""
+    argv = nsx.in_netns(netns, [sys.executable, "-c", LISTENER, *map(str, ports)])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def probe(netns: str, address: str, port: int, timeout: float = 1.0) -> str:
+    """open | refused | timeout for a TCP connection from ``netns`` to ``address``."""
+    argv = [sys.executable, "-c", PROBE, address, str(port), str(timeout)]
+    return nsx.exec_in(netns, *argv, timeout=timeout + 10, check=False).strip()
+
+
+def kill(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
 class RoutedNet:
     def __init__(self, tag: str = "n") -> None:
         self.prefix = f"vfg{tag}{uuid.uuid4().hex[:5]}"
@@ -72,22 +92,15 @@ class RoutedNet:
         return self.addresses[name]
 
     def listen(self, name: str, *ports: int) -> None:
-        argv = nsx.in_netns(self.leaves[name], [sys.executable, "-c", LISTENER, *map(str, ports)])
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-        self._procs.append(proc)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        self._procs.append(listen(self.leaves[name], *ports))
 
     def probe(self, src: str, dst: str, port: int, timeout: float = 1.0) -> str:
         """open | refused | timeout for a TCP connection from leaf ``src`` to ``dst``."""
-        argv = [sys.executable, "-c", PROBE, self.addresses[dst], str(port), str(timeout)]
-        out = nsx.exec_in(self.leaves[src], *argv, timeout=timeout + 10, check=False)
-        return out.strip()
+        return probe(self.leaves[src], self.addresses[dst], port, timeout)
 
     def close(self) -> None:
         for proc in self._procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+            kill(proc)
         for ns in [*self.leaves.values(), self.router]:
             nsx.delete_netns(ns)
 
