@@ -83,11 +83,19 @@ def lab(tmp_path: Path) -> Iterator[LabState]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def wait_reachable(state: LabState, timeout: float = 90.0) -> None:
-    """Wait until hv1's VM reaches hv2's across the leaf (RSTP ports start learning)."""
-    deadline = time.monotonic() + timeout
-    while not nsx.ping(state.vms["web1"].netns, ADDR["app1"]):
+def wait_reachable(state: LabState, src: str = "web1", dst: str = "app1") -> None:
+    """Wait until ``src`` reaches ``dst`` across the leaf (RSTP ports start learning; a
+    moved VM's MAC is learnt again from its first frame, as vMotion's RARP does)."""
+    deadline = time.monotonic() + 90.0
+    while not nsx.ping(state.vms[src].netns, ADDR[dst]):
         assert time.monotonic() < deadline, "the lab's VMs never reached each other"
+
+
+def announce(state: LabState, vm: str) -> None:
+    """What vMotion's RARP does: a broadcast from the moved VM, so the leaf learns its MAC
+    on the new port (here an ARP request: the ICMP itself may be dropped by the policy)."""
+    nsx.run(["ip", "neigh", "flush", "all"], state.vms[vm].netns)
+    nsx.ping(state.vms[vm].netns, ADDR["app1"])
 
 
 def no_offload(state: LabState, vm: str) -> None:
@@ -140,6 +148,7 @@ def test_policy_follows_vms_across_hosts_vmotion_and_tag_changes(lab: LabState) 
 
     builder.move_vm(lab, "db1", "hv1")  # vMotion: db1 now runs on hv1
     no_offload(lab, "db1")
+    announce(lab, "db1")
     delta = inv.apply([VmUpsert(vm("db1", "hv1", "db"))], 3.0)
     assert intent.update(inv, delta, 3.0) >= {"dfw@hv1", "dfw@hv2"}
     converge(targets, 3.0)
