@@ -272,7 +272,8 @@ class PanosFirewall(FirewallConfig):
     @field_validator("api_key")
     @classmethod
     def _ref(cls, value: str) -> str:
-        if not value.startswith(("env:", "file:")) or len(value) <= len("file:"):
+        kind, _, ref = value.partition(":")
+        if kind not in ("env", "file") or not ref:
             raise ValueError("literal API keys are refused: write env:VARIABLE or file:/path")
         return value
 
