@@ -19,7 +19,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from vmfabric.core.model import Power, Snapshot, Vm, VmUpsert
-from vmfabric.intents.groups import AddressTarget, GlobField, Glob, GroupDef, GroupsIntent, Ref, Tag, AllOf
+from vmfabric.intents.groups import (
+    AddressTarget,
+    AllOf,
+    Glob,
+    GlobField,
+    GroupDef,
+    GroupsIntent,
+    Ref,
+    Tag,
+)
 from vmfabric.intents.removals import Removals
 from vmfabric.inventory.index import Inventory
 
@@ -42,10 +51,13 @@ def engine(vms: int = 10_000, groups: int = 1_000, events: int = 50_000) -> floa
 
     def vm(n: int) -> Vm:
         tags = (f"app:a{rnd.randrange(groups)}", "env:prod" if n % 2 else "env:test")
-        return Vm("s", str(n), f"vm-{n}", f"hv{rnd.randrange(50)}", Power.ON,
-                  ips=(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}",), tags=tuple(sorted(tags)))  # fmt: skip
+        ip = f"10.{n // 65536}.{n // 256 % 256}.{n % 256}"
+        host = f"hv{rnd.randrange(50)}"
+        return Vm("s", str(n), f"vm-{n}", host, Power.ON, ips=(ip,), tags=tuple(sorted(tags)))
 
-    intent.update(inv, inv.apply([Snapshot("s", (), (), tuple(vm(n) for n in range(vms)))], 0.0), 0.0)
+    intent.update(
+        inv, inv.apply([Snapshot("s", (), (), tuple(vm(n) for n in range(vms)))], 0.0), 0.0
+    )
     batch = [VmUpsert(vm(rnd.randrange(vms))) for _ in range(events)]
     deltas = [inv.apply([e], 1.0) for e in batch]  # the inventory's cost is not the engine's
     start = time.perf_counter()
@@ -64,12 +76,15 @@ def nftables(samples: int = 40) -> list[float]:
     out: list[float] = []
     with RoutedNet("b") as net:
         net.add_leaf("web", 1)
-        cfg = parse_config(yaml.safe_load(f"""
+        cfg = parse_config(
+            yaml.safe_load(f"""
 sessions: [{{name: s, kind: static, path: x}}]
 groups: [{{name: web, match: {{tag: "tier:web"}}}}]
 policies: [{{name: p, source: web, destination: any, action: allow}}]
 firewalls: [{{name: fw, kind: nftables, netns: {net.router}}}]
-"""), "bench")  # fmt: skip
+"""),
+            "bench",
+        )
         inv = Inventory(["s"])
         built = build(cfg, inv)
         assert built is not None
@@ -79,11 +94,14 @@ firewalls: [{{name: fw, kind: nftables, netns: {net.router}}}]
         for i in range(samples):
             tags = ("tier:web",) if i % 2 == 0 else ()
             t0 = time.perf_counter()
-            d = inv.apply([VmUpsert(Vm("s", "v", "v", "h", Power.ON, ips=("10.1.0.2",), tags=tags))], float(i))
+            d = inv.apply(
+                [VmUpsert(Vm("s", "v", "v", "h", Power.ON, ips=("10.1.0.2",), tags=tags))], float(i)
+            )
             intent.update(inv, d, float(i))
             step(target, float(i))
-            seen = subprocess.run(["ip", "netns", "exec", net.router, "nft", "-j", "list", "set",
-                                   "inet", "vmfabric", "web_v4"], capture_output=True, text=True).stdout  # fmt: skip
+            argv = ["ip", "netns", "exec", net.router, "nft", "-j", "list", "set"]
+            argv += ["inet", "vmfabric", "web_v4"]
+            seen = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
             assert ("10.1.0.2" in seen) == bool(tags)
             out.append((time.perf_counter() - t0) * 1000)
     return out
@@ -101,8 +119,16 @@ def panos(samples: int = 40) -> list[float]:
     with tempfile.TemporaryDirectory() as d:
         peer = PanosPeer(Path(d), "k")
         try:
-            cfg = PanosFirewall.model_validate({"name": "pa", "kind": "panos", "host": "127.0.0.1",
-                "port": peer.port, "api_key": "env:X", "ca_file": str(peer.cert)})  # fmt: skip
+            cfg = PanosFirewall.model_validate(
+                {
+                    "name": "pa",
+                    "kind": "panos",
+                    "host": "127.0.0.1",
+                    "port": peer.port,
+                    "api_key": "env:X",
+                    "ca_file": str(peer.cert),
+                }
+            )
             drv = PanosDriver(cfg, SecretStr("k"))
             drv.connect()
             drv.read()
@@ -117,13 +143,17 @@ def panos(samples: int = 40) -> list[float]:
 
 def main() -> None:
     rate = engine()
-    print(f"membership engine: {rate:,.0f} VM events/s at 10,000 VMs x 1,000 groups (target 100,000)")
+    print(
+        f"membership engine: {rate:,.0f} VM events/s at 10,000 VMs x 1,000 groups (target 100,000)"
+    )
     nft = nftables()
-    print(f"nftables event->set read back: p50 {statistics.median(nft):.1f} ms, "
-          f"max {max(nft):.1f} ms over {len(nft)} (target 50 ms)")  # fmt: skip
+    print(
+        f"nftables event->set read back: p50 {statistics.median(nft):.1f} ms, "
+        f"max {max(nft):.1f} ms over {len(nft)} (target 50 ms)"
+    )
     pa = panos()
-    print(f"panos event->registered (incl. read back) on the peer: p50 {statistics.median(pa):.1f} ms,"
-          f" max {max(pa):.1f} ms over {len(pa)} (target 1000 ms)")  # fmt: skip
+    p50 = statistics.median(pa)
+    print(f"panos event->registered on the peer: p50 {p50:.1f} ms, max {max(pa):.1f} ms")
 
 
 if __name__ == "__main__":
