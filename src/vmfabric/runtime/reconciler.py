@@ -51,7 +51,7 @@ log = logging.getLogger("vmfabric")
 Clock = Callable[[], float]
 CHECK_TARGET = "switch is in check mode: nothing applied"
 CHECK_SESSIONS = "sessions in check mode would add these: nothing applied"
-UNITS = {"switchport": "(port, VLAN) memberships"}
+UNITS = {"switchport": "(port, VLAN) memberships", "addrset": "(set, address) memberships"}
 
 
 @dataclass(frozen=True)
@@ -368,7 +368,7 @@ class Reconciler:
                                     "error": error})  # fmt: skip
 
     def _what(self) -> str:
-        return "switch" if self.target.kind == "switchport" else self.target.kind
+        return {"switchport": "switch", "addrset": "firewall"}.get(self.target.kind, "target")
 
 
 def _change(entry: AuditEntry) -> Change:
