@@ -308,3 +308,27 @@ def test_sighup_applies_a_new_link_and_refuses_a_bad_file(
     assert len(refused) == 1 and "invalid YAML" in refused[0], err
     assert "configuration reloaded" in err
     assert parse_switch(data["switches"][0]).name == "leaf1"
+
+
+# ---- closing an open port (open_ports: close) ------------------------------------------------
+
+
+def test_closing_an_open_port_is_audited_and_held_by_the_guard(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=1, trunks=frozenset())  # e1 carries every VLAN
+    inv = inventory([("web-01", "esx1", "web")], PGS)
+    config = write_setup(tmp_path, inv, [ovs_cfg(sw, open_ports="close")], LINKS[:1],
+                         engine={"max_removals": 0})  # fmt: skip
+    with running_controller(config) as ctl:
+        wait_for(lambda: len(ctl.store.plans("held")) == 1, 10, "the closing held")
+        (held,) = ctl.store.plans("held")
+        assert "max_removals=0" in held["reason"]
+        assert trunks(sw, "e1") == set(), "held: the open port must stay open, no VLAN added"
+        assert ctl.store.audit(10) == []
+        ctl.store.approve_plan(held["id"], time.time())
+        wait_for(lambda: trunks(sw, "e1") == {110}, 10, "closed to VLAN 110 once approved")
+        wait_for(lambda: len(ctl.store.audit(10)) == 2, 10, "both changes audited")
+        audit = {(e["port"], e["vlan"], e["action"]): e["reason"] for e in ctl.store.audit(10)}
+    assert "port carried every VLAN" in audit[("e1", 0, "remove")]
+    assert ("e1", 110, "add") in audit
