@@ -332,3 +332,33 @@ def test_closing_an_open_port_is_audited_and_held_by_the_guard(
         audit = {(e["port"], e["vlan"], e["action"]): e["reason"] for e in ctl.store.audit(10)}
     assert "port carried every VLAN" in audit[("e1", 0, "remove")]
     assert ("e1", 110, "add") in audit
+
+
+def test_a_bug_in_event_intake_is_logged_and_later_events_are_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = {"name": "leaf1", "driver": "fake", "edge_ports": ["e1", "e2"]}
+    config = write_setup(tmp_path, inventory([("web-01", "esx1", "web")], PGS), [fake], LINKS)
+    driver = FakeDriver(config.switches[0])
+    caplog.set_level(logging.WARNING, logger="vmfabric")
+    with running_controller(config, drivers={"leaf1": driver}) as ctl:
+        wait_for(lambda: 110 in trunk_of(driver, "e1"), 10, "VLAN 110 on e1")
+        handled = ctl.events_handled
+        real = ctl.intake.handle
+        calls: list[int] = []
+
+        def broken(batch: Any, now: float) -> Any:
+            calls.append(len(batch))
+            if len(calls) == 1:
+                raise RuntimeError("bug in intake")
+            return real(batch, now)
+
+        ctl.intake.handle = broken  # type: ignore[method-assign]
+        rewrite(tmp_path / "inv.yaml", inventory([("web-01", "esx1", "web"),
+                                                   ("app-01", "esx1", "app")], PGS))  # fmt: skip
+        wait_for(lambda: len(calls) >= 1, 10, "the broken batch")
+        rewrite(tmp_path / "inv.yaml", inventory([("web-01", "esx2", "web")], PGS))
+        wait_for(lambda: 110 in trunk_of(driver, "e2"), 10, "a later change served")
+        assert ctl.events_handled > handled
+    assert any("intake: unexpected error" in r.getMessage() and r.exc_info
+               for r in caplog.records)  # fmt: skip
