@@ -414,10 +414,27 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping", source)
+    base = base_dir or Path(".")
+    if isinstance(data.get("switches"), list):
+        data = {**data, "switches": [_anchor_secrets(sw, base) for sw in data["switches"]]}
     try:
-        return Config.model_validate({**data, "base_dir": base_dir or Path(".")})
+        return Config.model_validate({**data, "base_dir": base})
     except ValidationError as exc:
         raise format_validation_error(exc, source) from None
+
+
+def _anchor_secrets(entry: Any, base: Path) -> Any:
+    """A switch entry with relative ``file:`` secret references made absolute against the
+    config file's folder (drivers resolve them later, wherever vmfabric runs from)."""
+    if not isinstance(entry, dict):
+        return entry
+    out = dict(entry)
+    for key, value in entry.items():
+        if isinstance(value, str) and value.startswith("file:"):
+            path = Path(value.removeprefix("file:"))
+            if value.removeprefix("file:") and not path.is_absolute():
+                out[key] = f"file:{base / path}"
+    return out
 
 
 def load_config(path: str | Path | None = None) -> Config:
