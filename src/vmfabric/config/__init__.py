@@ -22,12 +22,20 @@ from pydantic import (
     PlainSerializer,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from vmfabric.config.overlay import (
+    Address,
+    FabricLink,
+    OverlayConfig,
+    check_fabric,
+    check_fabric_ports,
+)
 from vmfabric.core.errors import ConfigError
 from vmfabric.core.vlans import format_vlans, parse_vlans
 from vmfabric.plugins import SWITCH_DRIVERS, switch_options
@@ -210,6 +218,12 @@ class SwitchConfig(_Model):
         "close it to the VLANs that are needed.",
     )
     mode: Mode = Field("enforce", description="enforce: apply plans; check: record them only.")
+    vtep: Address | None = Field(None, description="The switch's VTEP address (overlay).")
+    fabric_ports: list[str] = Field(
+        default_factory=list,
+        description="Inter-switch trunks vmfabric may prune to the VLANs needed beyond them "
+        "(opt-in: only these are written).",
+    )
 
     @field_validator("edge_ports")
     @classmethod
@@ -218,6 +232,11 @@ class SwitchConfig(_Model):
         if dup is not None:
             raise ValueError(f"edge port {dup!r} is listed twice")
         return ports
+
+    @field_validator("fabric_ports")
+    @classmethod
+    def _fabric_ports(cls, ports: list[str], info: ValidationInfo) -> list[str]:
+        return check_fabric_ports(ports, info.data.get("edge_ports") or ())
 
     def endpoint(self) -> str:
         """What identifies the device this entry writes (two entries must never share it):
@@ -290,6 +309,10 @@ class Config(_Model):
     sessions: list[SessionConfig] = Field(default_factory=list)
     switches: list[AnySwitch] = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
+    overlay: OverlayConfig | None = Field(None, description="VXLAN flood lists from placement.")
+    fabric_links: list[FabricLink] = Field(
+        default_factory=list, description="Static switch-to-switch links (VLAN pruning)."
+    )
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file.")
 
     @model_validator(mode="after")
@@ -308,6 +331,7 @@ class Config(_Model):
                 raise ValueError(f"links[{i}]: switch {link.switch!r} is not configured")
             if link.session is not None and link.session not in sessions:
                 raise ValueError(f"links[{i}]: session {link.session!r} is not configured")
+        check_fabric(self.switches, self.fabric_links)
         return self
 
     def session(self, name: str) -> SessionConfig:
