@@ -32,7 +32,11 @@ GOOD: dict[str, Any] = {
     "overlay": {"vni_map": {110: 10110, 120: 10120}},
     "switches": [
         _switch("leaf1", vtep="10.253.0.1", fabric_ports=["eth51", "eth52"]),
-        _switch("leaf2", vtep="10.253.0.3", fabric_ports=["eth51"]),
+        _switch(
+            "leaf2",
+            vtep={"address": "10.253.0.3", "ovsdb": "unix:/run/vtep2.sock", "bridge": "br-int"},
+            fabric_ports=["eth51"],
+        ),
     ],
     "fabric_links": [
         {"a": "leaf1:eth51", "b": "spine3:eth1"},
@@ -44,7 +48,8 @@ GOOD: dict[str, Any] = {
 def test_a_vni_map_maps_only_its_vlans_and_a_base_maps_every_vlan() -> None:
     cfg = parse_config(GOOD)
     assert cfg.overlay is not None and cfg.overlay.mapping() == {110: 10110, 120: 10120}
-    assert cfg.switches[0].vtep == "10.253.0.1"
+    vtep = cfg.switches[0].vtep
+    assert vtep is not None and vtep.address == "10.253.0.1" and vtep.ovsdb is None
     assert cfg.switches[1].fabric_ports == ["eth51"]
     assert cfg.fabric_links[0].ends() == (("leaf1", "eth51"), ("spine3", "eth1"))
     base = parse_config({"overlay": {"vni_base": 10000}}).overlay
@@ -75,6 +80,14 @@ BAD = [
     (_with(overlay={"vni_base": 1, "vni_map": {1: 2}}), "overlay: give vni_map or vni_base"),
     (_with(switches=[_switch(vtep="10.0.0.300")]), "switches[0].vtep: '10.0.0.300' is not an IP"),
     (_with(switches=[_switch(vtep="leaf1-lo")]), "switches[0].vtep: 'leaf1-lo' is not an IP"),
+    (
+        _with(switches=[_switch(vtep={"address": "1.2.3.4", "ovsdb": "/run/db.sock"})]),
+        "switches[0].vtep.ovsdb: '/run/db.sock' is not unix:PATH or tcp:HOST:PORT",
+    ),
+    (
+        _with(switches=[_switch(vtep={"address": "fe80::1", "driver": "vyos"})]),
+        "switches[0].vtep.driver: Input should be 'ovs'",
+    ),
     (
         _with(switches=[_switch(fabric_ports=["eth51", "eth2"])]),
         "switches[0].fabric_ports: fabric port 'eth2' is also an edge port",

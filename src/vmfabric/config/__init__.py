@@ -30,9 +30,9 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from vmfabric.config.overlay import (
-    Address,
     FabricLink,
     OverlayConfig,
+    Vtep,
     check_fabric,
     check_fabric_ports,
 )
@@ -218,7 +218,7 @@ class SwitchConfig(_Model):
         "close it to the VLANs that are needed.",
     )
     mode: Mode = Field("enforce", description="enforce: apply plans; check: record them only.")
-    vtep: Address | None = Field(None, description="The switch's VTEP address (overlay).")
+    vtep: Vtep | None = Field(None, description="The switch's VXLAN tunnel endpoint (overlay).")
     fabric_ports: list[str] = Field(
         default_factory=list,
         description="Inter-switch trunks vmfabric may prune to the VLANs needed beyond them "

@@ -7,10 +7,13 @@ The keys this module owns in vmfabric.yaml::
       vni_base: 10000                     # VNI = vni_base + VLAN for every VLAN
     switches:
       - {name: leaf1, ..., vtep: 10.253.0.1, fabric_ports: [eth51, eth52]}
+      - {name: leaf2, ..., vtep: {address: 10.253.0.3, ovsdb: "unix:/run/vtep2.sock",
+                                 bridge: br-int}}
     fabric_links:                          # static switch-to-switch wiring
       - {a: "leaf1:eth51", b: "spine3:eth1"}
 
-``vtep`` (a switch's VTEP address) and ``fabric_ports`` (its inter-switch trunks that
+``vtep`` (a switch's VTEP: its address, and where its flood lists are written, by default
+the switch entry's own OVSDB and bridge) and ``fabric_ports`` (its inter-switch trunks that
 vmfabric may prune; opt-in, only those are written) are keys of the switch entry; the
 validators here are shared with ``SwitchConfig``. ``check_fabric`` does the checks that
 need the whole file (duplicate VTEP addresses, links naming unknown switches or ports).
@@ -23,9 +26,17 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from vmfabric.core.vlans import VLAN_MAX, VLAN_MIN, check_vlan
 
@@ -57,6 +68,13 @@ def check_fabric_port(value: Any) -> str:
     if not sep or not switch or not port:
         raise ValueError(f"{text!r} is not switch:port")
     return text
+
+
+def _vtep(value: Any) -> Any:
+    """The short form ``vtep: ADDRESS`` is ``vtep: {address: ADDRESS}``."""
+    if isinstance(value, str):
+        return {"address": check_address(value)}
+    return value
 
 
 Vni = Annotated[int, AfterValidator(check_vni)]
@@ -119,6 +137,32 @@ class OverlayConfig(_Model):
         return {vlan: base + vlan for vlan in range(VLAN_MIN, VLAN_MAX + 1)}
 
 
+class VtepOptions(_Model):
+    """A switch's VXLAN tunnel endpoint: its address and how vmfabric writes its flood
+    lists. ``vtep: 10.0.0.1`` is short for ``vtep: {address: 10.0.0.1}``."""
+
+    address: Address = Field(description="VTEP address: the tunnels' local and remote IP.")
+    driver: Literal["ovs"] = Field("ovs", description="VTEP driver (ovs: tunnel ports).")
+    ovsdb: str | None = Field(
+        None, description="OVSDB endpoint of the VTEP; default: the switch entry's ovsdb."
+    )
+    bridge: str | None = Field(
+        None, description="Bridge holding the tunnel ports; default: the switch's bridge."
+    )
+    timeout: float = Field(5.0, gt=0, le=3600, allow_inf_nan=False, description="Seconds.")
+
+    @field_validator("ovsdb")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        kind, _, rest = (value or "unix:x").partition(":")
+        if kind not in ("unix", "tcp") or not rest:
+            raise ValueError(f"{value!r} is not unix:PATH or tcp:HOST:PORT")
+        return value
+
+
+Vtep = Annotated[VtepOptions, BeforeValidator(_vtep)]
+
+
 class FabricLink(_Model):
     """A static switch-to-switch link. A switch named here need not be managed (an
     unmanaged spine is still a path); a managed switch's port must be in its
@@ -149,7 +193,7 @@ class _Switch(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def vtep(self) -> str | None: ...
+    def vtep(self) -> VtepOptions | None: ...
     @property
     def fabric_ports(self) -> list[str]: ...
 
@@ -160,11 +204,10 @@ def check_fabric(switches: Sequence[_Switch], links: Sequence[FabricLink]) -> No
     for item in switches:
         if item.vtep is None:
             continue
-        if item.vtep in owner:
-            raise ValueError(
-                f"VTEP address {item.vtep} is used by {owner[item.vtep]} and {item.name}"
-            )
-        owner[item.vtep] = item.name
+        address = item.vtep.address
+        if address in owner:
+            raise ValueError(f"VTEP address {address} is used by {owner[address]} and {item.name}")
+        owner[address] = item.name
     by_name: Mapping[str, _Switch] = {item.name: item for item in switches}
     used: dict[tuple[str, str], int] = {}
     for i, link in enumerate(links):

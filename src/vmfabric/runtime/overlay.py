@@ -1,0 +1,185 @@
+"""The overlay's composition: the intent and one ``Target`` per VTEP, built from config.
+
+``build(config, inventory)`` returns the ``OverlayIntent`` (flood lists from placement) and
+a ``VtepTarget`` per switch with a ``vtep:``, or None when the config has no ``overlay``
+or no VTEP. The runtime then, like for any intent:
+
+- feeds every inventory ``Delta`` to ``intent.update(inventory, delta, now)`` and wakes the
+  targets it returns (dirty);
+- runs each target's reconcile step: ``read()``, ``plan(now)``, guard, ``apply(changes)``,
+  ``confirmed(changes)``, ``applied(changes)``; removals held for the prune delay wake at
+  ``intent.removals.next_deadline(now, gate_for)``.
+
+``VtepTarget`` adapts the VTEP driver (``targets.vtep``) to the ``Target`` protocol: holder
+= the VNI as text, member = a remote VTEP address. ``reconcile_once`` is that step for a
+list of targets, in the caller's thread: ``sync``-like use, tests and the demo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+
+from vmfabric.config import Config, SwitchConfig
+from vmfabric.core.errors import ConfigError
+from vmfabric.intents.base import Change, TargetPlan
+from vmfabric.intents.guard import GuardLimits, guard_verdict
+from vmfabric.intents.overlay import Held, OverlayIntent, OverlayPolicy, Vtep
+from vmfabric.intents.removals import Removals
+from vmfabric.inventory.index import Inventory
+from vmfabric.runtime.target import TargetMode
+from vmfabric.targets.base import Capabilities
+from vmfabric.targets.vtep.base import FloodChange, FloodList, VtepDriver
+from vmfabric.targets.vtep.ovs import OvsVtepDriver, OvsVtepOptions
+
+
+def overlay_policy(config: Config) -> OverlayPolicy | None:
+    """The overlay intent's configuration, or None without ``overlay`` or VTEPs."""
+    if config.overlay is None:
+        return None
+    vteps = tuple(Vtep(sw.name, sw.vtep.address) for sw in config.switches if sw.vtep)
+    if not vteps:
+        return None
+    checking = frozenset(s.name for s in config.sessions if s.mode == "check")
+    return OverlayPolicy(vteps, config.overlay.mapping(), checking)
+
+
+def vtep_options(switch: SwitchConfig) -> OvsVtepOptions:
+    """Where switch ``switch``'s VTEP flood lists are written (its ``vtep:``, defaulting to
+    the switch entry's own OVSDB and bridge)."""
+    vtep = switch.vtep
+    if vtep is None:
+        raise ConfigError(f"switch {switch.name} has no vtep")
+    ovsdb = vtep.ovsdb or getattr(switch, "ovsdb", None)
+    bridge = vtep.bridge or getattr(switch, "bridge", None)
+    if not ovsdb or not bridge:
+        raise ConfigError(
+            f"switch {switch.name}: vtep needs ovsdb and bridge (the {switch.driver} "
+            "switch entry has none to default to)"
+        )
+    return OvsVtepOptions(switch.name, str(ovsdb), str(bridge), vtep.address, vtep.timeout)
+
+
+class VtepTarget:
+    """One VTEP in the reconcile loop (the ``Target`` protocol). Not thread-safe: the loop
+    runs one step of a target at a time."""
+
+    kind = "vtep"
+
+    def __init__(
+        self,
+        driver: VtepDriver,
+        intent: OverlayIntent,
+        inventory: Inventory,
+        mode: TargetMode = "enforce",
+        driver_name: str = "ovs",
+    ) -> None:
+        self.name = driver.name
+        self.driver = driver
+        self.driver_name = driver_name
+        self.intent = intent
+        self.inventory = inventory
+        self.mode: TargetMode = mode
+        self.capabilities: Capabilities = driver.capabilities
+        self.state: dict[int, FloodList] = {}
+        self.read_once = False
+
+    def connect(self) -> None:
+        self.driver.connect()
+
+    def close(self) -> None:
+        self.driver.close()
+
+    def read(self) -> None:
+        self.state = self.driver.read()
+        self.read_once = True
+
+    def held(self) -> dict[str, Held]:
+        """The flood lists as the intent plans against them."""
+        return {str(vni): Held(fl.remotes, fl.dynamic) for vni, fl in self.state.items()}
+
+    def plan(self, now: float) -> TargetPlan:
+        if not self.read_once:
+            return TargetPlan(self.name, self.kind)
+        return self.intent.plan(self.name, self.held(), self.inventory, now)
+
+    def apply(self, changes: Sequence[Change]) -> None:
+        self.state = self.driver.apply(to_flood_changes(changes))
+
+    def confirmed(self, changes: Sequence[Change]) -> list[Change]:
+        done = []
+        for change in changes:
+            remotes = self.state.get(int(change.holder), FloodList()).remotes
+            if (change.member in remotes) == (change.action == "add"):
+                done.append(change)
+        return done
+
+    def dynamic_count(self) -> int:
+        return sum(len(fl.dynamic) for fl in self.state.values())
+
+    def origins(self) -> Mapping[str, Collection[str]] | None:
+        return None  # the origin record lives on the VTEP (external_ids)
+
+    def applied(self, changes: Sequence[Change]) -> None:
+        for change in self.confirmed(changes):
+            if change.action == "remove":
+                self.intent.removals.forget(self.name, change.holder, (change.member,))
+
+
+def to_flood_changes(changes: Iterable[Change]) -> list[FloodChange]:
+    """Plan changes grouped per VNI, as the VTEP driver takes them."""
+    add: dict[int, set[str]] = {}
+    remove: dict[int, set[str]] = {}
+    for change in changes:
+        side = add if change.action == "add" else remove
+        side.setdefault(int(change.holder), set()).add(change.member)
+    return [
+        FloodChange(vni, frozenset(add.get(vni, ())), frozenset(remove.get(vni, ())))
+        for vni in sorted(set(add) | set(remove))
+    ]
+
+
+def build(
+    config: Config, inventory: Inventory | None = None, removals: Removals | None = None
+) -> tuple[OverlayIntent, list[VtepTarget]] | None:
+    """The overlay intent and its VTEP targets, or None when nothing is overlaid. With no
+    ``inventory``, a new one for the configured sessions (the caller feeds it)."""
+    policy = overlay_policy(config)
+    if policy is None or config.overlay is None:
+        return None
+    inv = inventory if inventory is not None else Inventory(s.name for s in config.sessions)
+    intent = OverlayIntent(policy, removals or Removals(config.engine.prune_delay))
+    vlan_of = {vni: vlan for vlan, vni in config.overlay.mapping().items()}
+    targets = [
+        VtepTarget(OvsVtepDriver(vtep_options(sw), vlan_of), intent, inv, sw.mode)
+        for sw in config.switches
+        if sw.vtep is not None
+    ]
+    return intent, targets
+
+
+def guard_limits(config: Config) -> GuardLimits:
+    return GuardLimits(config.engine.max_removals, config.engine.max_removal_share)
+
+
+def reconcile_once(
+    targets: Iterable[VtepTarget], now: float, limits: GuardLimits | None = None
+) -> dict[str, TargetPlan]:
+    """One read, plan, guard, apply step per target (enforce mode); the plans, as made.
+    Removals the guard refuses are dropped from the apply (additions always go)."""
+    plans: dict[str, TargetPlan] = {}
+    for target in targets:
+        target.read()
+        plan = target.plan(now)
+        plans[target.name] = plan
+        changes = list(plan.changes)
+        removals = [c for c in changes if c.action == "remove"]
+        verdict = guard_verdict(
+            len(removals), target.dynamic_count(), target.name, limits or GuardLimits(),
+            "flood-list entries",
+        )  # fmt: skip
+        if verdict:
+            changes = [c for c in changes if c.action == "add"]
+        if changes and target.mode == "enforce":
+            target.apply(changes)
+            target.applied(changes)
+    return plans

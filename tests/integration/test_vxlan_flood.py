@@ -1,0 +1,83 @@
+"""Flood lists from placement on the overlay lab (BGP underlay), with real frames.
+
+vmfabric's overlay intent and its VTEP targets program each leaf's OVS: VMs of one VLAN
+behind different leaves talk over VXLAN; a VNI local to one leaf floods to no one; after a
+vMotion the new leaf is in the flood lists at once and the old one is pruned only after the
+prune delay, which a broadcast counted in every VM proves (a VM vmfabric does not know of,
+behind the old leaf, hears it until the prune and not after).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from vmfabric.demo_overlay import OverlayFabric, overlay_lab, wait_for
+from vmfabric.lab import probe
+from vmfabric.lab.ovs import ovs_installed
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(240)]
+PRUNE = 3.0
+VNI_MAP = {110: 10110, 130: 10130}
+
+
+@pytest.fixture(scope="module")
+def fabric() -> Iterator[OverlayFabric]:
+    if not ovs_installed():
+        pytest.skip("Open vSwitch is not installed")
+    missing = [t for t in ("lldpd", "vtysh", "ethtool", "nft") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)}")
+    with overlay_lab("bgp") as lab:
+        fab = OverlayFabric(lab, VNI_MAP, PRUNE)
+        try:
+            yield fab
+        finally:
+            fab.close()
+
+
+def test_flood_lists_follow_placement_and_a_vmotion(fabric: OverlayFabric) -> None:
+    fab = fabric
+    leaf1, leaf2, leaf3 = (fab.vtep_of(n) for n in ("leaf1", "leaf2", "leaf3"))
+    fab.start_vm("a", "hv1", 110, "10.110.0.1/24")
+    fab.start_vm("b", "hv2", 110, "10.110.0.2/24")
+    fab.start_vm("stray", "hv2", 110, "10.110.0.9/24", report=False)  # unknown to vmfabric
+    fab.start_vm("c", "hv3", 130, "10.130.0.3/24")
+    fab.start_vm("d", "hv4", 130, "10.130.0.4/24")
+    fab.reconcile()
+    assert fab.flood("leaf1") == {10110: {leaf2}}
+    assert fab.flood("leaf2") == {10110: {leaf1}}
+    assert fab.flood("leaf3") == {}, "VNI 10130 is behind leaf3 only: it floods to no one"
+    assert fab.intent.desired("leaf3") == {"10130": frozenset()}
+    assert probe.ping(fab.lab, "a", fab.ip("b")), "over the routed underlay"
+    assert probe.ping(fab.lab, "c", fab.ip("d")), "switched on leaf3"
+    counter = probe.Broadcasts(fab.lab, ["a", "b", "stray", "c", "d"])
+    assert counter.send("a", expect={"b", "stray"}) == {"a": 0, "b": 1, "stray": 1, "c": 0, "d": 0}
+
+    moved = fab.vmotion("b", "hv3")  # leaf2 -> leaf3
+    plans = fab.reconcile()
+    added = time.monotonic() - moved
+    assert fab.flood("leaf1") == {10110: {leaf2, leaf3}}, "new leaf at once, old one held"
+    assert fab.flood("leaf3") == {10110: {leaf1}}
+    assert fab.flood("leaf2") == {10110: {leaf1}}, "leaf2's own list waits too"
+    held = {(c.holder, c.member): c.reason for c in plans["leaf1"].held}
+    assert held[("10110", leaf2)].startswith("prune delay: removal in ")
+    assert added < PRUNE, f"the add took {added:.2f}s"
+    assert probe.ping(fab.lab, "a", fab.ip("b"), within=5)
+    assert counter.send("a", expect={"b", "stray"})["stray"] == 1, "not pruned before the delay"
+
+    def pruned() -> bool:
+        fab.reconcile()
+        return fab.flood("leaf1") == {10110: {leaf3}}
+
+    waited = wait_for(pruned, PRUNE + 30, "leaf2 pruned from leaf1's flood list", every=0.2)
+    assert time.monotonic() - moved >= PRUNE, "pruned only after the prune delay"
+    assert waited > 0
+    assert fab.flood("leaf2") == {}, "leaf2 no longer has a VM of VNI 10110"
+    assert fab.flood("leaf3") == {10110: {leaf1}}
+    copies = counter.send("a", expect={"b"})
+    assert copies["b"] == 1 and copies["stray"] == 0, "no copy to the pruned leaf"
+    assert probe.ping(fab.lab, "b", fab.ip("a"))
