@@ -112,7 +112,7 @@ class OverlayFabric:
         if built is None:
             raise PermanentError(f"lab {lab.name} has no VTEP (is its underlay none?)")
         self.intent: OverlayIntent = built[0]
-        self.targets: dict[str, VtepTarget] = {t.name: t for t in built[1]}
+        self.targets: dict[str, VtepTarget] = {t.switch: t for t in built[1]}  # by switch
         self.portgroups = {vlan: f"vlan{vlan}" for vlan in (*vni_map, *range(100, 200))}
         self.vms: dict[str, Vm] = {}
         pgs = tuple(PortGroup(SESSION, n, frozenset({v})) for v, n in self.portgroups.items())
@@ -130,7 +130,8 @@ class OverlayFabric:
         return self.intent.update(self.inventory, self.inventory.apply(events, now), now)
 
     def reconcile(self, names: Iterable[str] | None = None) -> dict[str, TargetPlan]:
-        """One reconcile step for the named VTEPs (default: all)."""
+        """One reconcile step for the VTEPs of the named switches (default: all); the plans
+        by target name."""
         chosen = [self.targets[n] for n in (names if names is not None else self.targets)]
         return reconcile_once(chosen, time.monotonic(), guard_limits(self.config))
 

@@ -51,7 +51,7 @@ def test_flood_lists_follow_placement_and_a_vmotion(fabric: OverlayFabric) -> No
     assert fab.flood("leaf1") == {10110: {leaf2}}
     assert fab.flood("leaf2") == {10110: {leaf1}}
     assert fab.flood("leaf3") == {}, "VNI 10130 is behind leaf3 only: it floods to no one"
-    assert fab.intent.desired("leaf3") == {"10130": frozenset()}
+    assert fab.intent.desired("leaf3:vtep") == {"10130": frozenset()}
     assert probe.ping(fab.lab, "a", fab.ip("b")), "over the routed underlay"
     assert probe.ping(fab.lab, "c", fab.ip("d")), "switched on leaf3"
     counter = probe.Broadcasts(fab.lab, ["a", "b", "stray", "c", "d"])
@@ -63,7 +63,7 @@ def test_flood_lists_follow_placement_and_a_vmotion(fabric: OverlayFabric) -> No
     assert fab.flood("leaf1") == {10110: {leaf2, leaf3}}, "new leaf at once, old one held"
     assert fab.flood("leaf3") == {10110: {leaf1}}
     assert fab.flood("leaf2") == {10110: {leaf1}}, "leaf2's own list waits too"
-    held = {(c.holder, c.member): c.reason for c in plans["leaf1"].held}
+    held = {(c.holder, c.member): c.reason for c in plans["leaf1:vtep"].held}
     assert held[("10110", leaf2)].startswith("prune delay: removal in ")
     assert added < PRUNE, f"the add took {added:.2f}s"
     assert probe.ping(fab.lab, "a", fab.ip("b"), within=5)

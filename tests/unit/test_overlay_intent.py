@@ -142,10 +142,10 @@ def _intent(delay: float = 30.0) -> OverlayIntent:
 def test_each_vtep_floods_a_vni_only_to_the_leaves_with_a_vm_of_it() -> None:
     inv, delta = _world({"a": ("h1", "web"), "b": ("h2", "web"), "c": ("h1", "db")})
     intent = _intent()
-    assert intent.update(inv, delta, 0.0) == {"leaf1", "leaf2", "leaf3"}  # sessions changed
-    assert intent.desired("leaf1") == {"10110": {"10.0.0.2"}, "10120": frozenset()}
-    assert intent.desired("leaf2") == {"10110": {"10.0.0.1"}}
-    assert intent.desired("leaf3") == {}, "no VM behind leaf3: no flood list at all"
+    assert intent.update(inv, delta, 0.0) == {"leaf1:vtep", "leaf2:vtep", "leaf3:vtep"}
+    assert intent.desired("leaf1:vtep") == {"10110": {"10.0.0.2"}, "10120": frozenset()}
+    assert intent.desired("leaf2:vtep") == {"10110": {"10.0.0.1"}}
+    assert intent.desired("leaf3:vtep") == {}, "no VM behind leaf3: no flood list at all"
 
 
 def test_a_vlan_without_a_vni_and_a_powered_off_vm_flood_nowhere() -> None:
@@ -164,20 +164,20 @@ def test_a_vmotion_adds_the_new_leaf_at_once_and_prunes_the_old_after_the_delay(
     intent = _intent(delay=30.0)
     intent.update(inv, delta, 0.0)
     on_leaf1 = {"10110": Held(frozenset({"10.0.0.2"}), frozenset({"10.0.0.2"}))}
-    assert intent.plan("leaf1", on_leaf1, inv, 1.0).changes == ()
+    assert intent.plan("leaf1:vtep", on_leaf1, inv, 1.0).changes == ()
 
     moved = Vm("s", "b", "b", "h3", Power.ON, ("web",))  # b: leaf2 -> leaf3
     dirty = intent.update(inv, inv.apply([VmUpsert(moved)], 10.0), 10.0)
-    assert dirty == {"leaf1", "leaf2", "leaf3"}
-    plan = intent.plan("leaf1", on_leaf1, inv, 10.0)
+    assert dirty == {"leaf1:vtep", "leaf2:vtep", "leaf3:vtep"}
+    plan = intent.plan("leaf1:vtep", on_leaf1, inv, 10.0)
     assert [(c.member, c.action) for c in plan.changes] == [("10.0.0.3", "add")]
     assert "b" in plan.changes[0].reason and "leaf3" in plan.changes[0].reason
     assert [(c.member, c.reason) for c in plan.held] == [
         ("10.0.0.2", "prune delay: removal in 30.0s")
     ]
     both = {"10110": Held(frozenset({"10.0.0.2", "10.0.0.3"}), frozenset({"10.0.0.2", "10.0.0.3"}))}
-    assert intent.plan("leaf1", both, inv, 39.9).changes == ()
-    late = intent.plan("leaf1", both, inv, 40.0)
+    assert intent.plan("leaf1:vtep", both, inv, 39.9).changes == ()
+    late = intent.plan("leaf1:vtep", both, inv, 40.0)
     assert [(c.member, c.action) for c in late.changes] == [("10.0.0.2", "remove")]
     assert "leaf2" in late.changes[0].reason
 
@@ -188,10 +188,10 @@ def test_a_vm_coming_back_cancels_the_pending_removal() -> None:
     intent.update(inv, delta, 0.0)
     held = {"10110": Held(frozenset({"10.0.0.2"}), frozenset({"10.0.0.2"}))}
     intent.update(inv, inv.apply([VmRemoved("s", "b")], 5.0), 5.0)
-    assert intent.plan("leaf1", held, inv, 20.0).held
+    assert intent.plan("leaf1:vtep", held, inv, 20.0).held
     back = Vm("s", "b", "b", "h2", Power.ON, ("web",))
     intent.update(inv, inv.apply([VmUpsert(back)], 21.0), 21.0)
-    plan = intent.plan("leaf1", held, inv, 100.0)
+    plan = intent.plan("leaf1:vtep", held, inv, 100.0)
     assert plan.changes == () and plan.held == ()
 
 
@@ -200,7 +200,7 @@ def test_a_static_remote_vtep_is_never_removed() -> None:
     intent = _intent(delay=0.0)
     intent.update(inv, delta, 0.0)
     static = {"10110": Held(frozenset({"192.0.2.9"}), frozenset())}
-    assert intent.plan("leaf1", static, inv, 100.0).changes == ()
+    assert intent.plan("leaf1:vtep", static, inv, 100.0).changes == ()
 
 
 def test_removals_wait_while_any_session_is_out_of_sync() -> None:
@@ -209,14 +209,14 @@ def test_removals_wait_while_any_session_is_out_of_sync() -> None:
     intent.update(inv, delta, 0.0)
     stale = {"10110": Held(frozenset({"10.0.0.2"}), frozenset({"10.0.0.2"}))}
     intent.update(inv, inv.apply([SessionStatus("s", "disconnected")], 1.0), 1.0)
-    plan = intent.plan("leaf1", stale, inv, 50.0)
+    plan = intent.plan("leaf1:vtep", stale, inv, 50.0)
     assert plan.changes == ()
     assert "session s not in sync" in plan.held[0].reason
     snap = Snapshot(
         "s", tuple(inv.hosts.values()), tuple(inv.portgroups.values()), (inv.vms[("s", "a")],)
     )
     intent.update(inv, inv.apply([snap], 60.0), 60.0)
-    assert [c.action for c in intent.plan("leaf1", stale, inv, 60.0).changes] == ["remove"]
+    assert [c.action for c in intent.plan("leaf1:vtep", stale, inv, 60.0).changes] == ["remove"]
 
 
 def test_a_leaf_that_lost_its_last_vm_of_a_vni_drops_the_whole_flood_list() -> None:
@@ -225,7 +225,7 @@ def test_a_leaf_that_lost_its_last_vm_of_a_vni_drops_the_whole_flood_list() -> N
     intent.update(inv, delta, 0.0)
     intent.update(inv, inv.apply([VmRemoved("s", "a")], 1.0), 1.0)
     held = {"10110": Held(frozenset({"10.0.0.2"}), frozenset({"10.0.0.2"}))}
-    plan = intent.plan("leaf1", held, inv, 1.0)
+    plan = intent.plan("leaf1:vtep", held, inv, 1.0)
     assert [(c.holder, c.member, c.action) for c in plan.changes] == [
         ("10110", "10.0.0.2", "remove")
     ]

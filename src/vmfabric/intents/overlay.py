@@ -8,8 +8,9 @@ port group lands on the switch (any port; the switch has a VTEP address). Such a
 (VNI, switch) pair is a *segment*; the intent counts the VMs behind each (a reference count
 that also answers "why"). The *leaves* of a VNI are the switches with at least one VM in it.
 
-Desired state of one VTEP (target = switch name): for every VNI with a local VM (holder =
-the VNI as text), the addresses of the *other* leaves of that VNI (members). A VNI whose
+Desired state of one VTEP (target ``<switch>:vtep``, see ``vtep_target``): for every VNI
+with a local VM (holder = the VNI as text), the addresses of the *other* leaves of that VNI
+(members). A VNI whose
 VMs are all behind one leaf floods to no one: its holder is there, empty. Broadcast,
 unknown unicast and multicast of a VNI are then copied to exactly those VTEPs (head-end
 replication) instead of to every VTEP.
@@ -47,6 +48,12 @@ Key = tuple[str, str]  # (session, VM id)
 Segment = tuple[int, str]  # (VNI, switch)
 _NONE: tuple[Segment, ...] = ()
 _REASON_VMS = 5  # VMs named in one reason; the rest are counted
+TARGET_SUFFIX = ":vtep"
+
+
+def vtep_target(switch: str) -> str:
+    """The target name of switch ``switch``'s VTEP (its switch ports are ``switch``)."""
+    return f"{switch}{TARGET_SUFFIX}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +128,12 @@ def full_segments(inventory: Inventory, policy: OverlayPolicy) -> dict[Segment, 
 def flood_lists(
     leaves: Mapping[int, Collection[str]], addresses: Mapping[str, str]
 ) -> dict[str, dict[str, frozenset[str]]]:
-    """Per VTEP switch, per VNI it has a VM of (as text): the other leaves' addresses."""
+    """Per VTEP target, per VNI it has a VM of (as text): the other leaves' addresses."""
     out: dict[str, dict[str, frozenset[str]]] = {}
     for vni, switches in leaves.items():
         for sw in switches:
             remotes = frozenset(addresses[o] for o in switches if o != sw)
-            out.setdefault(sw, {})[str(vni)] = remotes
+            out.setdefault(vtep_target(sw), {})[str(vni)] = remotes
     return out
 
 
@@ -150,16 +157,22 @@ class OverlayIntent:
     # ---- queries ---------------------------------------------------------------------
 
     def targets(self) -> list[str]:
-        return sorted(self._addr)
+        return sorted(vtep_target(sw) for sw in self._addr)
 
     def address(self, switch: str) -> str:
         return self._addr[switch]
 
+    def switch_of(self, target: str) -> str | None:
+        """The switch whose VTEP target is ``target`` (None: not one of this intent's)."""
+        switch = target.removesuffix(TARGET_SUFFIX)
+        return switch if target.endswith(TARGET_SUFFIX) and switch in self._addr else None
+
     def desired(self, target: str) -> dict[str, frozenset[str]]:
+        switch = self.switch_of(target)
         out: dict[str, frozenset[str]] = {}
-        for vni in self._local.get(target, ()):
+        for vni in self._local.get(switch or "", ()):
             leaves = self._leaves[vni]
-            out[str(vni)] = frozenset(self._addr[o] for o in leaves if o != target)
+            out[str(vni)] = frozenset(self._addr[o] for o in leaves if o != switch)
         return out
 
     def recompute(self, inventory: Inventory) -> dict[str, dict[str, frozenset[str]]]:
@@ -184,7 +197,7 @@ class OverlayIntent:
         dirty, self._dirty = self._dirty, set()
         if delta.sessions:
             dirty |= set(self._addr)
-        return dirty
+        return {vtep_target(sw) for sw in dirty}
 
     def set_policy(self, policy: OverlayPolicy, inventory: Inventory, now: float) -> set[str]:
         """Replace the configuration (reload): every VM is recomputed; a VTEP whose address
@@ -193,11 +206,11 @@ class OverlayIntent:
         for key in list(self._contrib):
             self._set_contrib(key, _NONE, now)
         for switch in set(old) - set(policy.addresses()):
-            self.removals.forget_target(switch)
+            self.removals.forget_target(vtep_target(switch))
         self.policy, self._addr = policy, policy.addresses()
         self._recompute(inventory, list(inventory.vms), now)
-        dirty, self._dirty = self._dirty, set()
-        return (dirty | set(old) | set(self._addr)) & set(self._addr)
+        self._dirty.clear()
+        return {vtep_target(sw) for sw in self._addr}
 
     def _recompute(self, inventory: Inventory, keys: Iterable[Key], now: float) -> None:
         policy, vteps, pgs = self.policy, self._addr, inventory.portgroups
@@ -233,8 +246,8 @@ class OverlayIntent:
         vni, sw = seg
         leaves = self._leaves.setdefault(vni, set())
         for other in leaves:
-            self.removals.reclaimed(other, str(vni), self._addr[sw])
-            self.removals.reclaimed(sw, str(vni), self._addr[other])
+            self.removals.reclaimed(vtep_target(other), str(vni), self._addr[sw])
+            self.removals.reclaimed(vtep_target(sw), str(vni), self._addr[other])
         leaves.add(sw)
         self._local.setdefault(sw, set()).add(vni)
         self._dirty |= leaves
@@ -248,8 +261,8 @@ class OverlayIntent:
         if not local:
             del self._local[sw]
         for other in leaves:
-            self.removals.vacated(other, str(vni), self._addr[sw], now)
-            self.removals.vacated(sw, str(vni), self._addr[other], now)
+            self.removals.vacated(vtep_target(other), str(vni), self._addr[sw], now)
+            self.removals.vacated(vtep_target(sw), str(vni), self._addr[other], now)
         self._dirty |= leaves | {sw}
         if not leaves:
             del self._leaves[vni]
@@ -276,7 +289,8 @@ class OverlayIntent:
     ) -> TargetPlan:
         """The changes that bring one VTEP's flood lists to the desired ones at ``now``.
         Removals that are not yet due are listed in ``held``."""
-        if target not in self._addr:
+        switch = self.switch_of(target)
+        if switch is None:
             return TargetPlan(target, self.kind)
         gate = self.gate(inventory)
         want = self.desired(target)
@@ -292,7 +306,7 @@ class OverlayIntent:
             )
             sessions = tuple(inventory.sessions())
             for member in sorted(remove):
-                why = self._remove_reason(target, holder, member)
+                why = self._remove_reason(switch, holder, member)
                 changes.append(Change(holder, member, "remove", why, sessions))
             held.extend(Change(holder, m, "remove", w) for m, w in sorted(waiting.items()))
         return TargetPlan(target, self.kind, tuple(changes), tuple(held))
@@ -308,11 +322,11 @@ class OverlayIntent:
         why = f"VNI {holder} has VMs behind {remote}: {names}{more}"
         return Change(holder, member, "add", why, tuple(sorted({k[0] for k in users})))
 
-    def _remove_reason(self, target: str, holder: str, member: str) -> str:
+    def _remove_reason(self, switch: str, holder: str, member: str) -> str:
         remote = self._switch_of(member)
         vni = int(holder) if holder.isdigit() else -1
-        if vni not in self._local.get(target, ()):
-            why = f"no VM of VNI {holder} behind {target} any more"
+        if vni not in self._local.get(switch, ()):
+            why = f"no VM of VNI {holder} behind {switch} any more"
         else:
             why = f"no VM of VNI {holder} behind {remote} any more"
         if self.removals.prune_delay:

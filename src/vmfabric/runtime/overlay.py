@@ -10,8 +10,9 @@ or no VTEP. The runtime then, like for any intent:
   ``confirmed(changes)``, ``applied(changes)``; removals held for the prune delay wake at
   ``intent.removals.next_deadline(now, gate_for)``.
 
-``VtepTarget`` adapts the VTEP driver (``targets.vtep``) to the ``Target`` protocol: holder
-= the VNI as text, member = a remote VTEP address. ``reconcile_once`` is that step for a
+``VtepTarget`` adapts the VTEP driver (``targets.vtep``) to the ``Target`` protocol: named
+``<switch>:vtep`` (the switch's own edge ports keep the name ``<switch>``), holder = the VNI
+as text, member = a remote VTEP address. ``reconcile_once`` is that step for a
 list of targets, in the caller's thread: ``sync``-like use, tests and the demo.
 """
 
@@ -23,7 +24,7 @@ from vmfabric.config import Config, SwitchConfig
 from vmfabric.core.errors import ConfigError
 from vmfabric.intents.base import Change, TargetPlan
 from vmfabric.intents.guard import GuardLimits, guard_verdict
-from vmfabric.intents.overlay import Held, OverlayIntent, OverlayPolicy, Vtep
+from vmfabric.intents.overlay import Held, OverlayIntent, OverlayPolicy, Vtep, vtep_target
 from vmfabric.intents.removals import Removals
 from vmfabric.inventory.index import Inventory
 from vmfabric.runtime.target import TargetMode
@@ -73,7 +74,8 @@ class VtepTarget:
         mode: TargetMode = "enforce",
         driver_name: str = "ovs",
     ) -> None:
-        self.name = driver.name
+        self.name = vtep_target(driver.name)  # "<switch>:vtep": the switch's ports are "<switch>"
+        self.switch = driver.name
         self.driver = driver
         self.driver_name = driver_name
         self.intent = intent
