@@ -119,3 +119,19 @@ def test_bad_overlay_input_is_one_line_naming_file_and_key(
     text = str(caught.value)
     assert "\n" not in text
     assert expected in text and text.startswith(f"{path}: ")
+
+
+def test_config_check_refuses_bad_overlay_input_with_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vmfabric.cli import app
+
+    path = tmp_path / "vmfabric.yaml"
+    path.write_text(yaml.safe_dump(_with(overlay={"vni_map": {110: 7, 120: 7}})))
+    done = CliRunner().invoke(app, ["config", "check", "-c", str(path)])
+    assert done.exit_code == 2
+    assert done.output.strip().splitlines() == [
+        f"vmfabric: error: {path}: overlay.vni_map: VLANs 110 and 120 both map to VNI 7"
+    ]
+    path.write_text(yaml.safe_dump(GOOD))
+    assert CliRunner().invoke(app, ["config", "check", "-c", str(path)]).exit_code == 0
