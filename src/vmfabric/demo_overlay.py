@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 
 from vmfabric.config import Config, parse_config
@@ -45,6 +46,7 @@ from vmfabric.core.model import (
     VmRemoved,
     VmUpsert,
 )
+from vmfabric.core.vlans import ALL_VLANS
 from vmfabric.intents.base import TargetPlan
 from vmfabric.intents.overlay import OverlayIntent
 from vmfabric.inventory.index import Inventory
@@ -52,6 +54,7 @@ from vmfabric.lab import builder, probe, vtep
 from vmfabric.lab import topology as tp
 from vmfabric.lab.builder import LabState
 from vmfabric.runtime.overlay import VtepTarget, build, guard_limits, reconcile_once
+from vmfabric.store import Store
 from vmfabric.targets.vtep.base import FloodList
 
 SESSION = "lab"
@@ -106,6 +109,7 @@ class OverlayFabric:
 
     def __init__(self, lab: LabState, vni_map: dict[int, int], prune_delay: float) -> None:
         self.lab = lab
+        self.vni_map = dict(vni_map)
         self.config: Config = parse_config(lab_config(lab, vni_map, prune_delay))
         self.inventory = Inventory([SESSION])
         built = build(self.config, self.inventory)
@@ -182,6 +186,26 @@ class OverlayFabric:
 
     def ip(self, vm: str) -> str:
         return str(ipaddress.IPv4Interface(self.lab.vms[vm].ip).ip)
+
+    def record(self, workdir: Path) -> Path:
+        """Write vmfabric.yaml (with a store in ``workdir``) and record the inventory in that
+        store as ``run`` would, so that ``vmfabric show vxlan -c FILE`` reads it."""
+        path = workdir / "vmfabric.yaml"
+        data = {**lab_config(self.lab, self.vni_map, self.config.engine.prune_delay)}
+        data["store"] = f"sqlite:///{workdir / 'vmfabric.db'}"
+        path.write_text(yaml.safe_dump(data))
+        (workdir / "inventory.yaml").write_text("hosts: []\nportgroups: []\nvms: []\n")
+        inv = self.inventory
+        with Store(data["store"]) as store:
+            store.set_session(SESSION, "static", "inventory.yaml", True, ALL_VLANS, "enforce")
+            store.replace_inventory(
+                SESSION,
+                list(inv.hosts.values()),
+                list(inv.portgroups.values()),
+                list(inv.vms.values()),
+                time.time(),
+            )
+        return path
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> float:

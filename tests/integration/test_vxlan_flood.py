@@ -9,12 +9,16 @@ behind the old leaf, hears it until the prune and not after).
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from vmfabric.cli import app
 from vmfabric.demo_overlay import OverlayFabric, overlay_lab, wait_for
 from vmfabric.lab import probe
 from vmfabric.lab.ovs import ovs_installed
@@ -81,3 +85,28 @@ def test_flood_lists_follow_placement_and_a_vmotion(fabric: OverlayFabric) -> No
     copies = counter.send("a", expect={"b"})
     assert copies["b"] == 1 and copies["stray"] == 0, "no copy to the pruned leaf"
     assert probe.ping(fab.lab, "b", fab.ip("a"))
+
+
+def test_show_vxlan_live_reads_the_flood_lists_back_from_the_vteps(
+    fabric: OverlayFabric, tmp_path: Path
+) -> None:
+    fab = fabric
+    fab.reconcile()
+    path = fab.record(tmp_path)
+    done = CliRunner().invoke(app, ["show", "vxlan", "--json", "--live", "-c", str(path)])
+    assert done.exit_code == 0, done.output
+    rows = {row["vni"]: row for row in json.loads(done.output)}
+    assert set(rows) == {10110, 10130}
+    leaf1, leaf3 = fab.vtep_of("leaf1"), fab.vtep_of("leaf3")
+    assert rows[10110]["vlan"] == 110
+    assert [(v["switch"], v["vms"], v["flood"], v["programmed"], v["in_sync"])
+            for v in rows[10110]["vteps"]] == [
+        ("leaf1", ["a"], [leaf3], [leaf3], True),
+        ("leaf3", ["b"], [leaf1], [leaf1], True),
+    ]  # fmt: skip
+    assert rows[10130]["vteps"] == [
+        {"switch": "leaf3", "address": leaf3, "vms": ["c", "d"], "flood": [],
+         "programmed": [], "in_sync": True}
+    ]  # fmt: skip
+    table = CliRunner().invoke(app, ["show", "vxlan", "-c", str(path)])
+    assert table.exit_code == 0 and "- (no other VTEP)" in table.output

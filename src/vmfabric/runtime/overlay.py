@@ -18,19 +18,32 @@ list of targets, in the caller's thread: ``sync``-like use, tests and the demo.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 from vmfabric.config import Config, SwitchConfig
-from vmfabric.core.errors import ConfigError
+from vmfabric.core.errors import ConfigError, PermanentError, TransientError
 from vmfabric.intents.base import Change, TargetPlan
 from vmfabric.intents.guard import GuardLimits, guard_verdict
-from vmfabric.intents.overlay import Held, OverlayIntent, OverlayPolicy, Vtep, vtep_target
+from vmfabric.intents.overlay import (
+    Held,
+    Key,
+    OverlayIntent,
+    OverlayPolicy,
+    Vtep,
+    full_segments,
+    vtep_target,
+)
 from vmfabric.intents.removals import Removals
 from vmfabric.inventory.index import Inventory
 from vmfabric.runtime.target import TargetMode
+from vmfabric.store import Store
 from vmfabric.targets.base import Capabilities
 from vmfabric.targets.vtep.base import FloodChange, FloodList, VtepDriver
 from vmfabric.targets.vtep.ovs import OvsVtepDriver, OvsVtepOptions
+
+log = logging.getLogger(__name__)
 
 
 def overlay_policy(config: Config) -> OverlayPolicy | None:
@@ -185,3 +198,72 @@ def reconcile_once(
             target.apply(changes)
             target.applied(changes)
     return plans
+
+
+# ---- views ---------------------------------------------------------------------------------
+
+
+def stored_inventory(config: Config, store: Store) -> Inventory:
+    """The inventory the store holds for the configured sessions (as ``run`` recorded it,
+    uplinks resolved)."""
+    inventory = Inventory(s.name for s in config.sessions)
+    inventory.apply([store.snapshot(s.name) for s in config.sessions], 0.0)
+    return inventory
+
+
+def vxlan_view(
+    config: Config, inventory: Inventory, live: Mapping[str, Mapping[int, FloodList]] | None = None
+) -> list[dict[str, Any]]:
+    """``show vxlan``: per VNI with a VM, its VTEPs, the VMs behind each and the flood list
+    each should hold (``flood``); with ``live`` (switch -> what its VTEP holds, read back),
+    also ``programmed`` and whether the two agree (``in_sync``).
+
+    [{"vni": 10110, "vlan": 110, "vteps": [{"switch": "leaf1", "address": "10.253.1.1",
+      "vms": ["web-01"], "flood": ["10.253.1.3"], "programmed": [...], "in_sync": true}]}]
+    """
+    policy = overlay_policy(config)
+    if policy is None:
+        return []
+    segments = full_segments(inventory, policy)
+    addresses = policy.addresses()
+    vlan_of = {vni: vlan for vlan, vni in policy.vni_of.items()}
+    leaves: dict[int, dict[str, frozenset[Key]]] = {}
+    for (vni, switch), keys in segments.items():
+        leaves.setdefault(vni, {})[switch] = keys
+    rows = []
+    for vni in sorted(leaves):
+        vteps = []
+        for switch in sorted(leaves[vni]):
+            entry: dict[str, Any] = {
+                "switch": switch,
+                "address": addresses[switch],
+                "vms": sorted(inventory.vms[k].name for k in leaves[vni][switch]),
+                "flood": sorted(addresses[o] for o in leaves[vni] if o != switch),
+            }
+            if live is not None and switch in live:
+                held = live[switch].get(vni, FloodList()).remotes
+                entry["programmed"] = sorted(held)
+                entry["in_sync"] = set(held) == set(entry["flood"])
+            vteps.append(entry)
+        rows.append({"vni": vni, "vlan": vlan_of.get(vni), "vteps": vteps})
+    return rows
+
+
+def read_vteps(config: Config) -> dict[str, dict[int, FloodList]]:
+    """Every VTEP's flood lists, read from the VTEPs themselves (``show vxlan --live``).
+    A VTEP that cannot be read is left out (its entries show no ``programmed``)."""
+    found: dict[str, dict[int, FloodList]] = {}
+    vlan_of = {
+        vni: vlan for vlan, vni in (config.overlay.mapping() if config.overlay else {}).items()
+    }
+    for sw in config.switches:
+        if sw.vtep is None:
+            continue
+        driver = OvsVtepDriver(vtep_options(sw), vlan_of)
+        try:
+            found[sw.name] = driver.read()
+        except (TransientError, PermanentError, ConfigError) as exc:
+            log.warning("VTEP %s not read: %s", sw.name, exc)
+        finally:
+            driver.close()
+    return found
