@@ -38,6 +38,7 @@ from vmfabric.core.model import (
     Host,
     Nic,
     PortGroup,
+    PortMode,
     Power,
     Snapshot,
     SourceEvent,
@@ -49,43 +50,81 @@ from vmfabric.core.model import (
 from vmfabric.core.vlans import ALL_VLANS
 from vmfabric.intents.base import TargetPlan
 from vmfabric.intents.overlay import OverlayIntent
+from vmfabric.intents.pruning import PruningIntent
 from vmfabric.inventory.index import Inventory
-from vmfabric.lab import builder, probe, vtep
+from vmfabric.lab import builder, vtep
 from vmfabric.lab import topology as tp
-from vmfabric.lab.builder import LabState
-from vmfabric.runtime.overlay import VtepTarget, build, guard_limits, reconcile_once
+from vmfabric.lab.builder import LabState, NodeState
+from vmfabric.runtime.overlay import (
+    FabricTrunkTarget,
+    VtepTarget,
+    build,
+    build_pruning,
+    guard_limits,
+    reconcile_once,
+)
+from vmfabric.runtime.target import Target
 from vmfabric.store import Store
-from vmfabric.targets.vtep.base import FloodList
 
 SESSION = "lab"
 console = Console(highlight=False)
 
 
-def lab_config(lab: LabState, vni_map: dict[int, int], prune_delay: float) -> dict[str, Any]:
-    """A vmfabric.yaml for an overlay lab: each leaf with its VTEP (the VTEP namespace's
-    OVSDB, bridge ``br-int``) and the VLAN -> VNI map."""
-    switches = [
-        {
+def _fabric_ports(lab: LabState, node: NodeState) -> list[str]:
+    """Switch ports that lead to another switch over an L2 trunk (underlay none)."""
+    switches = {n.name for n in lab.nodes.values() if n.kind == tp.Kind.SWITCH}
+    return [
+        p.name
+        for p in node.ports
+        if not p.edge and not p.address and p.peer.split(":", 1)[0] in switches
+    ]
+
+
+def lab_config(
+    lab: LabState,
+    prune_delay: float,
+    vni_map: dict[int, int] | None = None,
+    pruning: bool = False,
+    keep_vlans: str = "",
+) -> dict[str, Any]:
+    """A vmfabric.yaml for a lab. With ``vni_map``: the overlay, each leaf with its VTEP (the
+    VTEP namespace's OVSDB, bridge ``br-int``). With ``pruning``: every switch's L2 fabric
+    ports opted in, and the lab's switch-to-switch links as ``fabric_links``."""
+    switches = []
+    for node in lab.nodes.values():
+        if node.kind != tp.Kind.SWITCH:
+            continue
+        entry: dict[str, Any] = {
             "name": node.name,
             "driver": "ovs",
             "ovsdb": node.ovsdb,
             "bridge": node.bridge,
             "edge_ports": list(node.edge_ports),
-            "vtep": {
-                "address": node.vtep_address,
-                "ovsdb": node.vtep_ovsdb,
-                "bridge": vtep.INT_BRIDGE,
-            },
         }
-        for node in lab.nodes.values()
-        if node.vtep_address
-    ]
-    return {
+        if vni_map is not None and node.vtep_address:
+            entry["vtep"] = {"address": node.vtep_address, "ovsdb": node.vtep_ovsdb,
+                             "bridge": vtep.INT_BRIDGE}  # fmt: skip
+        if pruning:
+            entry["fabric_ports"] = _fabric_ports(lab, node)
+        if node.edge_ports or entry.get("fabric_ports"):
+            switches.append(entry)
+    data: dict[str, Any] = {
         "engine": {"prune_delay": prune_delay},
         "sessions": [{"name": SESSION, "kind": "static", "path": "inventory.yaml"}],
         "switches": switches,
-        "overlay": {"vni_map": vni_map},
     }
+    if vni_map is not None:
+        data["overlay"] = {"vni_map": vni_map}
+    if pruning:
+        data["fabric_links"] = [{"a": link.a, "b": link.b} for link in lab.links
+                                if _is_fabric(lab, link.a, link.b)]  # fmt: skip
+        data["pruning"] = {"keep_vlans": keep_vlans}
+    return data
+
+
+def _is_fabric(lab: LabState, a: str, b: str) -> bool:
+    kinds = [lab.nodes[end.split(":", 1)[0]].kind for end in (a, b)]
+    return kinds == [tp.Kind.SWITCH, tp.Kind.SWITCH] and lab.underlay == tp.Underlay.NONE
 
 
 def lab_hosts(lab: LabState) -> list[Host]:
@@ -103,58 +142,72 @@ def lab_hosts(lab: LabState) -> list[Host]:
     return found
 
 
-class OverlayFabric:
-    """An overlay lab and vmfabric's overlay over it, driven as one. Every VM action is done
-    in the lab (namespaces, frames) and reported to the inventory as its source would."""
+class LabFabric:
+    """A lab and vmfabric's overlay and/or fabric pruning over it, driven as one. Every VM
+    action is done in the lab (namespaces, frames) and reported to the inventory as its
+    source would report it; ``reconcile`` runs the targets' reconcile step."""
 
-    def __init__(self, lab: LabState, vni_map: dict[int, int], prune_delay: float) -> None:
+    def __init__(self, lab: LabState, config: dict[str, Any]) -> None:
         self.lab = lab
-        self.vni_map = dict(vni_map)
-        self.config: Config = parse_config(lab_config(lab, vni_map, prune_delay))
+        self.data = config
+        self.config: Config = parse_config(config)
         self.inventory = Inventory([SESSION])
-        built = build(self.config, self.inventory)
-        if built is None:
-            raise PermanentError(f"lab {lab.name} has no VTEP (is its underlay none?)")
-        self.intent: OverlayIntent = built[0]
-        self.targets: dict[str, VtepTarget] = {t.switch: t for t in built[1]}  # by switch
-        self.portgroups = {vlan: f"vlan{vlan}" for vlan in (*vni_map, *range(100, 200))}
+        overlay = build(self.config, self.inventory)
+        pruning = build_pruning(self.config, self.inventory)
+        self.overlay: OverlayIntent | None = overlay[0] if overlay else None
+        self.pruning: PruningIntent | None = pruning[0] if pruning else None
+        self.vteps: dict[str, VtepTarget] = {t.switch: t for t in (overlay or (None, []))[1]}
+        self.trunks: dict[str, FabricTrunkTarget] = {
+            t.switch: t for t in (pruning or (None, []))[1]
+        }
+        self.portgroups = {vlan: f"vlan{vlan}" for vlan in range(1, 400)}
         self.vms: dict[str, Vm] = {}
         pgs = tuple(PortGroup(SESSION, n, frozenset({v})) for v, n in self.portgroups.items())
         self.report([Snapshot(SESSION, tuple(lab_hosts(lab)), pgs, ())])
 
+    @property
+    def intent(self) -> OverlayIntent:
+        assert self.overlay is not None, "no overlay configured"
+        return self.overlay
+
+    def targets(self) -> list[Target]:
+        return [*self.vteps.values(), *self.trunks.values()]
+
     def close(self) -> None:
-        for target in self.targets.values():
+        for target in self.targets():
             target.close()
 
     # -- what a source would report, and the reconcile step
 
     def report(self, events: Iterable[SourceEvent]) -> set[str]:
-        """Apply source events to the inventory and the intent; the dirty VTEPs."""
+        """Apply source events to the inventory and the intents; the dirty targets."""
         now = time.monotonic()
-        return self.intent.update(self.inventory, self.inventory.apply(events, now), now)
+        delta = self.inventory.apply(events, now)
+        dirty: set[str] = set()
+        for intent in (self.overlay, self.pruning):
+            if intent is not None:
+                dirty |= intent.update(self.inventory, delta, now)
+        return dirty
 
-    def reconcile(self, names: Iterable[str] | None = None) -> dict[str, TargetPlan]:
-        """One reconcile step for the VTEPs of the named switches (default: all); the plans
-        by target name."""
-        chosen = [self.targets[n] for n in (names if names is not None else self.targets)]
-        return reconcile_once(chosen, time.monotonic(), guard_limits(self.config))
-
-    def next_due(self) -> float | None:
-        """Seconds until the next held removal is due (None: none is pending)."""
-        now = time.monotonic()
-        gate = self.intent.gate(self.inventory)
-        due = self.intent.removals.next_deadline(now, lambda _target: gate)
-        return None if due is None else max(due - now, 0.0)
+    def reconcile(self) -> dict[str, TargetPlan]:
+        """One reconcile step for every target; the plans by target name."""
+        return reconcile_once(self.targets(), time.monotonic(), guard_limits(self.config))
 
     def flood(self, leaf: str) -> dict[int, frozenset[str]]:
         """Leaf ``leaf``'s flood lists as its VTEP holds them now (read back from OVSDB)."""
-        target = self.targets[leaf]
+        target = self.vteps[leaf]
         target.driver.sync()
         target.read()
         return {vni: fl.remotes for vni, fl in target.state.items()}
 
-    def flood_state(self, leaf: str) -> dict[int, FloodList]:
-        return dict(self.targets[leaf].state)
+    def trunk(self, switch: str) -> dict[str, frozenset[int] | None]:
+        """Switch ``switch``'s fabric ports as they are now: VLANs (None: carries all)."""
+        target = self.trunks[switch]
+        target.read()
+        return {
+            port: (None if st.mode is PortMode.OPEN else st.vlans)
+            for port, st in sorted(target.states.items())
+        }
 
     def vtep_of(self, leaf: str) -> str:
         return self.intent.address(leaf)
@@ -191,8 +244,7 @@ class OverlayFabric:
         """Write vmfabric.yaml (with a store in ``workdir``) and record the inventory in that
         store as ``run`` would, so that ``vmfabric show vxlan -c FILE`` reads it."""
         path = workdir / "vmfabric.yaml"
-        data = {**lab_config(self.lab, self.vni_map, self.config.engine.prune_delay)}
-        data["store"] = f"sqlite:///{workdir / 'vmfabric.db'}"
+        data = {**self.data, "store": f"sqlite:///{workdir / 'vmfabric.db'}"}
         path.write_text(yaml.safe_dump(data))
         (workdir / "inventory.yaml").write_text("hosts: []\nportgroups: []\nvms: []\n")
         inv = self.inventory
@@ -206,6 +258,14 @@ class OverlayFabric:
                 time.time(),
             )
         return path
+
+
+def overlay_fabric(lab: LabState, vni_map: dict[int, int], prune_delay: float) -> LabFabric:
+    """The overlay lab with vmfabric's overlay (``vni_map``) over it."""
+    fabric = LabFabric(lab, lab_config(lab, prune_delay, vni_map=vni_map))
+    if fabric.overlay is None:
+        raise PermanentError(f"lab {lab.name} has no VTEP (is its underlay none?)")
+    return fabric
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> float:
@@ -240,18 +300,3 @@ def expect(ok: bool, what: str) -> None:
     if not ok:
         raise PermanentError(f"demo expectation failed: {what}")
     console.print(f"  [green]ok[/green] {what}")
-
-
-def _lists(fabric: OverlayFabric) -> str:
-    parts = []
-    for leaf in fabric.targets:
-        lists = fabric.flood(leaf)
-        text = "; ".join(
-            f"{vni} -> {','.join(sorted(r)) or '-'}" for vni, r in sorted(lists.items())
-        )
-        parts.append(f"{leaf}: {text or 'nothing'}")
-    return " | ".join(parts)
-
-
-def probe_vms(fabric: OverlayFabric, names: Iterable[str]) -> probe.Broadcasts:
-    return probe.Broadcasts(fabric.lab, names)

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vmfabric.cli import app
-from vmfabric.demo_overlay import OverlayFabric, overlay_lab, wait_for
+from vmfabric.demo_overlay import LabFabric, overlay_fabric, overlay_lab, wait_for
 from vmfabric.lab import probe
 from vmfabric.lab.ovs import ovs_installed
 
@@ -29,21 +29,21 @@ VNI_MAP = {110: 10110, 130: 10130}
 
 
 @pytest.fixture(scope="module")
-def fabric() -> Iterator[OverlayFabric]:
+def fabric() -> Iterator[LabFabric]:
     if not ovs_installed():
         pytest.skip("Open vSwitch is not installed")
     missing = [t for t in ("lldpd", "vtysh", "ethtool", "nft") if shutil.which(t) is None]
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)}")
     with overlay_lab("bgp") as lab:
-        fab = OverlayFabric(lab, VNI_MAP, PRUNE)
+        fab = overlay_fabric(lab, VNI_MAP, PRUNE)
         try:
             yield fab
         finally:
             fab.close()
 
 
-def test_flood_lists_follow_placement_and_a_vmotion(fabric: OverlayFabric) -> None:
+def test_flood_lists_follow_placement_and_a_vmotion(fabric: LabFabric) -> None:
     fab = fabric
     leaf1, leaf2, leaf3 = (fab.vtep_of(n) for n in ("leaf1", "leaf2", "leaf3"))
     fab.start_vm("a", "hv1", 110, "10.110.0.1/24")
@@ -88,7 +88,7 @@ def test_flood_lists_follow_placement_and_a_vmotion(fabric: OverlayFabric) -> No
 
 
 def test_show_vxlan_live_reads_the_flood_lists_back_from_the_vteps(
-    fabric: OverlayFabric, tmp_path: Path
+    fabric: LabFabric, tmp_path: Path
 ) -> None:
     fab = fabric
     fab.reconcile()

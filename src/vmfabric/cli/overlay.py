@@ -4,6 +4,10 @@ vmfabric computes them from the inventory ``run`` recorded (thin: one runtime ca
 ``show vxlan [--json] [--live]``: per VNI, its VTEPs, the VMs behind each and the flood
 list each VTEP should hold; ``--live`` also reads every VTEP's flood lists back from the
 VTEP itself (``programmed``, ``in_sync``).
+
+``show fabric-trunk [--json] [--live]``: per inter-switch link, the VLANs it must carry,
+why (the switches behind which VMs need each), the ``keep_vlans``, which ends vmfabric
+writes; ``--live`` also reads what each fabric port carries now.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import typer
 
 from vmfabric.cli.common import ConfigOpt, JsonOpt, console, guarded, open_store, print_json
 from vmfabric.cli.show import _table, app
+from vmfabric.core.vlans import format_vlans
 from vmfabric.runtime import overlay
 
 
@@ -67,3 +72,51 @@ def _programmed(vtep: dict[str, Any]) -> str:
         return "unreadable"
     text = ", ".join(vtep["programmed"]) or "-"
     return text if vtep["in_sync"] else f"{text} (differs)"
+
+
+def _trunk_rows(config_path: Path | None, live: bool) -> list[dict[str, Any]]:
+    config, store = open_store(config_path)
+    try:
+        inventory = overlay.stored_inventory(config, store)
+    finally:
+        store.close()
+    ports = overlay.read_fabric_ports(config) if live else None
+    return overlay.fabric_trunk_view(config, inventory, ports)
+
+
+@app.command("fabric-trunk")
+def fabric_trunk(
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    live: Annotated[
+        bool, typer.Option("--live", help="Also read what each fabric port carries now.")
+    ] = False,
+) -> None:
+    """Inter-switch links: the VLANs each must carry and the switches that need them."""
+    rows = guarded(lambda: _trunk_rows(config, live))
+    if as_json:
+        print_json(rows)
+        return
+    columns = ["Link", "VLANs", "Why (needed behind)", "Written"]
+    if live:
+        columns.append("Carries now")
+    table = []
+    for row in rows:
+        why = "; ".join(f"{v}: {', '.join(s)}" for v, s in row["why"].items())
+        vlans = format_vlans(frozenset(row["vlans"]) | frozenset(row["keep"])) or "-"
+        written = ", ".join(f"{e['switch']}:{e['port']}" for e in row["ends"] if e["managed"])
+        line = [row["link"], vlans, why or "no VM needs a VLAN across it", written or "-"]
+        if live:
+            line.append("; ".join(_carries(e) for e in row["ends"]))
+        table.append(line)
+    console.print(_table("Fabric trunks", columns, table))
+    if not rows:
+        console.print("no fabric_links with fabric_ports configured")
+
+
+def _carries(end: dict[str, Any]) -> str:
+    carries = end.get("carries")
+    if carries is None:
+        return f"{end['port']}: unread"
+    text = "all" if carries == "all" else format_vlans(frozenset(carries)) or "none"
+    return f"{end['switch']}:{end['port']} {text}"

@@ -32,6 +32,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from vmfabric.config.overlay import (
     FabricLink,
     OverlayConfig,
+    PruningConfig,
     Vtep,
     check_fabric,
     check_fabric_ports,
@@ -313,6 +314,7 @@ class Config(_Model):
     fabric_links: list[FabricLink] = Field(
         default_factory=list, description="Static switch-to-switch links (VLAN pruning)."
     )
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file.")
 
     @model_validator(mode="after")

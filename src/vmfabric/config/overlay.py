@@ -11,6 +11,7 @@ The keys this module owns in vmfabric.yaml::
                                  bridge: br-int}}
     fabric_links:                          # static switch-to-switch wiring
       - {a: "leaf1:eth51", b: "spine3:eth1"}
+    pruning: {keep_vlans: "1,4000-4094"}  # carried on every fabric trunk, never pruned
 
 ``vtep`` (a switch's VTEP: its address, and where its flood lists are written, by default
 the switch entry's own OVSDB and bridge) and ``fabric_ports`` (its inter-switch trunks that
@@ -34,11 +35,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     field_validator,
     model_validator,
 )
 
-from vmfabric.core.vlans import VLAN_MAX, VLAN_MIN, check_vlan
+from vmfabric.core.vlans import VLAN_MAX, VLAN_MIN, check_vlan, format_vlans, parse_vlans
 
 VNI_MIN = 1
 VNI_MAX = 16_777_214  # 2^24 - 2: 0 and 2^24 - 1 are reserved by many implementations
@@ -161,6 +163,24 @@ class VtepOptions(_Model):
 
 
 Vtep = Annotated[VtepOptions, BeforeValidator(_vtep)]
+
+
+def _vlans(value: Any) -> Any:
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        return parse_vlans(value) if str(value).strip() else frozenset()
+    return value
+
+
+class PruningConfig(_Model):
+    """Inter-switch VLAN pruning (switches opt in with ``fabric_ports``)."""
+
+    keep_vlans: Annotated[
+        frozenset[int], BeforeValidator(_vlans), PlainSerializer(format_vlans, return_type=str)
+    ] = Field(
+        default=frozenset(),
+        description="VLANs every fabric trunk carries whatever the VMs need (management, "
+        "storage, routing): never pruned. E.g. 1,4000-4094.",
+    )
 
 
 class FabricLink(_Model):

@@ -1,4 +1,6 @@
-"""The overlay's composition: the intent and one ``Target`` per VTEP, built from config.
+"""The overlay's and fabric pruning's composition: intents and targets, built from config.
+
+Overlay (VXLAN flood lists):
 
 ``build(config, inventory)`` returns the ``OverlayIntent`` (flood lists from placement) and
 a ``VtepTarget`` per switch with a ``vtep:``, or None when the config has no ``overlay``
@@ -12,8 +14,16 @@ or no VTEP. The runtime then, like for any intent:
 
 ``VtepTarget`` adapts the VTEP driver (``targets.vtep``) to the ``Target`` protocol: named
 ``<switch>:vtep`` (the switch's own edge ports keep the name ``<switch>``), holder = the VNI
-as text, member = a remote VTEP address. ``reconcile_once`` is that step for a
-list of targets, in the caller's thread: ``sync``-like use, tests and the demo.
+as text, member = a remote VTEP address.
+
+Fabric pruning: ``build_pruning(config, inventory)`` returns the ``PruningIntent`` and a
+``FabricTrunkTarget`` per switch with ``fabric_ports`` (named ``<switch>:fabric``): the
+switch's own switch-port driver, opened a second time with ``edge_ports`` = its fabric
+ports (so only those can be written) and ``open_ports: close`` (an open trunk is narrowed,
+once the intent lets it). Holder = a fabric port, member = a VLAN, as for edge ports.
+
+``reconcile_once`` is the reconcile step for a list of targets, in the caller's thread
+(tests, the demo, the benchmark; the runtime has its own loop).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from typing import Any
 
 from vmfabric.config import Config, SwitchConfig
 from vmfabric.core.errors import ConfigError, PermanentError, TransientError
+from vmfabric.core.model import PortMode, PortState
 from vmfabric.intents.base import Change, TargetPlan
 from vmfabric.intents.guard import GuardLimits, guard_verdict
 from vmfabric.intents.overlay import (
@@ -35,11 +46,22 @@ from vmfabric.intents.overlay import (
     full_segments,
     vtep_target,
 )
+from vmfabric.intents.pruning import (
+    CLOSE_MEMBER,
+    FabricGraph,
+    FabricLinkSpec,
+    PruningIntent,
+    PruningPolicy,
+    fabric_target,
+    full_needs,
+)
 from vmfabric.intents.removals import Removals
 from vmfabric.inventory.index import Inventory
-from vmfabric.runtime.target import TargetMode
+from vmfabric.runtime.switchports import port_changes
+from vmfabric.runtime.target import Target, TargetMode
 from vmfabric.store import Store
 from vmfabric.targets.base import Capabilities
+from vmfabric.targets.switchport.base import Driver, create_driver
 from vmfabric.targets.vtep.base import FloodChange, FloodList, VtepDriver
 from vmfabric.targets.vtep.ovs import OvsVtepDriver, OvsVtepOptions
 
@@ -177,7 +199,7 @@ def guard_limits(config: Config) -> GuardLimits:
 
 
 def reconcile_once(
-    targets: Iterable[VtepTarget], now: float, limits: GuardLimits | None = None
+    targets: Iterable[Target], now: float, limits: GuardLimits | None = None
 ) -> dict[str, TargetPlan]:
     """One read, plan, guard, apply step per target (enforce mode); the plans, as made.
     Removals the guard refuses are dropped from the apply (additions always go)."""
@@ -198,6 +220,112 @@ def reconcile_once(
             target.apply(changes)
             target.applied(changes)
     return plans
+
+
+# ---- fabric pruning ------------------------------------------------------------------------
+
+
+def pruning_policy(config: Config) -> PruningPolicy | None:
+    """The pruning intent's configuration, or None when no switch opted in."""
+    managed = {sw.name: frozenset(sw.fabric_ports) for sw in config.switches if sw.fabric_ports}
+    if not managed or not config.fabric_links:
+        return None
+    links = tuple(FabricLinkSpec(*link.ends()) for link in config.fabric_links)
+    checking = frozenset(s.name for s in config.sessions if s.mode == "check")
+    return PruningPolicy(links, managed, config.pruning.keep_vlans, checking)
+
+
+def fabric_switch(switch: SwitchConfig) -> SwitchConfig:
+    """The switch entry as its fabric trunks' driver sees it: only the fabric ports are
+    writable, and an open one may be narrowed."""
+    return switch.model_copy(
+        update={
+            "name": fabric_target(switch.name),
+            "edge_ports": list(switch.fabric_ports),
+            "open_ports": "close",
+        }
+    )
+
+
+class FabricTrunkTarget:
+    """One switch's fabric trunks in the reconcile loop (the ``Target`` protocol)."""
+
+    kind = "switchport"
+
+    def __init__(
+        self, config: SwitchConfig, driver: Driver, intent: PruningIntent, inventory: Inventory
+    ) -> None:
+        if driver.capabilities.origin != "target":
+            raise ConfigError(
+                f"switch {config.name}: fabric_ports need a driver that keeps its origin "
+                f"record on the switch ({config.driver} keeps it in the store)"
+            )
+        self.name = fabric_target(config.name)
+        self.switch = config.name
+        self.driver_name = config.driver
+        self.mode: TargetMode = config.mode
+        self.driver = driver
+        self.capabilities: Capabilities = driver.capabilities
+        self.intent = intent
+        self.inventory = inventory
+        self.states: dict[str, PortState] = {}
+
+    def connect(self) -> None:
+        self.driver.connect()
+
+    def close(self) -> None:
+        self.driver.close()
+
+    def read(self) -> None:
+        self.states.update(self.driver.read_ports())
+
+    def plan(self, now: float) -> TargetPlan:
+        return self.intent.plan(self.name, self.states, self.inventory, now)
+
+    def apply(self, changes: Sequence[Change]) -> None:
+        self.states.update(self.driver.apply(port_changes(changes)))
+
+    def confirmed(self, changes: Sequence[Change]) -> list[Change]:
+        done = []
+        for change in changes:
+            state = self.states.get(change.holder)
+            if state is None:
+                continue
+            if change.member == CLOSE_MEMBER:
+                ok = state.mode is not PortMode.OPEN
+            else:
+                ok = (int(change.member) in state.vlans) == (change.action == "add")
+            if ok:
+                done.append(change)
+        return done
+
+    def dynamic_count(self) -> int:
+        return sum(len(st.dynamic) for st in self.states.values())
+
+    def origins(self) -> Mapping[str, Collection[str]] | None:
+        return None
+
+    def applied(self, changes: Sequence[Change]) -> None:
+        for change in self.confirmed(changes):
+            if change.action == "remove":
+                self.intent.removals.forget(self.name, change.holder, (change.member,))
+
+
+def build_pruning(
+    config: Config, inventory: Inventory | None = None, removals: Removals | None = None
+) -> tuple[PruningIntent, list[FabricTrunkTarget]] | None:
+    """The pruning intent and one target per switch with ``fabric_ports``, or None."""
+    policy = pruning_policy(config)
+    if policy is None:
+        return None
+    inv = inventory if inventory is not None else Inventory(s.name for s in config.sessions)
+    intent = PruningIntent(policy, removals or Removals(config.engine.prune_delay))
+    targets = [
+        FabricTrunkTarget(sw, create_driver(fabric_switch(sw)), intent, inv)
+        for sw in config.switches
+        if sw.fabric_ports
+    ]
+    return intent, targets
 
 
 # ---- views ---------------------------------------------------------------------------------
@@ -264,6 +392,76 @@ def read_vteps(config: Config) -> dict[str, dict[int, FloodList]]:
             found[sw.name] = driver.read()
         except (TransientError, PermanentError, ConfigError) as exc:
             log.warning("VTEP %s not read: %s", sw.name, exc)
+        finally:
+            driver.close()
+    return found
+
+
+def fabric_trunk_view(
+    config: Config,
+    inventory: Inventory,
+    live: Mapping[str, Mapping[str, PortState]] | None = None,
+) -> list[dict[str, Any]]:
+    """``show fabric-trunk``: per inter-switch link, the VLANs it must carry and why (the
+    switches each is needed at), the VLANs kept whatever the VMs, and which ends vmfabric
+    writes; with ``live`` (switch -> its fabric ports as read), what each end carries now.
+
+    [{"link": "leaf1:eth51 -- spine3:eth1", "vlans": [10, 30],
+      "why": {"10": ["leaf1", "leaf2"]}, "keep": [1], "ends": [{"switch": "leaf1",
+      "port": "eth51", "managed": true, "carries": [1, 10, 30] | "all"}]}]
+    """
+    policy = pruning_policy(config)
+    if policy is None:
+        return []
+    graph = FabricGraph(policy.links)
+    needs = full_needs(inventory, policy)
+    per_link: dict[int, set[int]] = {}
+    for vlan, switches in needs.items():
+        for index in graph.carried(switches):
+            per_link.setdefault(index, set()).add(vlan)
+    rows = []
+    for index, link in enumerate(graph.links):
+        vlans = sorted(per_link.get(index, set()))
+        ends = [_end_view(sw, port, policy, live) for sw, port in (link.a, link.b)]
+        rows.append({
+            "link": link.name,
+            "vlans": vlans,
+            "why": {str(v): sorted(needs[v]) for v in vlans},
+            "keep": sorted(policy.keep),
+            "ends": ends,
+        })  # fmt: skip
+    return rows
+
+
+def _end_view(
+    switch: str,
+    port: str,
+    policy: PruningPolicy,
+    live: Mapping[str, Mapping[str, PortState]] | None,
+) -> dict[str, Any]:
+    end: dict[str, Any] = {
+        "switch": switch,
+        "port": port,
+        "managed": port in policy.managed.get(switch, ()),
+    }
+    state = (live or {}).get(switch, {}).get(port)
+    if state is not None:
+        end["carries"] = "all" if state.mode is PortMode.OPEN else sorted(state.vlans)
+    return end
+
+
+def read_fabric_ports(config: Config) -> dict[str, dict[str, PortState]]:
+    """Every opted-in switch's fabric ports as read from the switch (``--live``)."""
+    found: dict[str, dict[str, PortState]] = {}
+    for sw in config.switches:
+        if not sw.fabric_ports:
+            continue
+        driver = create_driver(fabric_switch(sw))
+        try:
+            driver.connect()
+            found[sw.name] = driver.read_ports()
+        except (TransientError, PermanentError, ConfigError) as exc:
+            log.warning("switch %s: fabric ports not read: %s", sw.name, exc)
         finally:
             driver.close()
     return found
