@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.rule import Rule
 
 from vmfabric.config import Config, parse_config
 from vmfabric.core.errors import PermanentError
@@ -52,7 +53,8 @@ from vmfabric.intents.base import TargetPlan
 from vmfabric.intents.overlay import OverlayIntent
 from vmfabric.intents.pruning import PruningIntent
 from vmfabric.inventory.index import Inventory
-from vmfabric.lab import builder, vtep
+from vmfabric.lab import builder, probe, vtep
+from vmfabric.lab import netns as nsx
 from vmfabric.lab import topology as tp
 from vmfabric.lab.builder import LabState, NodeState
 from vmfabric.runtime.overlay import (
@@ -102,8 +104,11 @@ def lab_config(
             "edge_ports": list(node.edge_ports),
         }
         if vni_map is not None and node.vtep_address:
-            entry["vtep"] = {"address": node.vtep_address, "ovsdb": node.vtep_ovsdb,
-                             "bridge": vtep.INT_BRIDGE}  # fmt: skip
+            entry["vtep"] = {
+                "address": node.vtep_address,
+                "ovsdb": node.vtep_ovsdb,
+                "bridge": vtep.INT_BRIDGE,
+            }
         if pruning:
             entry["fabric_ports"] = _fabric_ports(lab, node)
         if node.edge_ports or entry.get("fabric_ports"):
@@ -116,8 +121,9 @@ def lab_config(
     if vni_map is not None:
         data["overlay"] = {"vni_map": vni_map}
     if pruning:
-        data["fabric_links"] = [{"a": link.a, "b": link.b} for link in lab.links
-                                if _is_fabric(lab, link.a, link.b)]  # fmt: skip
+        data["fabric_links"] = [
+            {"a": link.a, "b": link.b} for link in lab.links if _is_fabric(lab, link.a, link.b)
+        ]
         data["pruning"] = {"keep_vlans": keep_vlans}
     return data
 
@@ -284,6 +290,7 @@ def overlay_lab(
 ) -> Iterator[LabState]:
     """The built-in overlay lab, up for the block and removed after it (also on error)."""
     base = root or Path(tempfile.mkdtemp(prefix="vfl-overlay-", dir="/tmp"))
+    base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o755)
     lab = name or f"ovl{uuid.uuid4().hex[:4]}"
     try:
@@ -296,7 +303,196 @@ def overlay_lab(
             shutil.rmtree(base, ignore_errors=True)
 
 
-def expect(ok: bool, what: str) -> None:
-    if not ok:
-        raise PermanentError(f"demo expectation failed: {what}")
-    console.print(f"  [green]ok[/green] {what}")
+# ---- the demo ------------------------------------------------------------------------------
+
+DEMO_PRUNE = 5.0
+DEMO_VNIS = {110: 10110, 120: 10120}
+DEMO_VMS = (  # name, host (leaf), VLAN, address
+    ("web-01", "hv1", 110, "10.0.110.11/24"),  # leaf1
+    ("web-02", "hv2", 110, "10.0.110.12/24"),  # leaf2
+    ("db-01", "hv3", 120, "10.0.120.11/24"),  # leaf3
+    ("db-02", "hv4", 120, "10.0.120.12/24"),  # leaf3
+)
+
+
+class OverlayDemo:
+    """The narrated steps of ``vmfabric demo --overlay`` (see the module docstring)."""
+
+    def __init__(self, fabric: LabFabric, workdir: Path) -> None:
+        self.fab = fabric
+        self.workdir = workdir
+        self.timings: list[tuple[str, str]] = []
+
+    def say(self, text: str) -> None:
+        console.print(Rule(style="dim"))
+        console.print(f"[bold]{text}[/bold]")
+
+    def note(self, text: str) -> None:
+        console.print(f"  {text}")
+
+    def expect(self, ok: bool, what: str) -> None:
+        if not ok:
+            raise PermanentError(f"demo expectation failed: {what}")
+        console.print(f"  [green]ok[/green] {what}")
+
+    def lists(self) -> None:
+        for leaf in self.fab.vteps:
+            held = self.fab.flood(leaf)
+            text = "; ".join(
+                f"VNI {vni} -> {', '.join(self._names(r)) or 'no one'}"
+                for vni, r in sorted(held.items())
+            )
+            self.note(f"{leaf} ({self.fab.vtep_of(leaf)}) floods: {text or 'nothing'}")
+
+    def _names(self, addresses: Iterable[str]) -> list[str]:
+        names = {self.fab.vtep_of(leaf): leaf for leaf in self.fab.vteps}
+        return [f"{names.get(a, a)}" for a in sorted(addresses)]
+
+    def run(self) -> None:
+        self.step_underlay()
+        self.step_vms()
+        self.step_local_vni()
+        self.step_vmotion()
+        self.step_show()
+
+    def step_underlay(self) -> None:
+        lab = self.fab.lab
+        self.say(
+            f"1. A routed fabric ({lab.underlay}): three leaves, two spines, one VTEP per leaf"
+        )
+        for leaf in self.fab.vteps:
+            other = "leaf3" if leaf != "leaf3" else "leaf1"
+            prefix = tp.vtep_link(lab.topology, other)[0].network
+            route = nsx.run(["ip", "-o", "route", "show", str(prefix)], lab.nodes[leaf].netns)
+            hops = [w for w in route.stdout.split() if w.startswith("eth")]
+            self.note(
+                f"{leaf}: VTEP {self.fab.vtep_of(leaf)}; {other}'s VTEP is routed over "
+                f"{' and '.join(hops) or '?'} ({'ECMP' if len(hops) > 1 else 'one path'})"
+            )
+        self.expect(vtep.unreachable(lab) == [], "every VTEP reaches every other over the underlay")
+
+    def step_vms(self) -> None:
+        self.say("2. VMs start; vmfabric computes flood lists from where they run")
+        for name, host, vlan, ip in DEMO_VMS:
+            self.fab.start_vm(name, host, vlan, ip)
+            self.note(f"{name} on {host} (VLAN {vlan}, VNI {DEMO_VNIS[vlan]})")
+        started = time.monotonic()
+        self.fab.reconcile()
+        self.timings.append(("first flood lists programmed", f"{time.monotonic() - started:.2f}s"))
+        self.lists()
+        self.expect(
+            self.fab.flood("leaf1") == {10110: {self.fab.vtep_of("leaf2")}},
+            "leaf1 floods VNI 10110 to leaf2 only",
+        )
+        self.expect(
+            probe.ping(self.fab.lab, "web-01", self.fab.ip("web-02")),
+            "web-01 (leaf1) pings web-02 (leaf2) over VXLAN on the routed underlay",
+        )
+        self.expect(
+            probe.tcp_transfer(self.fab.lab, "web-01", "web-02") == 1_000_000,
+            "1 MB over TCP, web-01 -> web-02",
+        )
+
+    def step_local_vni(self) -> None:
+        self.say("3. VNI 10120 has VMs behind leaf3 only: it floods to no one")
+        self.expect(self.fab.flood("leaf3") == {}, "leaf3 holds no tunnel for VNI 10120")
+        self.expect(
+            self.fab.intent.desired("leaf3:vtep") == {"10120": frozenset()},
+            "desired: VNI 10120 with an empty flood list",
+        )
+        self.expect(
+            probe.ping(self.fab.lab, "db-01", self.fab.ip("db-02")),
+            "db-01 and db-02 talk, switched on leaf3",
+        )
+
+    def step_vmotion(self) -> None:
+        self.say("4. vMotion: web-02 moves from hv2 (leaf2) to hv3 (leaf3)")
+        self.fab.start_vm("listener", "hv2", 110, "10.0.110.99/24", report=False)
+        self.note("listener: a VM in VLAN 110 behind leaf2 that vmfabric does not know of")
+        counter = probe.Broadcasts(self.fab.lab, ["web-01", "web-02", "listener"])
+        moved = self.fab.vmotion("web-02", "hv3")
+        self.fab.reconcile()
+        added = time.monotonic() - moved
+        self.timings.append(
+            ("vMotion -> new leaf in the flood lists (read back)", f"{added * 1000:.0f}ms")
+        )
+        self.lists()
+        leaf2, leaf3 = self.fab.vtep_of("leaf2"), self.fab.vtep_of("leaf3")
+        self.expect(
+            self.fab.flood("leaf1")[10110] == {leaf2, leaf3},
+            f"leaf3 added at once ({added * 1000:.0f} ms); leaf2 kept for the prune delay",
+        )
+        self.expect(
+            probe.ping(self.fab.lab, "web-01", self.fab.ip("web-02"), within=5),
+            "web-01 reaches web-02 behind leaf3",
+        )
+        copies = counter.send("web-01", expect={"web-02", "listener"})
+        self.expect(copies["listener"] == 1, "during the delay, leaf2 still gets broadcasts")
+
+        def pruned() -> bool:
+            self.fab.reconcile()
+            return self.fab.flood("leaf1").get(10110) == frozenset({leaf3})
+
+        waited = wait_for(pruned, DEMO_PRUNE + 30, "leaf2 pruned", every=0.2)
+        self.timings.append(("vMotion -> old leaf pruned", f"{time.monotonic() - moved:.1f}s"))
+        self.lists()
+        self.expect(
+            waited > 0 and time.monotonic() - moved >= DEMO_PRUNE,
+            f"leaf2 pruned after the {DEMO_PRUNE:g}s prune delay",
+        )
+        copies = counter.send("web-01", expect={"web-02"})
+        self.expect(
+            copies == {"web-01": 0, "web-02": 1, "listener": 0},
+            "a broadcast from web-01: one copy to web-02, none to leaf2",
+        )
+
+    def step_show(self) -> None:
+        from typer.testing import CliRunner
+
+        from vmfabric.cli import app
+
+        self.say("5. vmfabric show vxlan --live: per VNI the VTEPs, the VMs and the flood lists")
+        path = self.fab.record(self.workdir)
+        done = CliRunner().invoke(app, ["show", "vxlan", "--live", "-c", str(path)])
+        console.print(done.output.rstrip())
+        self.expect(
+            done.exit_code == 0 and "differs" not in done.output,
+            "the VTEPs hold exactly the computed flood lists",
+        )
+
+    def summary(self, wall: float) -> None:
+        console.print(Rule(style="dim"))
+        console.print("[bold]Timings[/bold]")
+        for what, text in self.timings:
+            self.note(f"{text:>8}  {what}")
+        self.note(f"{wall:7.1f}s  demo wall time (lab included)")
+
+
+def run_overlay_demo(underlay: str = "bgp") -> float:
+    """``vmfabric demo --overlay``; returns its wall time. Removes everything it started,
+    also on Ctrl-C and SIGTERM."""
+    from vmfabric.demo import sigterm_as_interrupt
+
+    started = time.monotonic()
+    with sigterm_as_interrupt():
+        workdir = Path(tempfile.mkdtemp(prefix="vmfabric-overlay-"))
+        workdir.chmod(0o755)  # lldpd and FRR drop privileges: the lab below must be searchable
+        try:
+            console.print(f"[bold]vmfabric demo --overlay[/bold] in {workdir}: building the lab...")
+            with overlay_lab(underlay, root=workdir / "lab") as lab:
+                fabric = overlay_fabric(lab, DEMO_VNIS, DEMO_PRUNE)
+                try:
+                    demo = OverlayDemo(fabric, workdir)
+                    demo.run()
+                    demo.summary(time.monotonic() - started)
+                finally:
+                    fabric.close()
+            console.print("[bold green]demo finished[/bold green]: lab removed")
+        except KeyboardInterrupt:
+            console.print("interrupted: lab removed")
+            raise
+        finally:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+    return time.monotonic() - started
