@@ -480,6 +480,9 @@ def run_overlay_demo(underlay: str = "bgp") -> float:
         try:
             console.print(f"[bold]vmfabric demo --overlay[/bold] in {workdir}: building the lab...")
             with overlay_lab(underlay, root=workdir / "lab") as lab:
+                console.print(
+                    f"lab {lab.name} up in {lab.up_seconds}s (namespaces vfl-{lab.name}-*)"
+                )
                 fabric = overlay_fabric(lab, DEMO_VNIS, DEMO_PRUNE)
                 try:
                     demo = OverlayDemo(fabric, workdir)
