@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from vmfabric.config.groups import AnyFirewall, GroupConfig, PolicyConfig, check_security
 from vmfabric.config.overlay import (
     FabricLink,
     OverlayConfig,
@@ -310,6 +311,9 @@ class Config(_Model):
     sessions: list[SessionConfig] = Field(default_factory=list)
     switches: list[AnySwitch] = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
+    groups: list[GroupConfig] = Field(default_factory=list, description="Security groups.")
+    policies: list[PolicyConfig] = Field(default_factory=list, description="Ordered rules.")
+    firewalls: list[AnyFirewall] = Field(default_factory=list, description="Group targets.")
     overlay: OverlayConfig | None = Field(None, description="VXLAN flood lists from placement.")
     fabric_links: list[FabricLink] = Field(
         default_factory=list, description="Static switch-to-switch links (VLAN pruning)."
@@ -333,6 +337,7 @@ class Config(_Model):
                 raise ValueError(f"links[{i}]: switch {link.switch!r} is not configured")
             if link.session is not None and link.session not in sessions:
                 raise ValueError(f"links[{i}]: session {link.session!r} is not configured")
+        check_security(self.groups, self.policies, self.firewalls, sessions)
         check_fabric(self.switches, self.fabric_links)
         return self
 
