@@ -11,6 +11,7 @@ two leaves could use carries the VLAN.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import tempfile
@@ -29,6 +30,11 @@ from vmfabric.lab import netns as nsx
 from vmfabric.lab import topology as tp
 from vmfabric.lab.builder import LabState
 from vmfabric.lab.ovs import ovs_installed
+from vmfabric.runtime.approvals import Approvals
+from vmfabric.runtime.bus import EventBus
+from vmfabric.runtime.reconciler import LoopContext, LoopSettings, Reconciler
+from vmfabric.runtime.recorder import Recorder
+from vmfabric.store import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(300)]
 PRUNE = 3.0
@@ -75,6 +81,24 @@ def _all_ping(state: LabState, within: float = 15.0) -> list[str]:
     return failed
 
 
+def _runtime_step(fabric: LabFabric, tmp_path: Path) -> None:
+    """One step of the runtime's ``Reconciler`` per fabric target (record, apply, audit)."""
+    store = Store(f"sqlite:///{tmp_path / 'loop.db'}")
+    recorder = Recorder(store)
+    ctx = LoopContext(LoopSettings(), recorder, Approvals(), EventBus(), time.monotonic)
+    try:
+        for target in fabric.trunks.values():
+            result = asyncio.run(Reconciler(target, ctx).reconcile())
+            assert result.sent and result.applied == result.sent, target.name
+    finally:
+        recorder.close()
+    audit = store.audit(switch="spine3:fabric")
+    assert sorted((e["port"], e["vlan"], e["action"]) for e in audit) == [
+        ("eth1", 20, "add"), ("eth2", 20, "add")
+    ]  # fmt: skip
+    store.close()
+
+
 def test_pruning_fabric_trunks_breaks_no_ping_and_stops_needless_flooding(
     lab: LabState, tmp_path: Path
 ) -> None:
@@ -106,7 +130,7 @@ def test_pruning_fabric_trunks_breaks_no_ping_and_stops_needless_flooding(
         assert copies == {"c": 0, "d": 1, "stray": 0}, "VLAN 20 no longer crosses the fabric"
 
         fabric.vmotion("d", "hv4")  # VLAN 20 now behind leaf1 (c) and leaf2 (d)
-        fabric.reconcile()
+        _runtime_step(fabric, tmp_path)  # this time through the runtime's own loop
         for switch, ports in FABRIC.items():
             assert fabric.trunk(switch) == dict.fromkeys(ports, frozenset({10, 20, 30}))
         assert probe.ping(lab, "c", _ip("d"), within=10), "added at once, across the fabric"

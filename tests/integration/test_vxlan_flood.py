@@ -9,6 +9,7 @@ behind the old leaf, hears it until the prune and not after).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -22,6 +23,11 @@ from vmfabric.cli import app
 from vmfabric.demo_overlay import LabFabric, overlay_fabric, overlay_lab, wait_for
 from vmfabric.lab import probe
 from vmfabric.lab.ovs import ovs_installed
+from vmfabric.runtime.approvals import Approvals
+from vmfabric.runtime.bus import EventBus
+from vmfabric.runtime.reconciler import LoopContext, LoopSettings, Reconciler
+from vmfabric.runtime.recorder import Recorder
+from vmfabric.store import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(240)]
 PRUNE = 3.0
@@ -110,3 +116,29 @@ def test_show_vxlan_live_reads_the_flood_lists_back_from_the_vteps(
     ]  # fmt: skip
     table = CliRunner().invoke(app, ["show", "vxlan", "-c", str(path)])
     assert table.exit_code == 0 and "- (no other VTEP)" in table.output
+
+
+def test_the_runtime_reconcile_loop_drives_the_vtep_targets(
+    fabric: LabFabric, tmp_path: Path
+) -> None:
+    """The VTEP targets through the runtime's own ``Reconciler`` (record, apply, confirm,
+    audit), as the composition root will run them."""
+    fab = fabric
+    fab.start_vm("y", "hv2", 110, "10.110.0.7/24")  # leaf2 joins VNI 10110 again
+    store = Store(f"sqlite:///{tmp_path / 'vmfabric.db'}")
+    recorder = Recorder(store)
+    ctx = LoopContext(LoopSettings(), recorder, Approvals(), EventBus(), time.monotonic)
+    try:
+        for target in fab.vteps.values():
+            result = asyncio.run(Reconciler(target, ctx).reconcile())
+            assert result.applied == result.sent, f"{target.name}: every change confirmed"
+    finally:
+        recorder.close()
+    leaf1, leaf2, leaf3 = (fab.vtep_of(n) for n in ("leaf1", "leaf2", "leaf3"))
+    assert fab.flood("leaf2") == {10110: {leaf1, leaf3}}
+    assert leaf2 in fab.flood("leaf1")[10110] and leaf2 in fab.flood("leaf3")[10110]
+    audit = store.audit(switch="leaf1:vtep")
+    assert [(e["port"], e["action"]) for e in audit] == [("10110", "add")]
+    assert "y" in audit[0]["reason"]
+    store.close()
+    assert probe.ping(fab.lab, "y", fab.ip("a"))

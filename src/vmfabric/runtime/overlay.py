@@ -139,6 +139,9 @@ class VtepTarget:
             return TargetPlan(self.name, self.kind)
         return self.intent.plan(self.name, self.held(), self.inventory, now)
 
+    def admit(self, changes: Sequence[Change]) -> list[Change]:
+        return list(changes)  # flood-list entries are independent of one another
+
     def apply(self, changes: Sequence[Change]) -> None:
         self.state = self.driver.apply(to_flood_changes(changes))
 
@@ -215,7 +218,7 @@ def reconcile_once(
             "flood-list entries",
         )  # fmt: skip
         if verdict:
-            changes = [c for c in changes if c.action == "add"]
+            changes = target.admit([c for c in changes if c.action == "add"])
         if changes and target.mode == "enforce":
             target.apply(changes)
             target.applied(changes)
@@ -281,6 +284,18 @@ class FabricTrunkTarget:
 
     def plan(self, now: float) -> TargetPlan:
         return self.intent.plan(self.name, self.states, self.inventory, now)
+
+    def admit(self, changes: Sequence[Change]) -> list[Change]:
+        """An open trunk is written only together with its closing: adding a VLAN to a
+        port that carries every VLAN would narrow it as well."""
+        closing = {c.holder for c in changes if c.member == CLOSE_MEMBER}
+        return [
+            c
+            for c in changes
+            if c.holder in closing
+            or (st := self.states.get(c.holder)) is None
+            or st.mode is not PortMode.OPEN
+        ]
 
     def apply(self, changes: Sequence[Change]) -> None:
         self.states.update(self.driver.apply(port_changes(changes)))
