@@ -230,3 +230,26 @@ def test_a_leaf_that_lost_its_last_vm_of_a_vni_drops_the_whole_flood_list() -> N
         ("10110", "10.0.0.2", "remove")
     ]
     assert "behind leaf1" in plan.changes[0].reason
+
+
+def test_a_new_configuration_recomputes_every_flood_list() -> None:
+    inv, delta = _world({"a": ("h1", "web"), "b": ("h2", "web"), "c": ("h3", "db")})
+    intent = _intent()
+    intent.update(inv, delta, 0.0)
+    moved = (Vtep("leaf1", "10.0.0.1"), Vtep("leaf2", "10.9.9.2"), Vtep("leaf3", "10.0.0.3"))
+    dirty = intent.set_policy(OverlayPolicy(moved, {110: 10110}), inv, 1.0)
+    assert dirty == {"leaf1:vtep", "leaf2:vtep", "leaf3:vtep"}
+    assert (
+        _all(intent)
+        == intent.recompute(inv)
+        == {
+            "leaf1:vtep": {"10110": {"10.9.9.2"}},
+            "leaf2:vtep": {"10110": {"10.0.0.1"}},
+        }
+    ), "VLAN 120 no longer overlaid; leaf2's new address"
+    stale = {"10120": Held(frozenset(), frozenset())}
+    old = {"10110": Held(frozenset({"10.0.0.2"}), frozenset({"10.0.0.2"}))}
+    plan = intent.plan("leaf1:vtep", old, inv, 1.0)
+    assert [(c.member, c.action) for c in plan.changes] == [("10.9.9.2", "add")]
+    assert [c.member for c in plan.held] == ["10.0.0.2"], "the old address waits"
+    assert intent.plan("leaf3:vtep", stale, inv, 1.0).changes == ()
