@@ -48,3 +48,11 @@ def test_names_and_room_the_vteps_need_are_refused(old: str, new: str, key: str)
     assert old in text
     with pytest.raises(ConfigError, match=re.escape(f"lab.yaml: {key}")):
         tp.parse_topology(text.replace(old, new, 1), "lab.yaml")
+
+
+def test_the_lab_picture_names_each_leafs_vtep() -> None:
+    from vmfabric.lab import graph
+
+    overlay = graph.dot_source(tp.load_topology("overlay")[0])
+    assert "vtep 10.253.1.5" in overlay
+    assert "vtep" not in graph.dot_source(tp.load_topology("leaf-spine")[0]), "no underlay"
