@@ -153,8 +153,11 @@ class LabFabric:
     action is done in the lab (namespaces, frames) and reported to the inventory as its
     source would report it; ``reconcile`` runs the targets' reconcile step."""
 
-    def __init__(self, lab: LabState, config: dict[str, Any]) -> None:
+    def __init__(
+        self, lab: LabState, config: dict[str, Any], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.lab = lab
+        self.clock = clock  # intents and removal timers run on it (tests pass a manual one)
         self.data = config
         self.config: Config = parse_config(config)
         self.inventory = Inventory([SESSION])
@@ -187,7 +190,7 @@ class LabFabric:
 
     def report(self, events: Iterable[SourceEvent]) -> set[str]:
         """Apply source events to the inventory and the intents; the dirty targets."""
-        now = time.monotonic()
+        now = self.clock()
         delta = self.inventory.apply(events, now)
         dirty: set[str] = set()
         for intent in (self.overlay, self.pruning):
@@ -197,7 +200,7 @@ class LabFabric:
 
     def reconcile(self) -> dict[str, TargetPlan]:
         """One reconcile step for every target; the plans by target name."""
-        return reconcile_once(self.targets(), time.monotonic(), guard_limits(self.config))
+        return reconcile_once(self.targets(), self.clock(), guard_limits(self.config))
 
     def flood(self, leaf: str) -> dict[int, frozenset[str]]:
         """Leaf ``leaf``'s flood lists as its VTEP holds them now (read back from OVSDB)."""
@@ -234,7 +237,7 @@ class LabFabric:
         vm = self.vms[name]
         moved = Vm(vm.session, vm.id, vm.name, host, vm.power, vm.networks)
         self.vms[name] = moved
-        when = time.monotonic()
+        when = self.clock()
         self.report([VmUpsert(moved)])
         return when
 
@@ -266,9 +269,28 @@ class LabFabric:
         return path
 
 
-def overlay_fabric(lab: LabState, vni_map: dict[int, int], prune_delay: float) -> LabFabric:
+class ManualClock:
+    """A clock tests move by hand, so that no removal depends on how fast the machine is."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+def overlay_fabric(
+    lab: LabState,
+    vni_map: dict[int, int],
+    prune_delay: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> LabFabric:
     """The overlay lab with vmfabric's overlay (``vni_map``) over it."""
-    fabric = LabFabric(lab, lab_config(lab, prune_delay, vni_map=vni_map))
+    fabric = LabFabric(lab, lab_config(lab, prune_delay, vni_map=vni_map), clock)
     if fabric.overlay is None:
         raise PermanentError(f"lab {lab.name} has no VTEP (is its underlay none?)")
     return fabric
