@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from vmfabric.cli import commands, groups, lab, show  # noqa: F401 (groups adds show group|policy)
+from vmfabric.cli import overlay as _overlay  # noqa: F401 (adds show vxlan, show fabric-trunk)
 from vmfabric.cli.common import fail
 from vmfabric.core.errors import VmfabricError
 
