@@ -51,7 +51,11 @@ log = logging.getLogger("vmfabric")
 Clock = Callable[[], float]
 CHECK_TARGET = "switch is in check mode: nothing applied"
 CHECK_SESSIONS = "sessions in check mode would add these: nothing applied"
-UNITS = {"switchport": "(port, VLAN) memberships", "addrset": "(set, address) memberships"}
+UNITS = {
+    "switchport": "(port, VLAN) memberships",
+    "addrset": "(set, address) memberships",
+    "vtep": "(VNI, VTEP) flood-list entries",
+}
 
 
 @dataclass(frozen=True)
@@ -368,7 +372,8 @@ class Reconciler:
                                     "error": error})  # fmt: skip
 
     def _what(self) -> str:
-        return {"switchport": "switch", "addrset": "firewall"}.get(self.target.kind, "target")
+        kinds = {"switchport": "switch", "addrset": "firewall", "vtep": "vtep"}
+        return kinds.get(self.target.kind, "target")
 
 
 def _change(entry: AuditEntry) -> Change:

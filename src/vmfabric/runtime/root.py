@@ -32,6 +32,8 @@ from vmfabric.runtime.approvals import Approvals, plan_keys
 from vmfabric.runtime.bus import EventBus
 from vmfabric.runtime.groups import build as build_groups
 from vmfabric.runtime.intake import Intake, register_sessions
+from vmfabric.runtime.overlay import build as build_overlay
+from vmfabric.runtime.overlay import build_pruning
 from vmfabric.runtime.reconciler import LoopContext, LoopSettings, Reconciler
 from vmfabric.runtime.recorder import Recorder
 from vmfabric.runtime.switchports import SwitchPortTarget
@@ -63,6 +65,15 @@ def switch_policies(config: Config) -> list[SwitchPolicy]:
 def loop_settings(config: Config, reread: float = PORT_REREAD) -> LoopSettings:
     limits = GuardLimits(config.engine.max_removals, config.engine.max_removal_share)
     return LoopSettings(config.engine.coalesce, config.engine.retry_max, reread, limits)
+
+
+Feature = tuple[Intent, Sequence[Target]]
+# what each feature is built from: a reload rebuilds the feature when it changed
+FEATURE_INPUTS: dict[str, Callable[[Config], tuple[object, ...]]] = {
+    "groups": lambda c: (c.groups, c.policies, c.firewalls),
+    "overlay": lambda c: (c.overlay, c.switches, c.engine),
+    "pruning": lambda c: (c.pruning, c.fabric_links, c.switches, c.engine),
+}
 
 
 class StoreReplacedError(VmfabricError):
@@ -105,7 +116,8 @@ class Controller:
         self.intake.resolver = Resolver(config.switches, config.links)
         self.targets: dict[str, Target] = {}
         self.reconcilers: dict[str, Reconciler] = {}
-        self.groups = build_groups(config, self.inventory)
+        self.features: dict[str, Feature] = self._build_features(config)
+        self._intent_of: dict[str, Any] = {}  # target -> the intent whose removals it has
         self.port_reread = PORT_REREAD
         self._drivers = drivers
         self._sources = sources
@@ -120,10 +132,20 @@ class Controller:
     # ---- parts -----------------------------------------------------------------------------
 
     def intents(self) -> list[Intent]:
-        found: list[Intent] = [self.autovlan]
-        if self.groups is not None:
-            found.append(self.groups[0])
-        return found
+        return [self.autovlan, *(intent for intent, _ in self.features.values())]
+
+    def _build_features(self, config: Config) -> dict[str, Feature]:
+        """The intents beyond autovlan that the configuration asks for, with their
+        targets: security groups, the VXLAN overlay, inter-switch VLAN pruning."""
+        built = {name: self._build_feature(name, config) for name in FEATURE_INPUTS}
+        return {name: feature for name, feature in built.items() if feature is not None}
+
+    def _build_feature(self, name: str, config: Config) -> Feature | None:
+        if name == "groups":
+            return build_groups(config, self.inventory)
+        if name == "overlay":
+            return build_overlay(config, self.inventory, self.removals)
+        return build_pruning(config, self.inventory, self.removals)
 
     @property
     def resolver(self) -> Resolver:
@@ -183,7 +205,8 @@ class Controller:
         await self.recorder.call(register_sessions, self.config, self.store, self.clock())
         for sw in self.config.switches:
             self._start_target(sw)
-        self._start_groups()
+        for name in self.features:
+            self._start_feature(name)
         aux = [
             asyncio.create_task(self._prune_timer(stop), name="prune-timer"),
             asyncio.create_task(self._maintenance(stop), name="maintenance"),
@@ -231,11 +254,10 @@ class Controller:
             loop.run(self._stop), name=f"{target.kind}-{target.name}"
         )
 
-    def _start_groups(self) -> None:
-        """The security-group intent's targets (firewalls, hypervisor vSwitches)."""
-        if self.groups is None:
-            return
-        for target in self.groups[1]:
+    def _start_feature(self, name: str) -> None:
+        intent, targets = self.features[name]
+        for target in targets:
+            self._intent_of[target.name] = intent
             self._run_target(target)
 
     async def _stop_target(self, name: str) -> None:
@@ -261,8 +283,11 @@ class Controller:
             except TimeoutError:
                 self.wake_all()
 
-    def _gate_for(self, _target: str) -> Gate:
-        return self.autovlan.gate(self.inventory)
+    def _gate_for(self, target: str) -> Gate:
+        """The sync gate of the intent whose removals ``target`` holds."""
+        intent = self._intent_of.get(target, self.autovlan)
+        gate: Gate = intent.gate(self.inventory)
+        return gate
 
     async def _maintenance(self, stop: asyncio.Event) -> None:
         """Approvals made with `vmfabric approve`, a replaced store, unrecorded data."""
@@ -314,7 +339,7 @@ class Controller:
         self.autovlan.set_policies(session_policies(new), self.inventory, now)
         self.autovlan.set_switches(switch_policies(new), self.inventory, now)
         await self._reload_switches(old, new)
-        await self._reload_groups(old, new, now)
+        await self._reload_features(old, new, now)
         settings = loop_settings(new, self.port_reread)
         for loop in self.reconcilers.values():
             loop.settings = settings
@@ -348,21 +373,21 @@ class Controller:
     def wake_dirty(self, delta: Any) -> None:
         self.intake.wake_dirty(delta, self.clock())
 
-    async def _reload_groups(self, old: Config, new: Config, now: float) -> None:
-        same = (old.groups, old.policies, old.firewalls) == (
-            new.groups,
-            new.policies,
-            new.firewalls,
-        )
-        if same:
-            return
-        for target in self.groups[1] if self.groups is not None else []:
-            await self._stop_target(target.name)
-        self.groups = build_groups(new, self.inventory)
-        if self.groups is not None:
-            everything = Delta(vms=set(self.inventory.vms), sessions=set(self.inventory.sessions()))
-            self.groups[0].update(self.inventory, everything, now)
-            self._start_groups()
+    async def _reload_features(self, old: Config, new: Config, now: float) -> None:
+        """Rebuild a feature whose configuration changed; its intent recomputes from the
+        whole inventory and its targets get new loops."""
+        for name, of in FEATURE_INPUTS.items():
+            if of(old) == of(new):
+                continue
+            for target in self.features.pop(name, (None, []))[1]:
+                await self._stop_target(target.name)
+                self.removals.forget_target(target.name)
+            feature = self._build_feature(name, new)
+            if feature is not None:
+                self.features[name] = feature
+                everything = Delta(set(self.inventory.vms), sessions=set(self.inventory.sessions()))
+                feature[0].update(self.inventory, everything, now)
+                self._start_feature(name)
 
     async def _reload_switches(self, old: Config, new: Config) -> None:
         before = {s.name: s for s in old.switches}
