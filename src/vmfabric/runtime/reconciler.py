@@ -280,6 +280,11 @@ class Reconciler:
 
     # ---- guard and approvals -------------------------------------------------------------
 
+    def forget_held(self, plan_id: int) -> None:
+        """The plan was approved: approvals settle it now, not the held-plan expiry."""
+        if self._held_plans is not None:
+            self._held_plans.pop(plan_id, None)
+
     async def _guard(
         self, plan: TargetPlan, now: float
     ) -> tuple[list[Change], str, tuple[Change, ...]]:

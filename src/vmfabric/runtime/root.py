@@ -325,6 +325,7 @@ class Controller:
                                       "status": "approved"})  # fmt: skip
             loop = self.reconcilers.get(plan["switch"])
             if loop is not None:
+                loop.forget_held(plan["id"])
                 loop.wake.set()
 
     # ---- reload (SIGHUP) -----------------------------------------------------------------
