@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from vmfabric.cli import commands, lab, show
+from vmfabric.cli import api, commands, lab, show
 from vmfabric.cli.common import fail
 from vmfabric.core.errors import VmfabricError
 
@@ -25,6 +25,7 @@ app = typer.Typer(
 app.add_typer(show.app, name="show")
 app.add_typer(lab.app, name="lab", help="Build a leaf/spine lab in network namespaces.")
 commands.register(app)
+api.register(app, show.app)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from vmfabric.config.api import ApiConfig
 from vmfabric.core.errors import ConfigError
 from vmfabric.core.vlans import format_vlans, parse_vlans
 from vmfabric.plugins import SWITCH_DRIVERS, switch_options
@@ -290,6 +291,7 @@ class Config(_Model):
     sessions: list[SessionConfig] = Field(default_factory=list)
     switches: list[AnySwitch] = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
+    api: ApiConfig | None = Field(None, description="REST API, live events, web UI, metrics.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file.")
 
     @model_validator(mode="after")
