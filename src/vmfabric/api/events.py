@@ -55,7 +55,7 @@ def parse_last_id(value: str | None, boot: str) -> int | None:
     return int(match.group(2)) if match.group(1) == boot else -1
 
 
-@dataclass
+@dataclass(eq=False)
 class _Feed:
     """One client's queue; ``push`` runs on the publisher's thread."""
 
