@@ -78,5 +78,5 @@ class Intent(Protocol):
     def desired(self, target: str) -> Desired:
         """The desired state of one target: holder -> members."""
 
-    def recompute(self, inventory: Inventory) -> dict[str, Desired]:
+    def recompute(self, inventory: Inventory) -> Mapping[str, Desired]:
         """Every target's desired state, from scratch (verification, reload)."""
