@@ -5,11 +5,14 @@ reset when the events are gone, kind filters, and streams ending when the server
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from support.api_fixtures import Api, api_config, move_vm, populate, port
+from support.api_fixtures import TOKEN_ENV, Api, api_config, move_vm, populate, port
+from support.live_fabric import LiveFabric, live_fabric
 from support.sse import SseReader, StreamClosedError
 from vmfabric.api import events
 from vmfabric.api.server import start
@@ -146,3 +149,46 @@ def test_a_client_that_falls_behind_is_cut_off_not_waited_for(
 
     got = asyncio.run(overflow())
     assert [e.id if isinstance(e, BusEvent) else e for e in got] == [1, 2, 3, None, None]
+
+
+def test_a_static_inventory_edit_streams_the_new_vlan(tmp_path: Path, api_token: str) -> None:
+    """End to end: the real controller reads the edited file, moves the VLAN, publishes;
+    the views already show what the event announces when it arrives."""
+    with live_fabric(tmp_path, TOKEN_ENV) as fabric:
+        url = f"{fabric.api.url}/api/v1/events?kinds=member"
+        with SseReader(url, fabric.token) as reader:
+            wait_for_vlan(fabric, "leaf1", "p1", 110)
+            fabric.move("web-01", "esx2")
+            added = reader.next_of("member", timeout=30).json()["data"]
+            headers = {"Authorization": f"Bearer {fabric.token}"}
+            web = httpx.get(f"{fabric.api.url}/api/v1/vms?name=web-01", headers=headers)
+            audit = httpx.get(f"{fabric.api.url}/api/v1/audit?limit=1", headers=headers)
+    assert (added["switch"], added["port"], added["vlan"], added["action"]) == (
+        "leaf1",
+        "p2",
+        110,
+        "add",
+    )
+    assert web.json()[0]["attachments"] == [{"switch": "leaf1", "port": "p2"}]
+    newest = audit.json()[0]
+    assert (newest["switch"], newest["port"], newest["vlan"], newest["action"]) == (
+        "leaf1",
+        "p2",
+        110,
+        "add",
+    )
+
+
+def wait_for_vlan(fabric: LiveFabric, switch: str, port: str, vlan: int) -> None:
+    """Until the switch carries ``vlan`` on ``port`` (the controller's first apply)."""
+    driver = fabric.controller.targets[switch]
+    deadline = time.monotonic() + 60
+    while vlan not in vlans_of(driver, port):
+        assert time.monotonic() < deadline, f"{switch} {port} never carried VLAN {vlan}"
+        time.sleep(0.05)
+
+
+def vlans_of(target: object, port: str) -> frozenset[int]:
+    states = getattr(target, "states", {})
+    state = states.get(port)
+    return state.vlans if state is not None else frozenset()
