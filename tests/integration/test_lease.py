@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -164,18 +166,49 @@ def test_show_controller_prints_the_registry(tmp_path: Path) -> None:
     assert [d["role"] for d in data] == ["leader", "standby"]
 
 
-def test_a_controller_that_stopped_beating_drops_out_of_the_registry(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'vmfabric.db'}"
-    a = Lease.for_store(url, "ctl-1", "host-1", 1, ttl=0.3, poll=0.05)
+def test_a_frozen_postgresql_controller_drops_out_of_the_registry(store_url: str) -> None:
+    if store_url.startswith("sqlite"):
+        pytest.skip("SQLite controllers have no heartbeat: see the killed-process test")
+    a = Lease.for_store(store_url, "ctl-1", "host-1", 1, ttl=0.5, poll=0.05)
     try:
         assert a.acquire(block=False)
-        assert len(controllers(url)) == 1
+        assert len(controllers(store_url)) == 1
         a._closing.set()  # the heartbeat stops, as in a frozen process
         deadline = time.monotonic() + 30
-        while controllers(url) and time.monotonic() < deadline:
+        while controllers(store_url) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert controllers(url) == []
+        assert controllers(store_url) == []
         with pytest.raises(LeaseLost, match="no heartbeat"):
             a.check()
     finally:
         a.release()
+
+
+KEEP_LEASE = """
+import os, sys, time
+from vmfabric.runtime.lease import Lease
+lease = Lease.for_store(sys.argv[1], "ctl-9", os.uname().nodename, os.getpid())
+print("leader" if lease.acquire(block=False) else "standby", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_sqlite_controller_drops_out_and_frees_the_lock(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'vmfabric.db'}"
+    proc = subprocess.Popen([sys.executable, "-c", KEEP_LEASE, url], stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    b = lease(url, "ctl-2")
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "leader"
+        assert [(c["id"], c["role"]) for c in controllers(url)] == [("ctl-9", "leader")]
+        assert not b.acquire(block=False)
+        proc.kill()
+        proc.wait(10)
+        assert b.acquire(block=True)
+        assert [(c["id"], c["role"]) for c in controllers(url)] == [("ctl-2", "leader")]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        b.release()

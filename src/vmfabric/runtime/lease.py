@@ -19,9 +19,10 @@ writes of a leader that lost it:
   lock, terminates) the old leader's transactions still in flight, so no late write
   commits after the takeover.
 - **Registry**: every controller keeps a row in ``controllers`` (id, host, pid, role,
-  since) with a heartbeat every ``ttl / 3`` seconds; ``show controller`` lists the rows
-  whose heartbeat is fresh. Times come from the database server's clock on PostgreSQL, so
-  controllers on hosts with skewed clocks agree.
+  since). On PostgreSQL it carries a heartbeat every ``ttl / 3`` seconds and ``show
+  controller`` lists the rows whose heartbeat is fresh (times by the database server's
+  clock, so controllers on hosts with skewed clocks agree). On SQLite (one machine) a row
+  counts while its process lives: nothing writes the store every second.
 
 The two tables belong to this module (created on first use, with the other tables of the
 store), not to the store's schema.
@@ -33,6 +34,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,6 +75,7 @@ _LOCK_KEYS = (0x766D6662, 1)  # "vmfb", 1: the advisory lock of the leader lease
 _SCHEMA_KEYS = (0x766D6662, 2)  # serialises creating the lease tables
 _SERVER_NOW = text("SELECT extract(epoch FROM clock_timestamp())")
 _FORGET_AFTER = 60.0  # seconds: rows of controllers silent this long are deleted
+_NO_EXPIRY = 10 * 365 * 86400.0  # SQLite rows: alive while their process is
 
 lease_metadata = MetaData()
 controllers_table = Table(
@@ -142,8 +145,21 @@ def read_controllers(conn: Connection) -> list[dict[str, Any]]:
         return []
     now = _db_now(conn)
     stmt = select(controllers_table).where(controllers_table.c.expires >= now)
-    rows = sorted(conn.execute(stmt), key=lambda r: (r.role != LEADER, r.id))
+    rows = [r for r in conn.execute(stmt) if conn.dialect.name != "sqlite" or _alive(r)]
+    rows.sort(key=lambda r: (r.role != LEADER, r.id))
     return [controller_json(r) for r in rows]
+
+
+def _alive(row: Any) -> bool:
+    """SQLite (one machine): a controller is alive while its process is. A row of another
+    host (a copied store file) cannot be checked: it stays."""
+    if row.host != socket.gethostname():
+        return True
+    try:
+        status = Path(f"/proc/{int(row.pid)}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
 
 
 def controllers(store_url: str) -> list[dict[str, Any]]:
@@ -255,7 +271,7 @@ class Lease:
             if self._role != LEADER:
                 raise LeaseLost(f"controller {self.identity.id} is not the leader")
             silent = time.monotonic() - self._renewed
-            if silent > self.ttl:
+            if self._lock.beats and silent > self.ttl:
                 self._lose(f"no heartbeat for {silent:.1f}s (ttl {self.ttl:g}s)")
             try:
                 self._lock.verify(self.epoch)
@@ -314,6 +330,9 @@ class Lease:
             now = _db_now(conn)
             table = controllers_table
             conn.execute(delete(table).where(table.c.expires < now - _FORGET_AFTER))
+            if conn.dialect.name == "sqlite":
+                dead = [r.id for r in conn.execute(select(table)) if not _alive(r)]
+                conn.execute(delete(table).where(table.c.id.in_(dead)))
             conn.execute(delete(table).where(table.c.id == self.identity.id))
             conn.execute(insert(table).values(**self._row(now, "standby", now)))
         self._role, self._since, self._registered = "standby", now, True
@@ -328,7 +347,7 @@ class Lease:
             "role": role,
             "since": since,
             "heartbeat": now,
-            "expires": now + self.ttl,
+            "expires": now + (self.ttl if self._lock.beats else _NO_EXPIRY),
             "backend": self._lock.backend(),
         }
 
@@ -383,7 +402,7 @@ class Lease:
                 log.exception("controller %s: on_change failed", self.identity.id)
 
     def _start_heartbeat(self) -> None:
-        if self._beater is not None and self._beater.is_alive():
+        if not self._lock.beats or (self._beater is not None and self._beater.is_alive()):
             return
         self._beater = threading.Thread(target=self._beat, name="vmfabric-lease", daemon=True)
         self._beater.start()
@@ -417,6 +436,8 @@ class Lease:
 class _Lock:
     """What differs between the databases: the mutual exclusion and its connection."""
 
+    beats = True  # whether liveness is a heartbeat in the registry
+
     def try_lock(self) -> bool:
         raise NotImplementedError
 
@@ -447,7 +468,10 @@ class _Lock:
 
 class _FileLock(_Lock):
     """SQLite: ``flock`` on ``<store>.lock`` (as ``vmfabric sync`` takes it); the registry
-    and the epoch live in the store's file."""
+    and the epoch live in the store's file. One machine: a controller is alive while its
+    process is, so there is no heartbeat writing to the store every second."""
+
+    beats = False
 
     def __init__(self, url: URL) -> None:
         self._path = db.sqlite_file(url)
