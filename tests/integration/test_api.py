@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from support.api_fixtures import TOKEN_ENV, Api, api_config, populate
+from support.api_fixtures import TOKEN_ENV, Api, api_config, move_vm, populate, port
 from vmfabric.api.server import start
 from vmfabric.cli import app as cli_app
 from vmfabric.config import parse_config
@@ -375,3 +375,20 @@ def test_stop_frees_the_port(tmp_path: Path, api_token: str) -> None:
     second = start(again, again.store_url(), EventBus())
     second.stop()
     assert second.port == port
+
+
+def test_a_cached_view_follows_every_store_write(api: Api) -> None:
+    """Views are kept while the store is unchanged: a write by another connection (the
+    controller, `vmfabric approve`) is seen by the very next request."""
+    with api.client() as client:
+        before = client.get("/api/v1/vms").json()
+        assert client.get("/api/v1/vms").json() == before
+        move_vm(api.store, api.bus, "web-01", "esx02", port("leaf1", "p2", "1,110", "110"))
+        after = {v["name"]: v["host"] for v in client.get("/api/v1/vms").json()}
+        assert after["web-01"] == "esx02"
+        api.store.set_port_states([port("leaf1", "p2", "1,110,130", "110,130")], 2.0)
+        p2 = client.get("/api/v1/interfaces?port=p2").json()
+        assert [i["vlans"] for i in p2 if i["switch"] == "leaf1"] == [[1, 110, 130]]
+        with Store(api.config.store_url()) as other:  # another process's connection
+            other.set_switch_status("leaf2", "ok", now=3.0)
+        assert [s["state"] for s in client.get("/api/v1/switches").json()] == ["ok", "ok"]

@@ -29,8 +29,9 @@ from starlette.responses import Response
 
 from vmfabric import __version__
 from vmfabric.api import errors, reads
+from vmfabric.api.cache import ViewCache
 from vmfabric.api.events import EventStreams, parse_last_id
-from vmfabric.api.render import json_response
+from vmfabric.api.render import dumps, json_response, raw_json
 from vmfabric.core.errors import ConfigError
 from vmfabric.runtime.bus import EventBus
 from vmfabric.runtime.telemetry import Telemetry
@@ -63,7 +64,12 @@ class ApiContext:
     telemetry: Telemetry
     streams: EventStreams
     controllers: Callable[[], list[dict[str, Any]]]
+    cache: ViewCache
     control: Control | None = None
+
+    def view(self, key: str, read: Callable[[], Any]) -> Response:
+        """The JSON of ``read()``, from the cache while the store is unchanged."""
+        return raw_json(self.cache.get(key, lambda: dumps(read())))
 
 
 def static_dir() -> str:
@@ -82,7 +88,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     errors.install(app)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(_auth(ctx.token))])
-    _inventory_views(api, ctx.store)
+    _inventory_views(api, ctx)
     _state_views(api, ctx)
     _writes(api, ctx)
     _stream(api, ctx)
@@ -109,42 +115,43 @@ def _auth(token: SecretStr) -> Callable[..., None]:
     return check
 
 
-def _inventory_views(api: APIRouter, store: Store) -> None:
+def _inventory_views(api: APIRouter, ctx: ApiContext) -> None:
     """GET routes: one per ``show`` view, same parameters, same JSON."""
+    store, view = ctx.store, ctx.view
 
     @api.get("/sessions", summary="show session --json")
     def sessions(name: Name = None) -> Response:
-        return json_response(reads.sessions(store, name))
+        return view(f"sessions?{name}", lambda: reads.sessions(store, name))
 
     @api.get("/vms", summary="show vm --json")
     def vms(name: Name = None) -> Response:
-        return json_response(reads.vms(store, name))
+        return view(f"vms?{name}", lambda: reads.vms(store, name))
 
     @api.get("/hosts", summary="show host --json")
     def hosts() -> Response:
-        return json_response(reads.hosts(store))
+        return view("hosts", lambda: reads.hosts(store))
 
     @api.get("/interfaces", summary="show interface --json")
     def interfaces(port: Name = None) -> Response:
-        return json_response(reads.interfaces(store, port))
+        return view(f"interfaces?{port}", lambda: reads.interfaces(store, port))
 
     @api.get("/vlans", summary="show vlan --json")
     def vlans(
         vlan: Annotated[int | None, Query(ge=1, le=4094)] = None, dynamic: bool = False
     ) -> Response:
-        return json_response(reads.vlans(store, vlan, dynamic))
+        return view(f"vlans?{vlan}&{dynamic}", lambda: reads.vlans(store, vlan, dynamic))
 
 
 def _state_views(api: APIRouter, ctx: ApiContext) -> None:
-    store = ctx.store
+    store, view = ctx.store, ctx.view
 
     @api.get("/switches", summary="show switch --json")
     def switches() -> Response:
-        return json_response(reads.switches(store))
+        return view("switches", lambda: reads.switches(store))
 
     @api.get("/plans", summary="show plan --json")
     def plans(status: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None) -> Response:
-        return json_response(reads.plans(store, status=status))
+        return view(f"plans?{status}", lambda: reads.plans(store, status=status))
 
     @api.get("/plans/{plan_id}", summary="One plan")
     def plan(plan_id: PlanId) -> Response:
@@ -155,7 +162,7 @@ def _state_views(api: APIRouter, ctx: ApiContext) -> None:
         limit: Annotated[int, Query(ge=1, le=100_000)] = 50,
         switch: Name = None,
     ) -> Response:
-        return json_response(reads.audit(store, limit, switch))
+        return view(f"audit?{limit}&{switch}", lambda: reads.audit(store, limit, switch))
 
     @api.get("/controllers", summary="show controller --json")
     def controllers() -> Response:

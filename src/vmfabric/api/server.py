@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import uvicorn
 
 from vmfabric.api.app import ApiContext, Control, create_app
+from vmfabric.api.cache import ViewCache
 from vmfabric.api.events import EventStreams
 from vmfabric.api.reads import open_reader
 from vmfabric.config import Config, resolve_secret
@@ -48,6 +49,7 @@ class ApiHandle:
     _thread: threading.Thread
     _streams: EventStreams
     _store: Store
+    _cache: ViewCache
     _owned: list[Telemetry] = field(default_factory=list)
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -61,6 +63,7 @@ class ApiHandle:
         for telemetry in self._owned:
             telemetry.close()
         self._owned.clear()
+        self._cache.close()
         self._store.close()
 
 
@@ -86,7 +89,9 @@ def start(
     metrics.watch_store(store_url)
     store = open_reader(store_url)
     streams = EventStreams(bus, metrics.sse_clients.set)
-    ctx = ApiContext(store, bus, token, metrics, streams, lambda: controllers(store_url), control)
+    cache = ViewCache(store_url)
+    ctx = ApiContext(store, bus, token, metrics, streams, lambda: controllers(store_url), cache,
+                     control)  # fmt: skip
     server = uvicorn.Server(_uvicorn_config(ctx, tls))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="vmfabric-api", daemon=True
@@ -95,7 +100,7 @@ def start(
     host, port = sock.getsockname()[:2]
     scheme = "https" if tls else "http"
     handle = ApiHandle(_url(scheme, host, port), host, port, metrics, server, thread, streams,
-                       store, owned)  # fmt: skip
+                       store, cache, owned)  # fmt: skip
     _wait_started(handle, server, thread)
     log.info("API, web UI and metrics at %s", handle.url)
     return handle
