@@ -17,6 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from support.api_fixtures import TOKEN_ENV, Api, api_config, move_vm, populate, port
+from vmfabric import __version__
 from vmfabric.api.server import start
 from vmfabric.cli import app as cli_app
 from vmfabric.config import parse_config
@@ -392,3 +393,17 @@ def test_a_cached_view_follows_every_store_write(api: Api) -> None:
         with Store(api.config.store_url()) as other:  # another process's connection
             other.set_switch_status("leaf2", "ok", now=3.0)
         assert [s["state"] for s in client.get("/api/v1/switches").json()] == ["ok", "ok"]
+
+
+def test_api_token_prints_a_fresh_random_token_and_version_prints_the_version() -> None:
+    runner = CliRunner()
+    first = runner.invoke(cli_app, ["api-token"])
+    second = runner.invoke(cli_app, ["api-token"])
+    assert first.exit_code == second.exit_code == 0
+    token = first.stdout.strip()
+    assert len(token) >= 40
+    assert token != second.stdout.strip()
+    assert token.replace("-", "").replace("_", "").isalnum()
+    version = runner.invoke(cli_app, ["--version"])
+    assert version.exit_code == 0
+    assert version.stdout.strip() == f"vmfabric {__version__}"

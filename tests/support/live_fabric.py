@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from support.setup import Inventory, inventory, rewrite, write_setup
 from vmfabric.api.server import ApiHandle, start
 from vmfabric.config import Config, load_config
 from vmfabric.runtime import Controller
+from vmfabric.targets.switchport.base import Driver
 
 PGS = {"web": 110, "db": 120}
 VMS = [("web-01", "esx1", "web"), ("db-01", "esx1", "db"), ("web-02", "esx3", "web")]
@@ -42,6 +43,7 @@ class LiveFabric:
     token: str
     inventory_path: Path
     vms: list[tuple[str, str, str]]
+    pgs: dict[str, int]
 
     def move(self, vm: str, to_host: str) -> None:
         """vMotion in the static inventory: rewrite the file with ``vm`` on ``to_host``."""
@@ -49,7 +51,7 @@ class LiveFabric:
         rewrite(self.inventory_path, self.inventory())
 
     def inventory(self) -> Inventory:
-        return inventory(self.vms, PGS, hosts=3)
+        return inventory(self.vms, self.pgs, hosts=3)
 
 
 def _with_api(config_path: Path, token_env: str) -> Config:
@@ -60,16 +62,28 @@ def _with_api(config_path: Path, token_env: str) -> Config:
 
 
 @contextlib.contextmanager
-def live_fabric(tmp: Path, token_env: str) -> Iterator[LiveFabric]:
-    """The fabric of the module docstring, running; the token is read from ``token_env``."""
-    engine = {"prune_delay": "1s", "max_removals": 0}
-    write_setup(tmp, inventory(VMS, PGS, hosts=3),
+def live_fabric(
+    tmp: Path,
+    token_env: str,
+    *,
+    vms: list[tuple[str, str, str]] | None = None,
+    pgs: dict[str, int] | None = None,
+    engine: dict[str, object] | None = None,
+    drivers: Callable[[Config], dict[str, Driver]] | None = None,
+) -> Iterator[LiveFabric]:
+    """The fabric of the module docstring, running; the token is read from ``token_env``.
+    ``vms``, ``pgs`` and ``engine`` replace the defaults; ``drivers(config)`` gives the
+    switches' drivers (a benchmark's instrumented ones)."""
+    vms, pgs = list(vms or VMS), pgs or PGS
+    engine = engine or {"prune_delay": "1s", "max_removals": 0}
+    write_setup(tmp, inventory(vms, pgs, hosts=3),
                 [fake_switch("leaf1"), fake_switch("leaf2")], LINKS, engine=engine)  # fmt: skip
     config = _with_api(tmp / "vmfabric.yaml", token_env)
-    with running_controller(config, port_reread=1.0) as ctl:
+    made = drivers(config) if drivers is not None else None
+    with running_controller(config, drivers=made, port_reread=1.0) as ctl:
         handle = start(config, config.store_url(), ctl.bus)
         try:
             yield LiveFabric(config, ctl, handle, os.environ[token_env], tmp / "inv.yaml",
-                             list(VMS))  # fmt: skip
+                             vms, pgs)  # fmt: skip
         finally:
             handle.stop()
