@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from vmfabric.cli import api, commands, lab, show
+from vmfabric.cli import api, commands, groups, lab, show  # noqa: F401 (groups: show group|policy)
 from vmfabric.cli.common import fail
 from vmfabric.core.errors import VmfabricError
 

@@ -34,8 +34,11 @@ from the switch and returns a ``TargetPlan`` of ``Change``s (member = the VLAN a
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from vmfabric.core.model import (
     Host,
@@ -123,16 +126,38 @@ def full_desired(
     return {k: frozenset(v) for k, v in out.items()}
 
 
-def _put(index: dict[PortKey, set[int]], port: PortKey, vlan: int) -> None:
-    index.setdefault(port, set()).add(vlan)
+# a port's VLANs: a sorted array('H'), 2 bytes a VLAN (memory: a set costs ~50 a VLAN)
+Vlans: TypeAlias = "array[int]"
 
 
-def _take(index: dict[PortKey, set[int]], port: PortKey, vlan: int) -> None:
+def _put(index: dict[PortKey, Vlans], port: PortKey, vlan: int) -> None:
     vlans = index.get(port)
-    if vlans is not None:
-        vlans.discard(vlan)
+    if vlans is None:
+        index[port] = array("H", (vlan,))
+        return
+    at = bisect_left(vlans, vlan)
+    if at == len(vlans) or vlans[at] != vlan:
+        vlans.insert(at, vlan)
+
+
+def _take(index: dict[PortKey, Vlans], port: PortKey, vlan: int) -> None:
+    vlans = index.get(port)
+    if vlans is None:
+        return
+    at = bisect_left(vlans, vlan)
+    if at < len(vlans) and vlans[at] == vlan:
+        del vlans[at]
         if not vlans:
             del index[port]
+
+
+def _as_tuple(value: Triple | tuple[Triple, ...] | None) -> tuple[Triple, ...]:
+    """A VM's contribution as stored (one triple alone, or several) as a tuple."""
+    if not value:
+        return _NONE
+    if isinstance(value[0], str):
+        return (value,)
+    return value
 
 
 class AutovlanIntent:
@@ -152,12 +177,12 @@ class AutovlanIntent:
         self._edge = {s.name: s.edge_ports for s in self.switches.values()}
         self.policies = {p.name: p for p in policies}
         self.removals = removals
-        self._contrib: dict[Key, tuple[Triple, ...]] = {}
+        self._contrib: dict[Key, Triple | tuple[Triple, ...]] = {}
         # users of a triple: one VM key alone (the common case, no set), or a set of them
         self._users: dict[Triple, Key | set[Key]] = {}
-        self._enforcing: dict[Triple, int] = {}  # users from sessions not in check mode
-        self._desired: dict[PortKey, set[int]] = {}
-        self._checked: dict[PortKey, set[int]] = {}  # wanted by check-mode sessions only
+        self._checkers: dict[Triple, int] = {}  # users from sessions in check mode (rare)
+        self._desired: dict[PortKey, Vlans] = {}
+        self._checked: dict[PortKey, Vlans] = {}  # wanted by check-mode sessions only
         self._dirty: set[str] = set()
 
     # ---- queries ---------------------------------------------------------------------
@@ -199,7 +224,7 @@ class AutovlanIntent:
         return frozenset(found) if isinstance(found, set) else frozenset((found,))
 
     def contributions(self) -> dict[Key, tuple[Triple, ...]]:
-        return dict(self._contrib)
+        return {k: _as_tuple(v) for k, v in self._contrib.items()}
 
     # ---- changes -----------------------------------------------------------------------
 
@@ -257,20 +282,18 @@ class AutovlanIntent:
             self._set_contrib(key, triples, now)
 
     def _set_contrib(self, key: Key, new: tuple[Triple, ...], now: float) -> None:
-        old = self._contrib.get(key, _NONE)
+        old = _as_tuple(self._contrib.get(key))
         if old == new:
             return
-        if new:
-            self._contrib[key] = new
+        if new:  # one triple is kept alone, not in a 1-tuple (memory: most VMs have one)
+            self._contrib[key] = new[0] if len(new) == 1 else new
         else:
             self._contrib.pop(key, None)
-        new_set = set(new)
         for t in old:
-            if t not in new_set:
+            if t not in new:
                 self._drop_user(t, key, now)
-        old_set = set(old)
         for t in new:
-            if t not in old_set:
+            if t not in old:
                 self._add_user(t, key)
 
     def _checking(self, session: str) -> bool:
@@ -281,19 +304,22 @@ class AutovlanIntent:
         found = self._users.get(t)
         if found is None:
             self._users[t] = key
+            count = 1
         elif isinstance(found, set):
             found.add(key)
+            count = len(found)
         else:
             self._users[t] = {found, key}
+            count = 2
         port = (t[0], t[1])
         if self._checking(key[0]):
-            if not self._enforcing.get(t):
+            checkers = self._checkers.get(t, 0) + 1
+            self._checkers[t] = checkers
+            if checkers == count:  # no enforcing user: check mode only
                 _put(self._checked, port, t[2])
                 self._dirty.add(t[0])
             return
-        count = self._enforcing.get(t, 0) + 1
-        self._enforcing[t] = count
-        if count > 1:
+        if count - self._checkers.get(t, 0) > 1:
             return
         _put(self._desired, port, t[2])
         _take(self._checked, port, t[2])
@@ -301,37 +327,43 @@ class AutovlanIntent:
         self._dirty.add(t[0])
 
     def _drop_user(self, t: Triple, key: Key, now: float) -> None:
-        found = self._users.get(t)
-        if found is None:
+        count = self._discard_user(t, key)
+        if count < 0:
             return
-        if isinstance(found, set):
-            if key not in found:
-                return
-            found.discard(key)
-            if len(found) == 1:
-                self._users[t] = next(iter(found))
-            left = bool(found)
-        else:
-            if found != key:
-                return
-            del self._users[t]
-            left = False
         port = (t[0], t[1])
+        checkers = self._checkers.get(t, 0)
         if self._checking(key[0]):
-            if not left:
+            checkers -= 1
+            if checkers:
+                self._checkers[t] = checkers
+            else:
+                self._checkers.pop(t, None)
+            if count == 0:
                 _take(self._checked, port, t[2])
                 self._dirty.add(t[0])
             return
-        count = self._enforcing[t] - 1
-        if count:
-            self._enforcing[t] = count
+        if count - checkers:
             return
-        del self._enforcing[t]
         _take(self._desired, port, t[2])
-        if left:  # only check-mode users are left
+        if checkers:  # only check-mode users are left
             _put(self._checked, port, t[2])
         self.removals.vacated(t[0], t[1], str(t[2]), now)
         self._dirty.add(t[0])
+
+    def _discard_user(self, t: Triple, key: Key) -> int:
+        """Remove ``key`` from the users of ``t``; the users left, or -1 if it was none."""
+        found = self._users.get(t)
+        if isinstance(found, set):
+            if key not in found:
+                return -1
+            found.discard(key)
+            if len(found) == 1:
+                self._users[t] = next(iter(found))
+            return len(found)
+        if found is None or found != key:
+            return -1
+        del self._users[t]
+        return 0
 
     # ---- planning ----------------------------------------------------------------------
 
@@ -395,7 +427,7 @@ class AutovlanIntent:
         if state.mode is not PortMode.TRUNK and not closing:
             return changes, held
         key = (state.switch, state.port)
-        desired = self._desired.get(key, set())
+        desired = set(self._desired.get(key, ()))
         vlans = frozenset() if closing else state.vlans
         if closing:
             note = "port carried every VLAN: closed to those needed (open_ports: close)"
@@ -421,7 +453,7 @@ class AutovlanIntent:
     def _check_port(self, state: PortState, inventory: Inventory) -> list[Change]:
         """What sessions in check mode would add to this port (never applied)."""
         key = (state.switch, state.port)
-        would = self._checked.get(key, set()) - state.vlans
+        would = set(self._checked.get(key, ())) - state.vlans
         return [self._add_change(key, v, inventory) for v in sorted(would)]
 
     def _add_change(self, key: PortKey, vlan: int, inventory: Inventory) -> Change:

@@ -17,7 +17,8 @@ Not thread-safe: the runtime owns it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -39,6 +40,8 @@ from vmfabric.core.model import (
 Key = tuple[str, str]  # (session, name or id)
 _T = TypeVar("_T", Host, PortGroup)
 _EMPTY: frozenset[Key] = frozenset()
+Members = list[Key] | set[Key]
+SMALL = 512  # index entries kept as a list up to this many VMs
 
 
 @dataclass(slots=True)
@@ -72,10 +75,11 @@ class Inventory:
         self.hosts: dict[Key, Host] = {}
         self.portgroups: dict[Key, PortGroup] = {}
         self.vms: dict[Key, Vm] = {}
-        self._by_host: dict[Key, set[Key]] = {}
-        self._by_pg: dict[Key, set[Key]] = {}
+        self._by_host: dict[Key, Members] = {}
+        self._by_pg: dict[Key, Members] = {}
         self._in_sync: dict[str, bool] = dict.fromkeys(sessions, False)
         self._synced_at: dict[str, float] = {}
+        self._networks: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     # ---- queries -------------------------------------------------------------------------
 
@@ -89,10 +93,10 @@ class Inventory:
         """When the session last became in sync (0.0 if never)."""
         return self._synced_at.get(session, 0.0)
 
-    def vms_on_host(self, key: Key) -> frozenset[Key] | set[Key]:
+    def vms_on_host(self, key: Key) -> Collection[Key]:
         return self._by_host.get(key, _EMPTY)
 
-    def vms_in_portgroup(self, key: Key) -> frozenset[Key] | set[Key]:
+    def vms_in_portgroup(self, key: Key) -> Collection[Key]:
         return self._by_pg.get(key, _EMPTY)
 
     def host_of(self, vm: Vm) -> Host | None:
@@ -180,11 +184,24 @@ class Inventory:
             return
         if old is not None:
             self._unindex(old)
+        vm = self._canonical(vm)
         self.vms[key] = vm
         _index(self._by_host, (vm.session, vm.host), key)
-        for name in vm.networks:
+        for name in dict.fromkeys(vm.networks):  # a port group named twice is indexed once
             _index(self._by_pg, (vm.session, name), key)
         delta.vms.add(key)
+
+    def _canonical(self, vm: Vm) -> Vm:
+        """The VM with its host name interned and its network tuple shared with every VM
+        attached to the same port groups: thousands of VMs hold one copy (memory)."""
+        host = sys.intern(vm.host)
+        networks = self._networks.setdefault(vm.networks, vm.networks)
+        if host is vm.host and networks is vm.networks:
+            return vm
+        return Vm(
+            vm.session, vm.id, vm.name, host, vm.power, networks, vm.ips, vm.macs, vm.tags,
+            vm.attributes, vm.guest_os, vm.folder, vm.cluster,
+        )  # fmt: skip
 
     def _remove_vm(self, key: Key, delta: Delta) -> None:
         old = self.vms.pop(key, None)
@@ -194,7 +211,7 @@ class Inventory:
 
     def _unindex(self, vm: Vm) -> None:
         _unindex(self._by_host, (vm.session, vm.host), vm.key)
-        for name in vm.networks:
+        for name in dict.fromkeys(vm.networks):
             _unindex(self._by_pg, (vm.session, name), vm.key)
 
 
@@ -209,16 +226,30 @@ def _drop(table: dict[Key, _T], key: Key, changed: set[Key]) -> None:
         changed.add(key)
 
 
-def _index(index: dict[Key, set[Key]], at: Key, key: Key) -> None:
-    index.setdefault(at, set()).add(key)
-
-
-def _unindex(index: dict[Key, set[Key]], at: Key, key: Key) -> None:
+def _index(index: dict[Key, Members], at: Key, key: Key) -> None:
+    """Add ``key`` under ``at``: a list while small (8 bytes an entry; a host or port group
+    has tens of VMs), a set from ``SMALL`` on (fast removal for big port groups)."""
     members = index.get(at)
-    if members is not None:
+    if members is None:
+        index[at] = [key]
+    elif isinstance(members, set):
+        members.add(key)
+    else:  # callers never index a key twice under one entry (see _upsert_vm)
+        members.append(key)
+        if len(members) > SMALL:
+            index[at] = set(members)
+
+
+def _unindex(index: dict[Key, Members], at: Key, key: Key) -> None:
+    members = index.get(at)
+    if members is None:
+        return
+    if isinstance(members, set):
         members.discard(key)
-        if not members:
-            del index[at]
+    elif key in members:
+        members.remove(key)
+    if not members:
+        del index[at]
 
 
 def _replace(table: dict[Key, _T], new: Mapping[Key, _T], session: str) -> set[Key]:

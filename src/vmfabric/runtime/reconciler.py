@@ -51,7 +51,7 @@ log = logging.getLogger("vmfabric")
 Clock = Callable[[], float]
 CHECK_TARGET = "switch is in check mode: nothing applied"
 CHECK_SESSIONS = "sessions in check mode would add these: nothing applied"
-UNITS = {"switchport": "(port, VLAN) memberships"}
+UNITS = {"switchport": "(port, VLAN) memberships", "addrset": "(set, address) memberships"}
 
 
 @dataclass(frozen=True)
@@ -240,6 +240,7 @@ class Reconciler:
         await asyncio.to_thread(self.target.apply, kept)
         seconds = time.monotonic() - started
         confirmed = self.target.confirmed(kept)
+        await self._record_states()
         # approved plans are settled before their removals reach the audit log: whoever
         # sees the audit entries sees the plan applied
         await self._settle_approvals(plan, {(c.holder, c.member) for c in confirmed})
@@ -303,7 +304,7 @@ class Reconciler:
             self._held_plans[plan_id] = keys
             self.bus.publish("plan", {"id": plan_id, "target": self.name, "status": "held"})
         kept = [c for c in changes if c.action == "add" or (c.holder, c.member) in approved]
-        return kept, verdict, tuple(held)
+        return self.target.admit(kept), verdict, tuple(held)
 
     async def _expire_held(self, plan: TargetPlan, now: float) -> None:
         if self._held_plans is None:  # held plans of an earlier run or process
@@ -367,7 +368,7 @@ class Reconciler:
                                     "error": error})  # fmt: skip
 
     def _what(self) -> str:
-        return "switch" if self.target.kind == "switchport" else self.target.kind
+        return {"switchport": "switch", "addrset": "firewall"}.get(self.target.kind, "target")
 
 
 def _change(entry: AuditEntry) -> Change:
