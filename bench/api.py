@@ -50,6 +50,7 @@ from vmfabric.core.model import (
 )
 from vmfabric.runtime.bus import EventBus
 from vmfabric.runtime.lease import controllers
+from vmfabric.runtime.switchports import SwitchPortTarget
 from vmfabric.store import Store
 from vmfabric.targets.switchport.base import Driver
 from vmfabric.targets.switchport.fake import FakeDriver
@@ -115,7 +116,9 @@ def bench_sse(moves: int) -> None:
         Path(tmp), TOKEN_ENV, vms=vms, pgs=pgs, engine={"prune_delay": "1h"},
         drivers=timed_drivers,
     ) as fabric:  # fmt: skip
-        driver = fabric.controller.targets["leaf1"].driver
+        target = fabric.controller.targets["leaf1"]
+        assert isinstance(target, SwitchPortTarget)
+        driver = target.driver
         assert isinstance(driver, TimedFake), "the controller must use the timed driver"
         url = f"{fabric.api.url}/api/v1/events?kinds=member"
         from support.sse import SseReader
