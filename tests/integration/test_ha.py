@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.pool import NullPool
 
 from support import postgres
@@ -86,12 +86,12 @@ class Contender:
 
 
 @pytest.fixture
-def spawn(store_url: str) -> Iterator[Callable[[str, float], Contender]]:
+def spawn(store_url: str) -> Iterator[Callable[..., Contender]]:
     started: list[Contender] = []
 
-    def start(name: str, ttl: float = 2.0) -> Contender:
+    def start(name: str, ttl: float = 2.0, hold: float = 0.05) -> Contender:
         proc = subprocess.Popen(
-            [sys.executable, str(CONTENDER), store_url, name, str(ttl)],
+            [sys.executable, str(CONTENDER), store_url, name, str(ttl), str(hold)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -162,6 +162,19 @@ def journal_rows(url: str) -> list[Any]:
         return list(conn.execute(select(journal).order_by(journal.c.id)))
 
 
+def in_transaction(url: str, controller: str) -> bool:
+    """Whether ``controller`` is inside its fenced write (pg_sleep in the transaction)."""
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"
+                 " AND state = 'active' AND query LIKE '%pg_sleep%'"),
+            {"name": f"contender-{controller}"},
+        ).scalar_one()  # fmt: skip
+    engine.dispose()
+    return bool(found)
+
+
 def first_write(url: str, controller: str) -> float | None:
     """When ``controller`` first wrote (the database's clock), or None."""
     return next((r.at for r in journal_rows(url) if r.controller == controller), None)
@@ -177,18 +190,20 @@ def check_one_writer_at_a_time(rows: list[Any]) -> None:
 
 
 def test_a_standby_takes_over_within_5s_when_the_leader_is_killed_mid_apply(
-    store_url: str, spawn: Callable[[str, float], Contender]
+    store_url: str, spawn: Callable[..., Contender]
 ) -> None:
-    a, b, c = spawn("ctl-a", 2.0), spawn("ctl-b", 2.0), spawn("ctl-c", 2.0)
+    a, b, c = (spawn(name, 2.0, 0.3) for name in ("ctl-a", "ctl-b", "ctl-c"))
     first = wait_for("a leader", lambda: leader(store_url))
     three = wait_for("three controllers", lambda: registered(store_url, 3))
     assert sorted(x["role"] for x in three) == ["leader", "standby", "standby"]
     watch = LeaderWatch(store_url)
     try:
         victim = {p.name: p for p in (a, b, c)}[first["id"]]
-        wait_for("the leader's writes", lambda: len(journal_rows(store_url)) >= 5)
+        wait_for("the leader's writes", lambda: len(journal_rows(store_url)) >= 3)
+        wait_for("the leader inside an apply", lambda: in_transaction(store_url, victim.name))
+        written = len(journal_rows(store_url))
         killed_at = time.time()
-        victim.proc.kill()  # SIGKILL, most likely inside a write transaction
+        victim.proc.kill()  # SIGKILL inside a write transaction (0.3 s long)
         victim.proc.wait(10)
         new = wait_for("a new leader", lambda: new_leader(store_url, first["id"]))
         took_over = wait_for("its first write", lambda: first_write(store_url, new["id"]))
@@ -201,13 +216,15 @@ def test_a_standby_takes_over_within_5s_when_the_leader_is_killed_mid_apply(
     rows = journal_rows(store_url)
     check_one_writer_at_a_time(rows)
     assert {r.controller for r in rows} == {first["id"], new["id"]}
+    # the apply it was killed in left nothing: its row never committed
+    assert len([r for r in rows if r.controller == first["id"]]) == written
     assert sorted(x["id"] for x in controllers(store_url)) == sorted(
         p.name for p in (a, b, c) if p is not victim
     )
 
 
 def test_a_frozen_leader_is_deposed_and_its_late_write_refused(
-    store_url: str, spawn: Callable[[str, float], Contender]
+    store_url: str, spawn: Callable[..., Contender]
 ) -> None:
     a = spawn("ctl-a", 1.5)
     a.wait_line("LEADER")

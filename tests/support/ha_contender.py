@@ -1,9 +1,10 @@
 """A controller stand-in for the HA tests and benchmark: ``python ha_contender.py URL ID
-TTL``. It contends for the lease of the store at URL the way ``vmfabric run`` does, and
-while it leads, "applies" in a loop: ``check()``, then one fenced write transaction into
-the ``ha_journal`` table that lasts about 50 ms (so a kill lands mid-apply most of the
-time). On SIGUSR1 it makes one write with its epoch without ``check()`` first: a late
-write of a leader that was frozen past its check. It prints one line per role change and
+TTL [HOLD]``. It contends for the lease of the store at URL the way ``vmfabric run`` does,
+and while it leads, "applies" in a loop: ``check()``, then one fenced write transaction
+into the ``ha_journal`` table that stays open HOLD seconds (default 0.05, so a kill lands
+mid-apply most of the time; its connection is named ``contender-ID`` in
+``pg_stat_activity``). On SIGUSR1 it makes one write with its epoch without ``check()``
+first: a late write of a leader that was frozen past its check. It prints one line per role change and
 per late write, flushed: ``LEADER <epoch>``, ``LOST <why>``, ``WROTE <epoch>``,
 ``REFUSED <epoch>``.
 """
@@ -64,10 +65,10 @@ def late_write(engine: Any, lease: Lease, who: str) -> None:
         say(f"REFUSED {lease.epoch}")
 
 
-def lead(engine: Any, lease: Lease, who: str) -> None:
+def lead(engine: Any, lease: Lease, who: str, hold: float) -> None:
     try:
         lease.check()
-        write(engine, lease.epoch, who, 0.05)
+        write(engine, lease.epoch, who, hold)
     except LeaseLost as err:
         say(f"LOST {err}")
     except Exception as err:  # the store or our connection went away: a loss too
@@ -76,8 +77,10 @@ def lead(engine: Any, lease: Lease, who: str) -> None:
 
 def main() -> None:
     url, who, ttl = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    hold = float(sys.argv[4]) if len(sys.argv) > 4 else 0.05
     signal.signal(signal.SIGUSR1, on_usr1)
-    engine = create_engine(url, poolclass=NullPool)
+    named = {"application_name": f"contender-{who}"}
+    engine = create_engine(url, poolclass=NullPool, connect_args=named)
     journal_metadata.create_all(engine, checkfirst=True)
     lease = Lease.for_store(url, who, socket.gethostname(), os.getpid(), ttl=ttl, poll=0.1)
     lease.on_change = lambda info: say(f"{info['role'].upper()} {info['epoch']}")
@@ -85,7 +88,7 @@ def main() -> None:
         if late:
             late_write(engine, lease, who)
         if lease.is_leader():
-            lead(engine, lease, who)
+            lead(engine, lease, who, hold)
             continue
         if not lease.acquire(block=False):
             time.sleep(0.1)
