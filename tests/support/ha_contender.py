@@ -4,9 +4,9 @@ and while it leads, "applies" in a loop: ``check()``, then one fenced write tran
 into the ``ha_journal`` table that stays open HOLD seconds (default 0.05, so a kill lands
 mid-apply most of the time; its connection is named ``contender-ID`` in
 ``pg_stat_activity``). On SIGUSR1 it makes one write with its epoch without ``check()``
-first: a late write of a leader that was frozen past its check. It prints one line per role change and
-per late write, flushed: ``LEADER <epoch>``, ``LOST <why>``, ``WROTE <epoch>``,
-``REFUSED <epoch>``.
+first: a late write of a leader that was frozen past its check. It prints one line per
+role change and per late write, flushed: ``LEADER <epoch>``, ``STANDBY <epoch>``, ``LOST
+<why>``, ``WROTE <epoch>``, ``REFUSED <epoch>``.
 """
 
 from __future__ import annotations
