@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from support.api_fixtures import TOKEN_ENV, Api, api_config, move_vm, populate, port
+from support.api_fixtures import TOKEN_ENV, Api, api_config, config_data, move_vm, populate, port
 from vmfabric import __version__
 from vmfabric.api.server import start
 from vmfabric.cli import app as cli_app
@@ -38,6 +38,8 @@ PROTECTED = [
     ("GET", "/api/v1/plans/1"),
     ("GET", "/api/v1/audit"),
     ("GET", "/api/v1/controllers"),
+    ("GET", "/api/v1/groups"),
+    ("GET", "/api/v1/policies"),
     ("GET", "/api/v1/events"),
     ("GET", "/api/v1/openapi.json"),
     ("POST", "/api/v1/plans/1/approve"),
@@ -74,7 +76,7 @@ def test_healthz_metrics_and_the_ui_need_no_token(api: Api) -> None:
 
 def write_config(api: Api) -> Path:
     path = api.config.base_dir / "vmfabric.yaml"
-    path.write_text(yaml.safe_dump({"store": api.config.store}))
+    path.write_text(yaml.safe_dump(config_data(api.config.base_dir)))
     return path
 
 
@@ -98,6 +100,9 @@ SAME_AS_SHOW = [
     ("/api/v1/audit?limit=2", ["audit", "--limit", "2"]),
     ("/api/v1/audit", ["audit"]),
     ("/api/v1/controllers", ["controller"]),
+    ("/api/v1/groups", ["group"]),
+    ("/api/v1/groups?name=web", ["group", "web"]),
+    ("/api/v1/policies", ["policy"]),
 ]
 
 

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -65,16 +66,16 @@ def fabric_hosts() -> list[Host]:
     ]
 
 
-def vm(name: str, host_name: str, *networks: str, power: Power = Power.ON) -> Vm:
-    return Vm(SESSION, name, name, host_name, power, networks, ips=("10.0.110.11",))
+def vm(name: str, host_name: str, ip: str, *networks: str, power: Power = Power.ON) -> Vm:
+    return Vm(SESSION, name, name, host_name, power, networks, ips=(ip,), tags=("env:prod",))
 
 
 def fabric_vms() -> list[Vm]:
     return [
-        vm("web-01", "esx01", "web"),
-        vm("db-01", "esx01", "db"),
-        vm("web-02", "esx03", "web"),
-        vm("idle-01", "esx02", "web", power=Power.OFF),
+        vm("web-01", "esx01", "10.0.110.11", "web"),
+        vm("db-01", "esx01", "10.0.120.11", "db"),
+        vm("web-02", "esx03", "10.0.110.12", "web"),
+        vm("idle-01", "esx02", "10.0.110.13", "web", power=Power.OFF),
     ]
 
 
@@ -137,13 +138,21 @@ def move_vm(store: Store, bus: EventBus, name: str, to_host: str, to_port: PortS
                                "vlan": vlan})  # fmt: skip
 
 
+def config_data(tmp_path: Path, listen: str = "127.0.0.1:0") -> dict[str, Any]:
+    """vmfabric.yaml of the fabric: its session, two security groups and a policy."""
+    return {
+        "store": f"sqlite:///{tmp_path / 'vmfabric.db'}",
+        "sessions": [{"name": SESSION, "kind": "static", "path": "inventory.yaml"}],
+        "groups": [{"name": "web", "match": {"name": "web-*"}},
+                   {"name": "db", "match": {"name": "db-*"}}],
+        "policies": [{"name": "web-to-db", "source": "web", "destination": "db",
+                      "service": "tcp/5432", "action": "allow"}],
+        "api": {"listen": listen, "token": f"env:{TOKEN_ENV}"},
+    }  # fmt: skip
+
+
 def api_config(tmp_path: Path, listen: str = "127.0.0.1:0") -> Config:
-    return parse_config(
-        {"store": f"sqlite:///{tmp_path / 'vmfabric.db'}",
-         "api": {"listen": listen, "token": f"env:{TOKEN_ENV}"}},
-        "vmfabric.yaml",
-        tmp_path,
-    )  # fmt: skip
+    return parse_config(config_data(tmp_path, listen), "vmfabric.yaml", tmp_path)
 
 
 @dataclass

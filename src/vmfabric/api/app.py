@@ -32,6 +32,7 @@ from vmfabric.api import errors, reads
 from vmfabric.api.cache import ViewCache
 from vmfabric.api.events import EventStreams, parse_last_id
 from vmfabric.api.render import dumps, json_response, raw_json
+from vmfabric.config import Config
 from vmfabric.core.errors import ConfigError
 from vmfabric.runtime.bus import EventBus
 from vmfabric.runtime.telemetry import Telemetry
@@ -58,6 +59,7 @@ class Control(Protocol):
 class ApiContext:
     """What the routes use: one per server."""
 
+    config: Config
     store: Store
     bus: EventBus
     token: SecretStr
@@ -163,6 +165,14 @@ def _state_views(api: APIRouter, ctx: ApiContext) -> None:
         switch: Name = None,
     ) -> Response:
         return view(f"audit?{limit}&{switch}", lambda: reads.audit(store, limit, switch))
+
+    @api.get("/groups", summary="show group --json")
+    def groups(name: Name = None) -> Response:
+        return view(f"groups?{name}", lambda: reads.groups(ctx.config, store, name))
+
+    @api.get("/policies", summary="show policy --json")
+    def policies() -> Response:
+        return view("policies", lambda: reads.policies(ctx.config, store))
 
     @api.get("/controllers", summary="show controller --json")
     def controllers() -> Response:

@@ -3,12 +3,17 @@
 
 Until ``vmfabric.views`` provides a view, the function here calls the same ``Store``
 method ``show`` calls, so ``/api/v1/<view>`` and ``show <view> --json`` are one code path.
+Security groups and policies are computed as ``show group|policy`` computes them: the
+configuration's groups over the inventory the store holds, with the controller's engine.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from vmfabric.config import Config
+from vmfabric.inventory.index import Inventory
+from vmfabric.runtime.groups import build_intent, group_view, policy_view
 from vmfabric.store import Store
 
 Json = list[dict[str, Any]]
@@ -54,3 +59,23 @@ def plans(store: Store, plan_id: int | None = None, status: str | None = None) -
 
 def audit(store: Store, limit: int, switch: str | None = None) -> Json:
     return store.audit(limit, switch)
+
+
+def _groups_state(config: Config, store: Store) -> tuple[Any, Inventory]:
+    """The groups intent over the store's inventory (as ``show group`` builds it)."""
+    names = [s.name for s in config.sessions]
+    inventory = Inventory(names)
+    delta = inventory.apply([store.snapshot(n) for n in names], 0.0)
+    intent = build_intent(config)
+    intent.update(inventory, delta, 0.0)
+    return intent, inventory
+
+
+def groups(config: Config, store: Store, name: str | None = None) -> Json:
+    intent, inventory = _groups_state(config, store)
+    return group_view(intent, inventory, name)
+
+
+def policies(config: Config, store: Store) -> Json:
+    intent, _ = _groups_state(config, store)
+    return policy_view(config, intent)

@@ -90,8 +90,8 @@ def start(
     store = open_reader(store_url)
     streams = EventStreams(bus, metrics.sse_clients.set)
     cache = ViewCache(store_url)
-    ctx = ApiContext(store, bus, token, metrics, streams, lambda: controllers(store_url), cache,
-                     control)  # fmt: skip
+    ctx = ApiContext(config, store, bus, token, metrics, streams,
+                     lambda: controllers(store_url), cache, control)  # fmt: skip
     server = uvicorn.Server(_uvicorn_config(ctx, tls))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="vmfabric-api", daemon=True
