@@ -203,3 +203,17 @@ def vlans_of(target: object, port: str) -> frozenset[int]:
     states = getattr(target, "states", {})
     state = states.get(port)
     return state.vlans if state is not None else frozenset()
+
+
+def test_a_client_that_leaves_is_unsubscribed(api: Api) -> None:
+    def clients() -> float | None:
+        return api.handle.telemetry.registry.get_sample_value("vmfabric_sse_clients")
+
+    with SseReader(stream_url(api), api.token):
+        assert clients() == 1
+    deadline = time.monotonic() + 30
+    while clients() != 0:
+        assert time.monotonic() < deadline, "the stream of a client that left is still open"
+        time.sleep(0.02)
+    api.bus.publish("plan", {"id": 1, "target": "leaf1", "status": "held"})  # nobody listens
+    assert clients() == 0
