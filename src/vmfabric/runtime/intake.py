@@ -90,6 +90,7 @@ class Intake:
         self._problems: dict[str, dict[str, str]] = {}  # session -> port group -> problem
         self._unrecorded: set[str] = set()  # sessions whose inventory the store missed
         self._lock = threading.Lock()  # guards _unrecorded (set by the writer thread)
+        self.recording = True  # False on a standby controller: the leader records
 
     # ---- the queue ---------------------------------------------------------------------
 
@@ -165,6 +166,13 @@ class Intake:
     def _record(self, events: Sequence[SourceEvent], now: float, notices: list[Notice]) -> None:
         """Queue the batch for the store; its live events are published once written, so
         that whoever reads a view on an event sees the change."""
+        if not self.recording:
+            self._track_problems(events)
+            for ev in events:
+                if isinstance(ev, SessionStatus):
+                    self.status[ev.session] = ev
+            self.recorder.submit(self._publish, notices)
+            return
         with self._lock:
             unrecorded = bool(self._unrecorded)
         if unrecorded:  # the inventory has this batch too: record its whole view
@@ -255,6 +263,11 @@ class Intake:
                    "warnings": (*last.warnings, *self._warnings(name))}  # fmt: skip
             steps.append(("session", row))
         self.recorder.submit(self._write, steps, now)
+
+    def mark_unrecorded(self) -> None:
+        """Record every session's whole inventory at the next look (a new leader)."""
+        with self._lock:
+            self._unrecorded.update(self.inventory.sessions())
 
     def unrecorded(self) -> bool:
         with self._lock:

@@ -43,6 +43,7 @@ from vmfabric.intents.base import Change, TargetPlan
 from vmfabric.intents.guard import GuardLimits, guard_verdict
 from vmfabric.runtime.approvals import Approvals, plan_keys
 from vmfabric.runtime.bus import EventBus
+from vmfabric.runtime.lease import LeaseLost
 from vmfabric.runtime.recorder import Recorder, audit_entries, plan_doc
 from vmfabric.runtime.target import Target
 from vmfabric.store import AuditEntry, StoreError
@@ -76,6 +77,7 @@ class LoopContext:
     bus: EventBus
     clock: Clock = time.time
     removals_waiting: Callable[[], None] = lambda: None  # the prune timer must look again
+    check_leader: Callable[[], None] = lambda: None  # raises LeaseLost when not the leader
 
 
 @dataclass
@@ -105,6 +107,7 @@ class Reconciler:
         self.bus = ctx.bus
         self.clock = ctx.clock
         self.removals_waiting = ctx.removals_waiting
+        self.check_leader = ctx.check_leader
         self.wake = asyncio.Event()
         self.connected = False
         self.state = "connecting"
@@ -146,6 +149,8 @@ class Reconciler:
         """One step; False (after logging and recording why) when it must be retried."""
         try:
             await self._step(stop)
+        except LeaseLost as exc:
+            log.warning("%s %s: nothing applied: %s", self._what(), self.name, exc)
         except StoreError as exc:
             log.error("store: %s (%s %s: plan held until it can be recorded)", exc,
                       self._what(), self.name)  # fmt: skip
@@ -234,6 +239,7 @@ class Reconciler:
     async def _apply(
         self, plan: TargetPlan, kept: Sequence[Change], now: float
     ) -> tuple[int, tuple[Change, ...]]:
+        self.check_leader()
         entries = audit_entries(self.name, kept, now)
         sessions = sorted({s for c in kept for s in c.sessions})
         doc = plan_doc(self.name, kept)

@@ -32,6 +32,7 @@ from vmfabric.runtime.approvals import Approvals, plan_keys
 from vmfabric.runtime.bus import EventBus
 from vmfabric.runtime.groups import build as build_groups
 from vmfabric.runtime.intake import Intake, register_sessions
+from vmfabric.runtime.lease import Lease, fence
 from vmfabric.runtime.overlay import build as build_overlay
 from vmfabric.runtime.overlay import build_pruning
 from vmfabric.runtime.reconciler import LoopContext, LoopSettings, Reconciler
@@ -76,6 +77,13 @@ FEATURE_INPUTS: dict[str, Callable[[Config], tuple[object, ...]]] = {
 }
 
 
+LEASE_WATCH = 0.25  # seconds between looks at whether the lease is still ours
+
+
+def _always_leader() -> None:
+    """The lease check of a controller without a lease (it leads alone)."""
+
+
 class StoreReplacedError(VmfabricError):
     """The store file was deleted or replaced while running: stop rather than apply
     changes that cannot be recorded where ``show`` looks."""
@@ -100,6 +108,7 @@ class Controller:
         drivers: dict[str, Driver] | None = None,
         sources: Sequence[Source] | None = None,
         bus: EventBus | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -128,6 +137,8 @@ class Controller:
         self._stop: asyncio.Event | None = None
         self.failure: VmfabricError | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.lease = lease  # None: this controller leads alone (SQLite lock held by the CLI)
+        self.leader = False
 
     # ---- parts -----------------------------------------------------------------------------
 
@@ -184,9 +195,11 @@ class Controller:
 
     def _context(self) -> LoopContext:
         settings = loop_settings(self.config, self.port_reread)
+        check = self.lease.check if self.lease is not None else _always_leader
         return LoopContext(
-            settings, self.recorder, self.approvals, self.bus, self.clock, self._timer_reset.set
-        )
+            settings, self.recorder, self.approvals, self.bus, self.clock, self._timer_reset.set,
+            check,
+        )  # fmt: skip
 
     # ---- running ---------------------------------------------------------------------------
 
@@ -202,15 +215,16 @@ class Controller:
             loop.call_soon_threadsafe(queue.put_nowait, ev)
 
         self._emit = emit
-        await self.recorder.call(register_sessions, self.config, self.store, self.clock())
-        for sw in self.config.switches:
-            self._start_target(sw)
-        for name in self.features:
-            self._start_feature(name)
+        if self.lease is None:
+            await self._lead()  # before the sources: their first events find it recorded
+        else:
+            self.intake.recording = False  # a standby records and applies nothing
         aux = [
             asyncio.create_task(self._prune_timer(stop), name="prune-timer"),
             asyncio.create_task(self._maintenance(stop), name="maintenance"),
         ]
+        if self.lease is not None:
+            aux.append(asyncio.create_task(self._leadership(stop), name="leadership"))
         for source in self._make_sources(self.config.sessions):
             self._start_source(source)
         if ready is not None:
@@ -222,7 +236,49 @@ class Controller:
         if self.failure is not None:
             raise self.failure
 
+    # ---- leadership (HA) ---------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        """Become the one writer: record the sessions, start every target's loop."""
+        self.leader = True
+        await self.recorder.call(register_sessions, self.config, self.store, self.clock())
+        if not self.intake.recording:  # a standby until now: record its warm inventory
+            self.intake.recording = True
+            self.intake.mark_unrecorded()
+        for sw in self.config.switches:
+            self._start_target(sw)
+        for name in self.features:
+            self._start_feature(name)
+
+    async def _leadership(self, stop: asyncio.Event) -> None:
+        """Standby until the lease is ours, lead while it is, stand by again if lost."""
+        lease = self.lease
+        assert lease is not None
+        while not stop.is_set():
+            if not await asyncio.to_thread(lease.acquire, True) or stop.is_set():
+                return
+            log.info("controller %s: leader (epoch %d)", lease.identity.id, lease.epoch)
+            if self.store.dialect() != "sqlite":  # a deposed leader's late writes refused
+                self.store.set_write_guard(lambda conn: fence(conn, lease.epoch))
+            await self._lead()
+            while not stop.is_set() and lease.is_leader():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=LEASE_WATCH)
+            if stop.is_set():
+                return
+            log.warning("controller %s: lease lost: standing by", lease.identity.id)
+            await self._stand_down()
+
+    async def _stand_down(self) -> None:
+        self.leader = False
+        self.intake.recording = False
+        self.store.set_write_guard(None)
+        for name in list(self._tasks):
+            await self._stop_target(name)
+
     async def _shutdown(self, aux: list[asyncio.Task[None]]) -> None:
+        if self.lease is not None:
+            await asyncio.to_thread(self.lease.release)
         for run in self._runs.values():
             run.stop.set()
         self._timer_reset.set()
@@ -294,7 +350,7 @@ class Controller:
         while not stop.is_set():
             try:
                 await self._check_store(stop)
-                if self.intake.unrecorded():
+                if self.leader and self.intake.unrecorded():
                     self.intake.rerecord(self.clock())
                 await self._take_approvals()
             except StoreError as exc:
@@ -388,7 +444,8 @@ class Controller:
                 self.features[name] = feature
                 everything = Delta(set(self.inventory.vms), sessions=set(self.inventory.sessions()))
                 feature[0].update(self.inventory, everything, now)
-                self._start_feature(name)
+                if self.leader:
+                    self._start_feature(name)
 
     async def _reload_switches(self, old: Config, new: Config) -> None:
         before = {s.name: s for s in old.switches}
@@ -397,5 +454,5 @@ class Controller:
             if after.get(name) != sw:
                 await self._stop_target(name)
         for name, sw in after.items():
-            if before.get(name) != sw:
+            if before.get(name) != sw and self.leader:
                 self._start_target(sw)
