@@ -58,6 +58,9 @@ SWITCH_DRIVERS: Registry[Callable[..., Any]] = Registry(
     {
         "ovs": "vmfabric.targets.switchport.ovs",
         "fake": "vmfabric.targets.switchport.fake",
+        "junos": "vmfabric.targets.switchport.junos",
+        "cumulus": "vmfabric.targets.switchport.cumulus",
+        "cli": "vmfabric.targets.switchport.cli",
     },
 )
 

@@ -1,0 +1,1 @@
+"""Peers for vendor drivers: switches written by others, run as subprocesses."""
