@@ -90,6 +90,23 @@ class FakeSwitchesPeer:
             self.log.close()
             self.log = None
 
+    def _control(self, suffix: str) -> Path:
+        return self.state.with_name(self.state.name + suffix)
+
+    def refuse(self, *vlans: int) -> None:
+        """From now on, refuse changes naming these VLANs (none: refuse nothing)."""
+        self._control(".refuse").write_text("\n".join(map(str, vlans)), encoding="utf-8")
+
+    def stall_at(self, operation: str) -> None:
+        """From now on, stop answering at this RPC or command prefix ("": never)."""
+        self.stalled_marker.unlink(missing_ok=True)
+        self._control(".stall").write_text(operation, encoding="utf-8")
+
+    def writes(self) -> int:
+        """Configuration requests received (Junos edit-config, IOS configure terminal)."""
+        path = self._control(".writes")
+        return int(path.read_text(encoding="utf-8")) if path.exists() else 0
+
     def wait_stalled(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while not self.stalled_marker.exists():

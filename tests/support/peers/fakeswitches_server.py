@@ -36,17 +36,47 @@ JUNOS_MODELS = ("junos", "junos-non-els")
 
 
 class Injected:
-    """What the test asked this peer to do beyond a real switch (set once from argv)."""
+    """What the test asks this peer to do beyond a real switch: from argv at start, and from
+    control files next to the state file while it runs (``STATE.refuse``: VLAN ids, one per
+    line; ``STATE.stall``: an RPC or command prefix). ``STATE.writes`` counts configuration
+    requests received (Junos edit-config, IOS ``configure terminal``)."""
 
     refuse: frozenset[int] = frozenset()
     stall_on: str = ""
     state: Path | None = None
+    writes: int = 0
+
+    @classmethod
+    def _control(cls, suffix: str) -> str:
+        if cls.state is None:
+            return ""
+        path = cls.state.with_name(cls.state.name + suffix)
+        return path.read_text(encoding="utf-8").strip() if path.exists() else ""
+
+    @classmethod
+    def refused(cls) -> frozenset[int]:
+        extra = {int(v) for v in cls._control(".refuse").split()}
+        return cls.refuse | extra
+
+    @classmethod
+    def stalls(cls, name: str) -> bool:
+        stall = cls._control(".stall") or cls.stall_on
+        return bool(stall) and name.startswith(stall)
 
     @classmethod
     def stall(cls) -> None:
         """Mark the stall (the test waits for the file); the caller then answers nothing."""
         if cls.state is not None:
             cls.state.with_name(cls.state.name + ".stalled").touch()
+
+    @classmethod
+    def count_write(cls) -> None:
+        cls.writes += 1
+        if cls.state is not None:
+            path = cls.state.with_name(cls.state.name + ".writes")
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(str(cls.writes), encoding="utf-8")
+            os.replace(tmp, path)
 
 
 def member_ids(conf: Any, text: str) -> list[int] | None:
@@ -95,7 +125,7 @@ class JunosMixin:
             ids = member_ids(self.configurations[CANDIDATE], text)
             if ids is None or any(i not in vlan_list for i in ids):
                 raise UnknownVlan(text, port.name, 0)
-            refused = sorted(Injected.refuse & set(ids))
+            refused = sorted(Injected.refused() & set(ids))
             if refused:
                 raise NetconfError(
                     f"vlan-id {refused[0]} is reserved on this switch (injected by the test peer)",
@@ -169,10 +199,17 @@ class Protocol(NetconfProtocol):  # type: ignore[misc]
     """EXTENDED: a session's end releases its lock and discards its changes; --stall-on."""
 
     def process(self, data: str) -> None:
-        stall = Injected.stall_on
-        if stall and self.been_greeted and re.search(rf"<(\w+:)?{stall}[\s/>]", data):
+        match = (
+            re.search(r"<(?:\w+:)?rpc\b[^>]*>\s*<(?:\w+:)?([\w-]+)", data)
+            if self.been_greeted
+            else None
+        )
+        operation = match.group(1) if match else ""
+        if operation and Injected.stalls(operation):
             Injected.stall()
             return
+        if operation == "edit-config":
+            Injected.count_write()
         self.datastore.current_session = self
         super().process(data)
 
@@ -205,7 +242,8 @@ class CiscoInterface(ConfigInterfaceCommandProcessor):  # type: ignore[misc]
 
     def do_switchport(self, *args: str) -> None:
         if args[0:4] == ("trunk", "allowed", "vlan", "add") and len(args) > 4:
-            refused = sorted(Injected.refuse & {int(v) for v in re.findall(r"\d+", args[4])})
+            asked = {int(v) for v in re.findall(r"\d+", args[4])}
+            refused = sorted(Injected.refused() & asked)
             if refused:
                 self.write_line(f"% VLAN {refused[0]} is reserved (injected by the test peer)")
                 return
@@ -229,9 +267,11 @@ class CiscoCore(cisco_core.Cisco2960SwitchCore):  # type: ignore[misc]
         receive = session.receive
 
         def stalling(line: str) -> bool:
-            if Injected.stall_on and line.strip().startswith(Injected.stall_on):
+            if Injected.stalls(line.strip()):
                 Injected.stall()
                 return True
+            if line.strip().startswith("conf"):
+                Injected.count_write()
             result: bool = receive(line)
             return result
 
