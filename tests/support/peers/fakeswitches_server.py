@@ -12,7 +12,7 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fake_switches.cisco import cisco_core
 from fake_switches.cisco.command_processor.config import ConfigCommandProcessor
@@ -183,7 +183,12 @@ class JunosMixin:
         self.lock_owner = None
 
     def load(self, path: Path) -> None:
-        self.edit(CANDIDATE, etree.fromstring(path.read_bytes()))  # type: ignore[attr-defined]
+        """Start from the configuration a previous run committed."""
+        config = etree.fromstring(path.read_bytes())
+        for element in config.iter():
+            element.tag = etree.QName(element).localname
+        etree.cleanup_namespaces(config)
+        self.edit(CANDIDATE, config)  # type: ignore[attr-defined]
         self.commit_candidate()
 
 
@@ -304,7 +309,7 @@ def serve(args: argparse.Namespace) -> None:
     service = SwitchSshService("127.0.0.1", port=0, switch_core=core, users=users)
     listening = service.hook_to_reactor(reactor)
     print(f"READY {listening.getHost().port}", flush=True)
-    reactor.run()  # type: ignore[attr-defined]
+    cast(Any, reactor).run()
 
 
 def main(argv: list[str] | None = None) -> None:

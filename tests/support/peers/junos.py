@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 from ncclient import manager
@@ -72,7 +72,10 @@ class JunosPeer:
         m = self.session()
         m.lock("candidate")
         try:
-            m.edit_config(target="candidate", config=f"<config><configuration>{config}</configuration></config>")
+            m.edit_config(
+                target="candidate",
+                config=f"<config><configuration>{config}</configuration></config>",
+            )
             m.commit()
         finally:
             m.unlock("candidate")
@@ -99,7 +102,8 @@ class JunosPeer:
         members_xml = "".join(f"<members>{m}</members>" for m in members)
         vlan = f"<vlan>{members_xml}</vlan>" if members_xml else ""
         self.commit(
-            f"<interfaces><interface operation=\"replace\"><name>{port}</name>{extra}<unit><name>0</name>"
+            f'<interfaces><interface operation="replace"><name>{port}</name>{extra}'
+            "<unit><name>0</name>"
             f"<family><ethernet-switching><{self.mode_tag}>{mode}</{self.mode_tag}>{vlan}"
             "</ethernet-switching></family></unit></interface></interfaces>"
         )
@@ -110,7 +114,9 @@ class JunosPeer:
             self.commit(self._vlans_xml(wanted))
         members = [str(v) for v in wanted]
         if not members and self.els:  # ELS refuses a trunk with no members: vmfabric's way
-            self.commit(f"<vlans><vlan><name>{CLOSED_NAME}</name><vlan-id>4094</vlan-id></vlan></vlans>")
+            self.commit(
+                f"<vlans><vlan><name>{CLOSED_NAME}</name><vlan-id>4094</vlan-id></vlan></vlans>"
+            )
             members = [CLOSED_NAME]
         self.set_port(port, "trunk", members)
 
@@ -124,7 +130,10 @@ class JunosPeer:
     def members(self, port: str) -> list[str]:
         for interface in self.configuration().findall("interfaces/interface"):
             if interface.findtext("name") == port:
-                return [m.text or "" for m in interface.findall("unit/family/ethernet-switching/vlan/members")]
+                return [
+                    m.text or ""
+                    for m in interface.findall("unit/family/ethernet-switching/vlan/members")
+                ]
         return []
 
     def manual_edit(self, port: str, add: Iterable[int] = (), remove: Iterable[int] = ()) -> None:
@@ -132,7 +141,11 @@ class JunosPeer:
         if add:
             self.commit(self._vlans_xml(add))
         current = self.members(port)
-        ops = [f'<members operation="delete">{m}</members>' for m in current if m in {str(v) for v in remove}]
+        ops = [
+            f'<members operation="delete">{m}</members>'
+            for m in current
+            if m in {str(v) for v in remove}
+        ]
         ops += [f"<members>{v}</members>" for v in add]
         self.commit(
             f"<interfaces><interface><name>{port}</name><unit><name>0</name><family>"
@@ -141,7 +154,9 @@ class JunosPeer:
         )
 
     def set_description(self, port: str, text: str) -> None:
-        self.commit(f"<interfaces><interface><name>{port}</name><description>{text}</description></interface></interfaces>")
+        self.commit(
+            f"<interfaces><interface><name>{port}</name><description>{text}</description></interface></interfaces>"
+        )
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -153,17 +168,27 @@ class JunosPeer:
 
     def read(self, port: str) -> PeerPort:
         conf = self.configuration()
-        ids = {v.findtext("name"): int(v.findtext("vlan-id") or 0) for v in conf.findall("vlans/vlan")}
+        ids = {
+            v.findtext("name"): int(v.findtext("vlan-id") or 0) for v in conf.findall("vlans/vlan")
+        }
         interface = self.interface(port)
         if interface is None:
             known = {f"ge-0/0/{i}" for i in range(1, self.peer.ports + 1)} | {"ae1"}
             return PeerPort(PortMode.ACCESS if port in known else PortMode.MISSING)
         switching = interface.find("unit/family/ethernet-switching")
         mode = switching.findtext(self.mode_tag) if switching is not None else None
-        members = [m.text or "" for m in interface.findall("unit/family/ethernet-switching/vlan/members")]
+        members = [
+            m.text or "" for m in interface.findall("unit/family/ethernet-switching/vlan/members")
+        ]
         if mode == "trunk" and "all" in members:
             return PeerPort(PortMode.OPEN)
-        vlans = {ids.get(m, 0) if not m[0].isdigit() else int(m) for m in members if m != CLOSED_NAME}
+        vlans: set[int] = set()
+        for member in (m for m in members if m != CLOSED_NAME):
+            lo, _, hi = member.partition("-")
+            if not lo.isdigit():
+                vlans.add(ids.get(member, 0))
+            else:
+                vlans.update(range(int(lo), int(hi or lo) + 1))
         return PeerPort(PortMode.TRUNK if mode == "trunk" else PortMode.ACCESS, frozenset(vlans))
 
 
@@ -179,7 +204,7 @@ class JunosHarness(SwitchHarness):
         os.environ[PASSWORD_ENV] = peer.password
 
     def make_driver(self, open_ports: str = "keep") -> CountingDriver:
-        return JunosDriver(junos_config(self.peer, open_ports=open_ports))
+        return cast(CountingDriver, JunosDriver(junos_config(self.peer, open_ports=open_ports)))
 
     def set_trunk(self, port: str, vlans: Iterable[int]) -> None:
         self.person.set_trunk(port, vlans)

@@ -60,9 +60,9 @@ from lxml import etree
 from ncclient import manager as nc_manager
 from ncclient import operations as nc_operations
 from ncclient import transport as nc_transport
-from ncclient.transport import session as nc_session
 from ncclient.operations.errors import TimeoutExpiredError
 from ncclient.operations.rpc import RPCError
+from ncclient.transport import session as nc_session
 from ncclient.transport.errors import AuthenticationError, SSHUnknownHostError, TransportError
 from pydantic import Field
 
@@ -139,7 +139,7 @@ def _text(element: Any, path: str) -> str:
 @dataclass(frozen=True, slots=True)
 class JunosVlan:
     name: str
-    vid: int | None
+    vids: frozenset[int]  # its vlan-id, or its vlan-id-list
     own: bool  # created by vmfabric and holding nothing else: vmfabric may delete it
 
 
@@ -163,7 +163,8 @@ class JunosConfig:
     physical: frozenset[str] = frozenset()
 
     def vid_names(self) -> dict[int, str]:
-        return {v.vid: v.name for v in self.vlans.values() if v.vid is not None}
+        """Each VLAN id some VLAN of the switch carries, with that VLAN's name."""
+        return {vid: v.name for v in self.vlans.values() for vid in v.vids}
 
     def member_ids(self, text: str) -> frozenset[int] | None:
         """VLAN ids a ``members`` entry stands for; None for ``all`` (every VLAN)."""
@@ -175,11 +176,11 @@ class JunosConfig:
             except ValueError:
                 return frozenset()
         vlan = self.vlans.get(text)
-        return frozenset({vlan.vid}) if vlan is not None and vlan.vid is not None else frozenset()
+        return vlan.vids if vlan is not None else frozenset()
 
     def placeholder(self) -> frozenset[int]:
         vlan = self.vlans.get(CLOSED_NAME)
-        return frozenset({vlan.vid}) if vlan is not None and vlan.vid is not None else frozenset()
+        return vlan.vids if vlan is not None else frozenset()
 
     def state(self, switch: str, name: str) -> PortState:
         port = self.ports.get(name)
@@ -226,10 +227,17 @@ def _port(interface: Any) -> JunosPort:
 
 def _vlan(element: Any) -> JunosVlan:
     name = _text(element, "name")
-    vid_text = _text(element, "vlan-id")
+    vids: set[int] = set()
+    for text in [_text(element, "vlan-id")] + [
+        str(e.text) for e in element.findall("vlan-id-list")
+    ]:
+        try:
+            vids |= parse_vlans(text.strip()) if text.strip() else set()
+        except ValueError:
+            LOG.warning("ignoring VLAN %s's unreadable id %r", name, text)
     children = {child.tag for child in element if isinstance(child.tag, str)}
     own = name.startswith(VLAN_PREFIX) and children <= _OWN_VLAN_CHILDREN
-    return JunosVlan(name, int(vid_text) if vid_text.isdigit() else None, own)
+    return JunosVlan(name, frozenset(vids), own)
 
 
 def parse_config(configuration: Any, physical: Iterable[str] = ()) -> JunosConfig:
@@ -362,7 +370,7 @@ def _vlan_changes(
         create.append((CLOSED_NAME, closed_vlan))
     delete = [
         v.name for v in cfg.vlans.values()
-        if v.own and v.name not in used_names and (v.vid not in used_ids or v.name == CLOSED_NAME)
+        if v.own and v.name not in used_names and (not v.vids & used_ids or v.name == CLOSED_NAME)
     ]  # fmt: skip
     return sorted(set(create)), sorted(delete)
 
