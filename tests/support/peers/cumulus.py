@@ -46,7 +46,7 @@ class CumulusPerson:
         self.client = PersonClient(peer)
 
     def _port(self, port: str, domain: Tree, vlans: Iterable[int] = ()) -> None:
-        bridge_vlans = {str(v): {} for v in vlans}
+        bridge_vlans: Tree = {str(v): {} for v in vlans}
         self.client.change(
             {"interface": {port: None}},
             {"interface": {port: {"bridge": {"domain": {BRIDGE: domain}}}},
@@ -128,7 +128,7 @@ class CumulusHarness(SwitchHarness):
         interface = dict(self.person.interface(port) or {})
         interface.pop("bridge", None)
         text = str(interface.get("description", ""))
-        interface["description"] = text.split(" [vmfabric ")[0]
+        interface["description"] = text.split(" [vmfabric ", maxsplit=1)[0]
         return interface
 
     def snapshot(self) -> object:

@@ -264,6 +264,9 @@ class Handler(BaseHTTPRequestHandler):
                 200, {new: {"state": "pending", "transition": {"issue": {}, "progress": ""}}}
             )
             return
+        if method == "GET" and not rev:
+            self.reply(200, {k: {"state": v["state"]} for k, v in switch.revisions.items()})
+            return
         revision = switch.revisions[rev]
         if method == "PATCH":
             if switch.control(".stall") == "apply":

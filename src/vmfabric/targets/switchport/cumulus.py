@@ -41,6 +41,7 @@ labs), ``username``, ``password`` (env:/file: reference), ``verify_tls`` (true),
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import time
 from collections.abc import Mapping, Sequence
@@ -112,7 +113,7 @@ def _domain(interface: Tree | None, bridge: str) -> Tree | None:
 
 
 def port_state(
-    switch: str, name: str, interface: Tree | None, exists: bool, bridge: str, closed_vlan: int
+    switch: str, name: str, interface: Tree | None, *, exists: bool, bridge: str, closed_vlan: int
 ) -> PortState:
     """A port's state from its applied NVUE configuration (None: not configured)."""
     domain = _domain(interface, bridge)
@@ -258,9 +259,8 @@ class CumulusDriver(SwitchPortDriver):
         if answer.status_code == 404 and missing_ok:
             return None
         if answer.status_code == 401:
-            raise PermanentError(
-                f"{self._where()}: login as {self.options.username!r} refused (check username and password)"
-            )
+            user = self.options.username
+            raise PermanentError(f"{self._where()}: login as {user!r} refused (check the password)")
         if answer.status_code >= 400:
             raise PermanentError(f"{self._where()}: {method} {path} refused: {_detail(answer)}")
         return answer.json() if answer.content else None
@@ -270,8 +270,9 @@ class CumulusDriver(SwitchPortDriver):
         while cause is not None and not isinstance(cause, ssl.SSLError):
             cause = cause.__context__ or cause.__cause__
         if isinstance(cause, ssl.SSLCertVerificationError):
+            why = cause.verify_message
             return PermanentError(
-                f"{self._where()}: TLS certificate not trusted ({cause.verify_message}); set ca_file"
+                f"{self._where()}: TLS certificate not trusted ({why}); set ca_file"
             )
         if isinstance(cause, ssl.SSLError):
             return PermanentError(f"{self._where()}: TLS failed: {cause.reason or cause}")
@@ -283,17 +284,23 @@ class CumulusDriver(SwitchPortDriver):
     # ---- reads and writes ------------------------------------------------------------
 
     def read_raw(self, ports: Sequence[str]) -> dict[str, PortState]:
-        opts = self.options
         self._interfaces = self._call("GET", "/interface?rev=applied", missing_ok=True) or {}
         exists = set(self._interfaces)
         if not set(ports) <= exists:
             exists |= set(self._call("GET", "/interface") or {})
-        return {
-            p: port_state(
-                self.name, p, self._interfaces.get(p), p in exists, opts.bridge, opts.closed_vlan
-            )
-            for p in ports
-        }
+        return {p: self._state(p, p in exists) for p in ports}
+
+    def _state(self, port: str, exists: bool) -> PortState:
+        opts = self.options
+        interface = self._interfaces.get(port)
+        return port_state(
+            self.name,
+            port,
+            interface,
+            exists=exists,
+            bridge=opts.bridge,
+            closed_vlan=opts.closed_vlan,
+        )
 
     def write(self, writes: Sequence[PortWrite], before: Mapping[str, PortState]) -> None:
         opts = self.options
@@ -311,10 +318,9 @@ class CumulusDriver(SwitchPortDriver):
         self._await_applied(revision)
 
     def _drop(self, revision: str) -> None:
-        try:
+        # a revision nobody applied changes nothing; NVUE keeps it until deleted
+        with contextlib.suppress(PermanentError, TransientError):
             self._call("DELETE", f"/revision/{revision}", missing_ok=True)
-        except (PermanentError, TransientError):
-            pass  # the switch discards a revision nobody applied; nothing was applied
 
     def _await_applied(self, revision: str) -> None:
         deadline = time.monotonic() + self.options.apply_timeout
@@ -329,8 +335,9 @@ class CumulusDriver(SwitchPortDriver):
                     f"{self._where()}: apply refused ({state.get('state')}): {issues(state)}"
                 )
             if time.monotonic() > deadline:
+                waited = self.options.apply_timeout
                 raise TransientError(
-                    f"{self._where()}: revision still {state.get('state')} after {self.options.apply_timeout:g}s"
+                    f"{self._where()}: revision still {state.get('state')} after {waited:g}s"
                 )
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
