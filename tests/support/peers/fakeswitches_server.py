@@ -242,7 +242,36 @@ class NonElsJunosCore(JunosCore):
     datastore_class = NonElsDatastore
 
 
-class CiscoInterface(ConfigInterfaceCommandProcessor):  # type: ignore[misc]
+class EndMixin:
+    """EXTENDED: IOS's ``end`` leaves configuration mode from any sub-mode (fake-switches
+    only knows ``exit``)."""
+
+    is_done: bool
+    ending: bool = False
+
+    def do_end(self) -> None:
+        self.is_done = True
+        self.ending = True
+
+
+class CiscoConfig(EndMixin, ConfigCommandProcessor):  # type: ignore[misc]
+    def delegate_to_sub_processor(self, line: str) -> bool:
+        processed: bool = self.sub_processor.process_command(line)
+        if self.sub_processor.is_done:
+            ended = getattr(self.sub_processor, "ending", False)
+            self.sub_processor = None
+            if ended:
+                self.is_done = True
+                return processed
+            self.show_prompt()
+        return processed
+
+
+class CiscoVlan(EndMixin, ConfigVlanCommandProcessor):  # type: ignore[misc]
+    pass
+
+
+class CiscoInterface(EndMixin, ConfigInterfaceCommandProcessor):  # type: ignore[misc]
     """EXTENDED: an allowed-VLAN addition naming an injected VLAN is refused IOS-style."""
 
     def do_switchport(self, *args: str) -> None:
@@ -250,7 +279,8 @@ class CiscoInterface(ConfigInterfaceCommandProcessor):  # type: ignore[misc]
             asked = {int(v) for v in re.findall(r"\d+", args[4])}
             refused = sorted(Injected.refused() & asked)
             if refused:
-                self.write_line(f"% VLAN {refused[0]} is reserved (injected by the test peer)")
+                why = "is reserved (injected by the test peer)"
+                self.write_line(f"% Invalid input detected: VLAN {refused[0]} {why}")
                 return
         super().do_switchport(*args)
 
@@ -260,8 +290,8 @@ class CiscoCore(cisco_core.Cisco2960SwitchCore):  # type: ignore[misc]
 
     def new_command_processor(self) -> Any:
         return EnabledCommandProcessor(
-            config=ConfigCommandProcessor(
-                config_vlan=ConfigVlanCommandProcessor(),
+            config=CiscoConfig(
+                config_vlan=CiscoVlan(),
                 config_vrf=ConfigVRFCommandProcessor(),
                 config_interface=CiscoInterface(),
             )
@@ -281,6 +311,12 @@ class CiscoCore(cisco_core.Cisco2960SwitchCore):  # type: ignore[misc]
             return result
 
         session.receive = stalling
+        terminal = session.command_processor.terminal_controller
+
+        def unknown(line: str) -> None:  # EXTENDED: IOS's words for an unknown command
+            terminal.write("% Invalid input detected at '^' marker.\n")
+
+        session.handle_unknown_command = unknown
         return session
 
 
