@@ -107,6 +107,11 @@ class FakeSwitchesPeer:
         path = self._control(".writes")
         return int(path.read_text(encoding="utf-8")) if path.exists() else 0
 
+    def logins(self) -> int:
+        """Shell sessions opened (IOS)."""
+        path = self._control(".logins")
+        return int(path.read_text(encoding="utf-8")) if path.exists() else 0
+
     def wait_stalled(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while not self.stalled_marker.exists():

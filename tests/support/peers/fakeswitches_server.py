@@ -39,12 +39,14 @@ class Injected:
     """What the test asks this peer to do beyond a real switch: from argv at start, and from
     control files next to the state file while it runs (``STATE.refuse``: VLAN ids, one per
     line; ``STATE.stall``: an RPC or command prefix). ``STATE.writes`` counts configuration
-    requests received (Junos edit-config, IOS ``configure terminal``)."""
+    requests received (Junos edit-config, IOS ``configure terminal``), ``STATE.logins`` IOS
+    shell sessions opened."""
 
     refuse: frozenset[int] = frozenset()
     stall_on: str = ""
     state: Path | None = None
     writes: int = 0
+    logins: int = 0
 
     @classmethod
     def _control(cls, suffix: str) -> str:
@@ -72,10 +74,19 @@ class Injected:
     @classmethod
     def count_write(cls) -> None:
         cls.writes += 1
+        cls._save_count(".writes", cls.writes)
+
+    @classmethod
+    def count_login(cls) -> None:
+        cls.logins += 1
+        cls._save_count(".logins", cls.logins)
+
+    @classmethod
+    def _save_count(cls, suffix: str, value: int) -> None:
         if cls.state is not None:
-            path = cls.state.with_name(cls.state.name + ".writes")
+            path = cls.state.with_name(cls.state.name + suffix)
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(str(cls.writes), encoding="utf-8")
+            tmp.write_text(str(value), encoding="utf-8")
             os.replace(tmp, path)
 
 
@@ -255,6 +266,8 @@ class EndMixin:
 
 
 class CiscoConfig(EndMixin, ConfigCommandProcessor):  # type: ignore[misc]
+    sub_processor: Any
+
     def delegate_to_sub_processor(self, line: str) -> bool:
         processed: bool = self.sub_processor.process_command(line)
         if self.sub_processor.is_done:
@@ -298,6 +311,7 @@ class CiscoCore(cisco_core.Cisco2960SwitchCore):  # type: ignore[misc]
         )
 
     def launch(self, protocol: Any, terminal_controller: Any) -> Any:
+        Injected.count_login()
         session = super().launch(protocol, terminal_controller)
         receive = session.receive
 

@@ -40,6 +40,7 @@ delete the VLANs it created (that needs every port's list; a person can remove t
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,10 @@ from vmfabric.targets.switchport import description
 from vmfabric.targets.switchport.base import DRIVERS, PortWrite, SwitchPortDriver
 
 VENDORS = "vmfabric.targets.switchport.vendors"
+# scrapli and paramiko log what they then raise (a refused login, a closed socket); the
+# driver reports each as one error line, so their own log lines would only repeat it.
+for _noisy in ("scrapli", "paramiko"):
+    logging.getLogger(_noisy).setLevel(logging.CRITICAL + 1)
 
 # ---- platforms as data --------------------------------------------------------------------
 
@@ -345,17 +350,20 @@ def render(
     wanted = sorted({v for w in writes for v in w.add} - set(known_vlans))
     for vlan in wanted:
         undo = [c.format(vlan=vlan) for c in cmd.vlan_delete]
-        for i, text in enumerate(cmd.vlan_create):
-            block.add(text.format(vlan=vlan, name=f"vmfabric-{vlan}"), undo=undo if i == 0 else ())
+        first, *rest = [c.format(vlan=vlan, name=f"vmfabric-{vlan}") for c in cmd.vlan_create]
+        block.add(first, undo=undo)
+        for text in rest:  # inside the VLAN's own mode
+            block.add(text, context=first)
     for write in writes:
         _port_lines(block, write, before[write.port], platform)
     return block
 
 
-def undo_lines(applied: Sequence[Line], platform: Platform) -> list[str]:
-    """The lines undoing ``applied`` (in reverse), each in its interface context."""
+def undo_lines(applied: Sequence[Line], platform: Platform, current: str = "") -> list[str]:
+    """The lines undoing ``applied`` (in reverse), each in its interface context; ``current``
+    is the context the switch is in now (the refused line's)."""
     out: list[str] = []
-    context = ""
+    context = current
     for line in reversed(applied):
         if not line.undo:
             continue
@@ -502,7 +510,8 @@ class CliDriver(SwitchPortDriver):
         block = render(writes, self._ports, known, self.platform)
         applied, refused = self._send(block.lines)
         if refused is not None:
-            self._undo(applied)
+            failed = block.lines[len(applied)]
+            self._undo(applied, failed.context)
             raise PermanentError(f"{self._where()}: {refused}")
         if self.options.save:
             self._command(self.platform.commands.save)
@@ -523,8 +532,8 @@ class CliDriver(SwitchPortDriver):
                 return list(lines[:index]), f"{answer.channel_input!r} refused: {said}"
         return list(lines), None
 
-    def _undo(self, applied: Sequence[Line]) -> None:
-        lines = undo_lines(applied, self.platform)
+    def _undo(self, applied: Sequence[Line], current: str) -> None:
+        lines = undo_lines(applied, self.platform, current)
         if lines:
             _, refused = self._send([Line(text) for text in lines])
             if refused is not None:
