@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from vmfabric.config.groups import AnyFirewall, GroupConfig, PolicyConfig, check_security
 from vmfabric.core.errors import ConfigError
 from vmfabric.core.vlans import format_vlans, parse_vlans
 from vmfabric.plugins import SWITCH_DRIVERS, switch_options
@@ -290,6 +291,9 @@ class Config(_Model):
     sessions: list[SessionConfig] = Field(default_factory=list)
     switches: list[AnySwitch] = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
+    groups: list[GroupConfig] = Field(default_factory=list, description="Security groups.")
+    policies: list[PolicyConfig] = Field(default_factory=list, description="Ordered rules.")
+    firewalls: list[AnyFirewall] = Field(default_factory=list, description="Group targets.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file.")
 
     @model_validator(mode="after")
@@ -308,6 +312,7 @@ class Config(_Model):
                 raise ValueError(f"links[{i}]: switch {link.switch!r} is not configured")
             if link.session is not None and link.session not in sessions:
                 raise ValueError(f"links[{i}]: session {link.session!r} is not configured")
+        check_security(self.groups, self.policies, self.firewalls, sessions)
         return self
 
     def session(self, name: str) -> SessionConfig:

@@ -52,9 +52,11 @@ class CountingDriver(Protocol):
     """A switch-port driver (``targets.switchport.base.Driver``) with its write counters."""
 
     name: str
-    capabilities: Capabilities
     transactions: int
     writes: int
+
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     def connect(self) -> None: ...
     def read_ports(self) -> dict[str, PortState]: ...
