@@ -87,7 +87,7 @@ def test_the_record_is_a_suffix_of_the_persons_description(
     ios.configure("interface GigabitEthernet0/1", "description esx01 vmnic1", "exit")
     driver = driver_for(ios_peer)
     driver.apply([change("GigabitEthernet0/1", add={110, 111})])
-    assert ios.description("GigabitEthernet0/1") == "esx01 vmnic1 [vmfabric 110-111]"
+    assert ios.description("GigabitEthernet0/1") == "esx01 vmnic1 [vmfabric:110-111]"
     fresh = driver_for(ios_peer)  # a lost store: the record is on the switch
     assert fresh.read_ports()["GigabitEthernet0/1"].dynamic == {110, 111}
     fresh.apply([change("GigabitEthernet0/1", remove={110, 111})])

@@ -78,7 +78,7 @@ def test_the_record_is_a_suffix_of_the_persons_description(
     person.client.change({"interface": {"swp1": {"description": "esx01 vmnic1"}}})
     driver = driver_for(nvue)
     driver.apply([change("swp1", add={110, 111, 112})])
-    assert nvue.applied()["interface"]["swp1"]["description"] == "esx01 vmnic1 [vmfabric 110-112]"
+    assert nvue.applied()["interface"]["swp1"]["description"] == "esx01 vmnic1 [vmfabric:110-112]"
     driver.apply([change("swp1", remove={110, 111, 112})])
     assert nvue.applied()["interface"]["swp1"]["description"] == "esx01 vmnic1"
 

@@ -23,14 +23,14 @@ from vmfabric.targets.switchport.cli import (
 
 TRUNK = "switchport mode trunk"
 ALLOWED = "switchport trunk allowed vlan 10,20"
-DESCR = "description esx01 [vmfabric 20]"
+DESCR = "description esx01 [vmfabric:20]"
 RUNNING = {  # each platform's own way of showing a trunk with two VLANs and a description
     "cisco_ios": ["interface Gi0/1", f" {DESCR}", f" {ALLOWED}", f" {TRUNK}", "end"],
     "cisco_nxos": ["interface Ethernet1/1", f"  {DESCR}", "  switchport", f"  {TRUNK}",
                    f"  {ALLOWED}"],
     "arista_eos": ["interface Ethernet1", f"   {DESCR}", f"   {ALLOWED}", f"   {TRUNK}"],
     "dell_os10": [
-        "interface ethernet1/1/1", ' description "esx01 [vmfabric 20]"', " no shutdown",
+        "interface ethernet1/1/1", ' description "esx01 [vmfabric:20]"', " no shutdown",
         f" {TRUNK}", f" {ALLOWED}",
     ],
 }  # fmt: skip
@@ -45,7 +45,7 @@ def test_each_platform_reads_a_trunk_and_its_record(name: str) -> None:
     port = parse_port("\n".join(RUNNING[name]), load_platform(name))
     assert port.mode is PortMode.TRUNK
     assert port.vlans == {10, 20}
-    assert port.description == "esx01 [vmfabric 20]"
+    assert port.description == "esx01 [vmfabric:20]"
 
 
 def test_long_ios_lists_continue_with_add_lines_and_all_is_open() -> None:
@@ -87,7 +87,7 @@ def test_every_line_carries_its_undo_in_its_interface() -> None:
     )  # fmt: skip
     assert block.texts() == [
         "vlan 110", "name vmfabric-110", "exit", "interface Gi0/1",
-        "switchport trunk allowed vlan add 110", "description esx01 [vmfabric 110]", "exit",
+        "switchport trunk allowed vlan add 110", "description esx01 [vmfabric:110]", "exit",
     ]  # fmt: skip
     assert undo_lines(block.lines, ios) == [
         "interface Gi0/1", "description esx01", "switchport trunk allowed vlan remove 110",

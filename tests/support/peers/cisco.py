@@ -146,7 +146,7 @@ class CiscoHarness(SwitchHarness):
 
     def unrelated(self, port: str) -> object:
         lines = self.person.running(port).splitlines()
-        kept = [line.split(" [vmfabric ")[0] for line in lines if "allowed vlan" not in line]
+        kept = [line.split(" [vmfabric:")[0] for line in lines if "allowed vlan" not in line]
         return [line for line in kept if not line.startswith("Current configuration")]
 
     def snapshot(self) -> object:

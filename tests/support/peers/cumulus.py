@@ -128,7 +128,7 @@ class CumulusHarness(SwitchHarness):
         interface = dict(self.person.interface(port) or {})
         interface.pop("bridge", None)
         text = str(interface.get("description", ""))
-        interface["description"] = text.split(" [vmfabric ", maxsplit=1)[0]
+        interface["description"] = text.split(" [vmfabric:", maxsplit=1)[0]
         return interface
 
     def snapshot(self) -> object:

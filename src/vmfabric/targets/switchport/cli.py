@@ -32,9 +32,10 @@ This module owns:
    transaction (``capabilities.atomic`` is false): a connection lost mid-block can leave
    part of a plan applied; the next read sees it and the next plan completes it.
 
-**Origin record** (``origin: target``): a suffix ``[vmfabric 110,120]`` of the port's
-description (``targets.switchport.description``), kept on the switch. vmfabric does not
-delete the VLANs it created (that needs every port's list; a person can remove them).
+**Origin record** (``origin: target``): a suffix ``[vmfabric:110,120]`` of the port's
+description (``targets.switchport.trunkcli``, as eos and nxos keep it), on the switch.
+vmfabric does not delete the VLANs it created (that needs every port's list; a person can
+remove them).
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ from vmfabric.core.errors import ConfigError, PermanentError, TransientError
 from vmfabric.core.model import PortMode, PortState
 from vmfabric.core.vlans import VLAN_MAX, VLAN_MIN, format_vlans
 from vmfabric.targets.base import Capabilities
-from vmfabric.targets.switchport import description
 from vmfabric.targets.switchport.base import DRIVERS, PortWrite, SwitchPortDriver
+from vmfabric.targets.switchport.trunkcli import join_description, split_description
 
 VENDORS = "vmfabric.targets.switchport.vendors"
 # scrapli and paramiko log what they then raise (a refused login, a closed socket); the
@@ -273,7 +274,7 @@ def parse_port(output: str, platform: Platform) -> CliPort:
 
 
 def cli_state(switch: str, name: str, port: CliPort) -> PortState:
-    _, record = description.split(port.description)
+    _, record = split_description(port.description or "")
     dynamic = record & port.vlans if port.mode is PortMode.TRUNK else frozenset()
     return PortState(switch, name, port.mode, port.vlans, dynamic)
 
@@ -330,8 +331,8 @@ def _port_lines(block: Block, write: PortWrite, before: CliPort, platform: Platf
     for part in _chunks(write.remove, platform.max_vlans_per_command):
         block.add(cmd.remove.format(vlans=part), context, [cmd.add.format(vlans=part)])
     if write.record is not None:
-        text, _ = description.split(before.description)
-        new = description.join(text, write.record)
+        text, _ = split_description(before.description or "")
+        new = join_description(text, write.record)
         old = before.description
         undo = cmd.description.format(text=old) if old else cmd.no_description
         block.add(cmd.description.format(text=new) if new else cmd.no_description, context, [undo])

@@ -21,8 +21,8 @@ This module owns two things:
    carries nothing on trunk ports).
 
    **Origin record** (``origin: target``): in the port's ``description``, as a suffix
-   ``[vmfabric 110,120]`` after the text a person wrote (``targets.switchport.description``):
-   NVUE offers no other per-port note, and this one survives a lost store.
+   ``[vmfabric:110,120]`` after the text a person wrote (``targets.switchport.trunkcli``, as
+   eos and nxos do): NVUE offers no other per-port note, and this one survives a lost store.
 
 2. **The driver** (``CumulusDriver``, registered as ``cumulus``): one HTTP client per switch
    with a kept-alive connection. An apply reads the applied configuration, and when there is
@@ -57,8 +57,8 @@ from vmfabric.core.errors import ConfigError, PermanentError, TransientError
 from vmfabric.core.model import PortMode, PortState
 from vmfabric.core.vlans import format_vlans, parse_vlans
 from vmfabric.targets.base import Capabilities
-from vmfabric.targets.switchport import description
 from vmfabric.targets.switchport.base import DRIVERS, PortWrite, SwitchPortDriver
+from vmfabric.targets.switchport.trunkcli import join_description, split_description
 
 Tree = dict[str, Any]
 APPLY = {"state": "apply", "auto-prompt": {"ays": "ays_yes"}}
@@ -125,7 +125,7 @@ def port_state(
     if not keys or "all" in keys:
         return PortState(switch, name, PortMode.OPEN)
     vlans = key_ids(keys) - {closed_vlan}
-    _, record = description.split((interface or {}).get("description"))
+    _, record = split_description((interface or {}).get("description") or "")
     return PortState(switch, name, PortMode.TRUNK, vlans, record & vlans)
 
 
@@ -169,8 +169,8 @@ def render_patch(
         needed |= {int(k) for k, v in ops.items() if v is not None and k.isdigit()}
         port: Tree = {"bridge": {"domain": {bridge: {"vlan": ops}}}}
         if write.record is not None:
-            text, _ = description.split(interface.get("description"))
-            port["description"] = description.join(text, write.record) or None
+            text, _ = split_description(interface.get("description") or "")
+            port["description"] = join_description(text, write.record) or None
         ports[write.port] = port
     patch: Tree = {"interface": ports}
     missing = sorted(needed - bridge_vlans)
