@@ -1,7 +1,7 @@
 """The generic SSH driver (``driver: cli``, platform file ``cisco_ios``) against fake-switches'
 ``cisco_generic`` IOS model over real SSH (extended where IOS does more: support.peers says
-what): the shipped conformance suite, then what the CLI adds (a refused command undone, the
-VLAN database, one login for many changes, host keys, a saved configuration)."""
+what), on what the CLI adds (the shipped conformance suite runs in tests/conformance/): a
+refused command undone, the VLAN database, one login for many changes, host keys, saving."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from support.peers.cisco import CiscoHarness, CiscoPerson, cli_config
+from support.peers.cisco import CiscoPerson, cli_config
 from support.peers.fakeswitches import FakeSwitchesPeer, host_key_line
 from vmfabric.core.errors import PermanentError, TransientError
 from vmfabric.targets.switchport.cli import CliDriver
-from vmfabric.testing.conformance import SwitchHarness, SwitchPortConformance, change
+from vmfabric.testing.conformance import change
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +27,6 @@ def ios_peer(tmp_path: Path) -> Iterator[FakeSwitchesPeer]:
         yield peer
     finally:
         peer.stop()
-
-
-class TestCliIosConformance(SwitchPortConformance):
-    @pytest.fixture
-    def harness(self, ios_peer: FakeSwitchesPeer) -> Iterator[SwitchHarness]:
-        harness = CiscoHarness(ios_peer)
-        try:
-            yield harness
-        finally:
-            harness.person.close()
 
 
 # ---- what the CLI adds ---------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The cumulus driver against a stateful NVUE peer written here from NVIDIA's published API
 shapes (support.peers.nvue: no NVUE simulator exists to run), over HTTPS with a certificate
-the test made: the shipped conformance suite, then what is NVUE's own (revisions, the bridge's
-VLAN list, the placeholder, a peer killed mid-apply, TLS, a kept-alive connection)."""
+the test made, on what is NVUE's own (the shipped conformance suite runs in
+tests/conformance/): revisions, the bridge's VLAN list, the placeholder, a peer killed
+mid-apply, TLS, a kept-alive connection."""
 
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ from typing import Any
 
 import pytest
 
-from support.peers.cumulus import CumulusHarness, CumulusPerson, cumulus_config, make_tls
+from support.peers.cumulus import CumulusPerson, cumulus_config, make_tls
 from support.peers.nvue import NvuePeer
 from vmfabric.core.errors import PermanentError, TransientError
 from vmfabric.targets.switchport.cumulus import CumulusDriver
 from vmfabric.testing.conformance import (
-    SwitchHarness,
-    SwitchPortConformance,
     change,
     trunk,
 )
@@ -33,12 +32,6 @@ def nvue(tmp_path: Path) -> Iterator[NvuePeer]:
         yield peer
     finally:
         peer.stop()
-
-
-class TestCumulusConformanceOnNvuePeer(SwitchPortConformance):
-    @pytest.fixture
-    def harness(self, nvue: NvuePeer) -> Iterator[SwitchHarness]:
-        yield CumulusHarness(nvue)
 
 
 # ---- what is NVUE's own -------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""The junos driver against fake-switches' Junos models over real NETCONF/SSH: the shipped
-conformance suite on the ELS (``juniper_qfx_copper_generic``) and non-ELS
-(``juniper_generic``) syntax, plus what is Junos's own: the VLAN database, member ranges and
-names, the candidate lock, a peer killed mid-apply, host keys, and a kept-open session.
+"""The junos driver against fake-switches' ELS Junos model over real NETCONF/SSH, on what is
+Junos's own (the shipped conformance suite runs in tests/conformance/): the VLAN database,
+member ranges and names, the placeholder VLAN, the candidate lock, a peer killed mid-apply,
+a session lost mid-apply, host keys, and a kept-open session.
 
 fake-switches is extended where it lacks what Junos does (support.peers.fakeswitches says
 what); refusals and stalls are injected by the test and named so."""
@@ -17,37 +17,16 @@ import pytest
 from lxml import etree
 
 from support.peers.fakeswitches import FakeSwitchesPeer, host_key_line
-from support.peers.junos import NON_EDGE, JunosHarness, JunosPeer, junos_config, start_peer
+from support.peers.junos import NON_EDGE, JunosPeer, junos_config, start_peer
 from vmfabric.core.errors import PermanentError, TransientError
 from vmfabric.core.model import PortMode
 from vmfabric.targets.switchport.junos import JunosDriver
 from vmfabric.testing.conformance import (
-    SwitchHarness,
-    SwitchPortConformance,
     change,
     trunk,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["junos", "junos-non-els"])
-def junos_peer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FakeSwitchesPeer]:
-    peer = start_peer(request.param, tmp_path)
-    try:
-        yield peer
-    finally:
-        peer.stop()
-
-
-class TestJunosConformance(SwitchPortConformance):
-    @pytest.fixture
-    def harness(self, junos_peer: FakeSwitchesPeer) -> Iterator[SwitchHarness]:
-        harness = JunosHarness(junos_peer)
-        try:
-            yield harness
-        finally:
-            harness.person.close()
 
 
 # ---- what is Junos's own ---------------------------------------------------------------

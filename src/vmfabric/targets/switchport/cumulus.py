@@ -42,6 +42,7 @@ labs), ``username``, ``password`` (env:/file: reference), ``verify_tls`` (true),
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 import time
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,7 @@ from vmfabric.targets.switchport.trunkcli import join_description, split_descrip
 Tree = dict[str, Any]
 APPLY = {"state": "apply", "auto-prompt": {"ays": "ays_yes"}}
 _WAITING = ("apply", "applying")
+_NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
 class CumulusSwitch(SwitchConfig):
@@ -229,10 +231,15 @@ class CumulusDriver(SwitchPortDriver):
             return
         opts = self.options
         password = resolve_secret(opts.password)
+        verify = self._verify()
+        # a request's headers and body are two writes: without TCP_NODELAY the body waits for
+        # the switch's delayed ACK (tens of ms per request on a kept connection)
+        transport = httpx.HTTPTransport(verify=verify, socket_options=_NODELAY)
         self._client = httpx.Client(
             base_url=f"{opts.transport}://{opts.host}:{opts.port}/nvue_v1",
             auth=(opts.username, password.get_secret_value()),
-            verify=self._verify(),
+            verify=verify,
+            transport=transport,
             timeout=opts.timeout,
             headers={"Content-Type": "application/json"},
         )
