@@ -118,4 +118,4 @@ def test_a_refused_command_is_one_line_and_what_went_before_is_undone(
 
 def test_an_unknown_platform_is_bad_input(tmp_path: Path, peer: FakeSwitchesPeer) -> None:
     path = write_config(tmp_path, {**entry(peer), "platform": "hp_comware"}, (P1, P2))
-    assert_one_line_error(sync(path, env(peer)), 2, "vendors/hp_comware.yaml")
+    assert_one_line_error(sync(path, env(peer)), 2, "platform 'hp_comware' has no file")

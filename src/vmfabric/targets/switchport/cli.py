@@ -51,7 +51,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from scrapli.driver import NetworkDriver
 from scrapli.driver.network.base_driver import PrivilegeLevel
 from scrapli.exceptions import (
@@ -210,10 +217,20 @@ class CliSwitch(SwitchConfig):
 
     @field_validator("platform")
     @classmethod
-    def _known(cls, value: str) -> str:
+    def _name(cls, value: str) -> str:
         if not re.fullmatch(r"[a-z0-9_]+", value):
             raise ValueError(f"platform {value!r} is not a platform name")
         return value
+
+    @model_validator(mode="after")
+    def _known(self) -> CliSwitch:
+        shipped = shipped_platforms()
+        if self.platform_file is None and self.platform not in shipped:
+            raise ValueError(
+                f"platform {self.platform!r} has no file vendors/{self.platform}.yaml "
+                f"(shipped: {', '.join(shipped)}; or give platform_file)"
+            )
+        return self
 
     def endpoint(self) -> str:
         return f"SSH {self.host}:{self.port}"
