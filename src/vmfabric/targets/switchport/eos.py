@@ -46,6 +46,12 @@ LOG = logging.getLogger(__name__)
 
 READS = ["show interfaces switchport", "show interfaces description", "show vlan"]
 MAX_DESCRIPTION = 240
+SESSION_NOTES = (
+    "Atomic: one configuration session per plan, opened and committed within one eAPI "
+    "request, aborted on any refused command. EOS commits a session by replacing the "
+    "running configuration with the session's copy, taken when the request starts: a "
+    "person's commit landing during those milliseconds could be undone."
+)
 NOTES = (
     "config_session: false runs a plan in plain configure mode: EOS stops at the first "
     "refused command and keeps the commands before it, so earlier ports of the plan keep "
@@ -172,7 +178,7 @@ class EosDriver(HttpCliDriver):
     """One Arista switch's edge ports through eAPI. See the module docstring."""
 
     Options = EosSwitch
-    capabilities = Capabilities(atomic=True, origin="target", notes=NOTES)
+    capabilities = Capabilities(atomic=True, origin="target", notes=SESSION_NOTES)
     max_description = MAX_DESCRIPTION
 
     def __new__(cls, config: SwitchConfig) -> EosDriver:
