@@ -343,4 +343,4 @@ def test_the_tree_reader_reads_a_hosts_network_configuration_as_the_mapping_need
     assert [n.name for n in host.nics] == ["vmnic0", "vmnic1"]
     assert host.vswitch_nics == {"pg:VM Network": {"vmnic0"}, "dvs:u-1": {"vmnic1"}}
     (pg,) = inv.portgroups().values()
-    assert (pg.name, pg.vlans, pg.vswitch) == ("VM Network", {42}, "pg:VM Network")
+    assert (pg.name, pg.vlans, pg.vswitch) == ("VM Network", frozenset({42}), "pg:VM Network")
