@@ -344,3 +344,43 @@ def test_the_tree_reader_reads_a_hosts_network_configuration_as_the_mapping_need
     assert host.vswitch_nics == {"pg:VM Network": {"vmnic0"}, "dvs:u-1": {"vmnic1"}}
     (pg,) = inv.portgroups().values()
     assert (pg.name, pg.vlans, pg.vswitch) == ("VM Network", frozenset({42}), "pg:VM Network")
+
+
+def test_a_server_without_the_tagging_api_gives_no_tags_and_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An ESXi host (or a user without the tagging API) answers 404: the tag feed reports
+    "unknown" (the session keeps its last tags) and logs it once, not at every refresh."""
+    import http.server
+    import queue
+    import threading
+
+    from pydantic import SecretStr
+
+    from vmfabric.sources.vcenter.tags import TagClient, TagFeed
+
+    class NoTags(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoTags)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out: queue.Queue[Any] = queue.Queue()
+    client = TagClient(f"http://127.0.0.1:{server.server_port}/sdk", "ro",
+                       lambda: SecretStr("Secret-4711"), None, 5.0)  # fmt: skip
+    feed = TagFeed(client, 0.05, out, "vc")
+    try:
+        with caplog.at_level(logging.WARNING, logger="vmfabric.sources.vcenter"):
+            feed.start()
+            items = [out.get(timeout=5) for _ in range(3)]
+    finally:
+        feed.close()
+        server.shutdown()
+    assert [i.payload for i in items] == [None, None, None]
+    warnings = [r.getMessage() for r in caplog.records if "tags not read" in r.getMessage()]
+    assert warnings == ["session vc: VM tags not read: tagging API login answered HTTP 404"]
+    assert "Secret-4711" not in caplog.text

@@ -8,7 +8,8 @@ Owns three things:
   its PID (also a context manager);
 - ``VcsimControl``: a small pyVmomi client playing the vSphere admin: distributed port
   groups (VLAN, trunk, PVLAN), VMs on a host and port group, power, vMotion, destroy, host
-  renames, and the CDP/LLDP hints file the simulator re-reads on every QueryNetworkHint.
+  renames, and the CDP/LLDP hints file the simulator re-reads when it changes; guest addresses,
+  VM folders, custom attributes and tags (the REST tagging API).
 
 Run ``python -m vmfabric.lab.vcsim build`` to build the binary.
 """
@@ -220,7 +221,7 @@ class Vcsim:
             proc.stdout.close()
 
     def set_hints(self, hints: Hints) -> None:
-        """Rewire CDP/LLDP: the simulator re-reads this on every QueryNetworkHint."""
+        """Rewire CDP/LLDP: the simulator re-reads the file when it changes."""
         write_hints(self.hints_file, hints)
 
     def hint_queries(self) -> dict[str, int]:

@@ -2,8 +2,8 @@
 //
 // It builds a VPX model with one cluster of N hosts (optionally renamed), K VMs, M physical
 // NICs per host (vmnic0 on vSwitch0, the others on the DVS as a proxy switch), and answers
-// QueryNetworkHint from a JSON hints file that is re-read on every call so that a test can
-// rewire CDP/LLDP neighbours at run time. Credentials come from VCSIM_USERNAME and
+// QueryNetworkHint from a JSON hints file that is re-read whenever it changes so that a
+// test can rewire CDP/LLDP neighbours at run time. Credentials come from VCSIM_USERNAME and
 // VCSIM_PASSWORD. POST /vmfabric/rename?host=OLD&name=NEW renames a host and
 // /vmfabric/connection?host=H&state=connected|disconnected|notResponding sets its connection
 // state (basic auth with the same credentials). -tls-cert FILE serves https (a self-signed certificate for 127.0.0.1,
@@ -29,6 +29,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -66,21 +67,42 @@ type hintNetworkSystem struct {
 	hintsFile string
 }
 
+// hintsCache keeps the hints file parsed until its modification time or size changes: a
+// full read queries every host, and parsing the whole file per query made 250 hosts cost
+// 250 parses of a 250-host file.
+var hintsCache struct {
+	sync.Mutex
+	path  string
+	mtime time.Time
+	size  int64
+	all   map[string]map[string]nicHint
+}
+
 func readHints(path string, host string) map[string]nicHint {
 	out := map[string]nicHint{}
 	if path == "" {
 		return out
 	}
-	data, err := os.ReadFile(path)
+	info, err := os.Stat(path)
 	if err != nil {
 		return out
 	}
-	all := map[string]map[string]nicHint{}
-	if err := json.Unmarshal(data, &all); err != nil {
-		fmt.Fprintf(os.Stderr, "hints file %s: %v\n", path, err)
-		return out
+	hintsCache.Lock()
+	defer hintsCache.Unlock()
+	c := &hintsCache
+	if c.all == nil || c.path != path || !c.mtime.Equal(info.ModTime()) || c.size != info.Size() {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return out
+		}
+		all := map[string]map[string]nicHint{}
+		if err := json.Unmarshal(data, &all); err != nil {
+			fmt.Fprintf(os.Stderr, "hints file %s: %v\n", path, err)
+			return out
+		}
+		c.path, c.mtime, c.size, c.all = path, info.ModTime(), info.Size(), all
 	}
-	if h, ok := all[host]; ok {
+	if h, ok := c.all[host]; ok {
 		return h
 	}
 	return out
