@@ -370,10 +370,13 @@ class WaitCall:
     another thread: it shuts the socket, so a call blocked in a long poll returns at once
     with an ``OSError``."""
 
-    def __init__(self, stub: Any, collector: Any, reader: str) -> None:
+    def __init__(
+        self, stub: Any, collector: Any, reader: str, timeout: float | None = None
+    ) -> None:
         self.stub = stub
         self.collector = collector
         self.reader = reader
+        self.timeout = timeout  # seconds an answer may take; None: the connection's own
         self.info = vmodl.query.PropertyCollector._GetMethodInfo("WaitForUpdatesEx")
         self._conn: http.client.HTTPConnection | None = None
         self._closed = False
@@ -420,6 +423,10 @@ class WaitCall:
             raise OSError("the feed is closed")
         if self._conn is None:
             self._conn = self.stub.GetConnection()
+            if self.timeout is not None:
+                self._conn.timeout = self.timeout
+                if self._conn.sock is not None:
+                    self._conn.sock.settimeout(self.timeout)
         conn = self._conn
         try:
             conn.request("POST", self.stub.path, request, self._headers())
