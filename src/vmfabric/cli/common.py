@@ -33,8 +33,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
-def open_store(config_path: Path | None) -> tuple[Config, Store]:
-    config = load_config(config_path)
+def open_store(
+    config_path: Path | None, *, connect: bool = False, write: bool = False
+) -> tuple[Config, Store]:
+    """The config (checked for a command that ``connect``s to managers and ``write``s the
+    store; see ``vmfabric.config.local``) and its store."""
+    config = load_config(config_path, connect=connect, write=write)
     return config, Store(config.store_url())
 
 
