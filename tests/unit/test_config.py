@@ -14,6 +14,7 @@ from vmfabric.config import (
     format_duration,
     load_config,
     load_yaml,
+    parse_config,
     parse_duration,
     resolve_secret,
 )
@@ -376,3 +377,15 @@ def test_the_store_folder_must_exist_and_writers_must_be_able_to_create_files_in
         load_config(path, write=True)
     assert not list(tmp_path.glob(".vmfabric-probe-*")), "the probe file must be removed"
     assert load_config(write(tmp_path, "{}\n"), write=True).store_url().endswith("vmfabric.db")
+
+
+def readme_yaml(after: str) -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    return text[text.index(after) :].split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_configuration_example_is_a_valid_config() -> None:
+    config = parse_config(yaml.safe_load(readme_yaml("## Configuration")), "README.md")
+    assert [s.kind for s in config.sessions] == ["vcenter", "libvirt", "static"]
+    assert config.switches[0].endpoint() == "OVSDB unix:/run/openvswitch/db.sock bridge br0"
+    assert config.engine.retry_max == 60.0
