@@ -389,3 +389,17 @@ def test_the_readme_configuration_example_is_a_valid_config() -> None:
     assert [s.kind for s in config.sessions] == ["vcenter", "libvirt", "static"]
     assert config.switches[0].endpoint() == "OVSDB unix:/run/openvswitch/db.sock bridge br0"
     assert config.engine.retry_max == 60.0
+
+
+def test_one_vcenter_may_be_watched_as_two_users_but_not_twice_as_one(tmp_path: Path) -> None:
+    two = (VC % "env:PW") + (VC % "env:PW").replace("sessions:\n", "").replace(
+        "name: vc", "name: vc2"
+    )
+    with pytest.raises(ConfigError, match=r"sessions\[1\]\.url: session vc already watches"):
+        load_config(write(tmp_path, two.replace("username: ro", "username: RO", 1)))
+    assert (
+        len(
+            load_config(write(tmp_path, two.replace("username: ro", "username: admin", 1))).sessions
+        )
+        == 2
+    )

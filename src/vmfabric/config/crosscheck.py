@@ -8,7 +8,8 @@ config model can raise it as one line. What is checked, and why it matters:
   of one bridge undo each other's changes every reconcile); two switches a neighbour could
   not tell apart (names and aliases compared as the topology resolver compares them, or
   one management address);
-- sessions: two sessions watching one manager (each would report the same VMs);
+- sessions: two sessions watching one manager (each would report the same VMs); for
+  vCenter, as one user (two users may see different parts of one vCenter);
 - links: a link to an unknown switch or session, to a port that is not an edge port, two
   links for one host NIC, or one switch port wired to two hosts (two NICs of one host may
   share a port: a bond on a port-channel).
@@ -167,7 +168,8 @@ def _managers(session: object) -> list[tuple[str, str]]:
     if kind == "vcenter":
         parts = urlsplit(str(getattr(session, "url", "")))
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        return [("url", f"vCenter {parts.hostname}:{port}{parts.path.rstrip('/')}")]
+        user = str(getattr(session, "username", "")).lower()  # vSphere names ignore case
+        return [("url", f"vCenter {parts.hostname}:{port}{parts.path.rstrip('/')} as {user}")]
     if kind == "libvirt":
         uris: dict[str, str] = getattr(session, "uris", {})
         return [(f"uris.{host}", f"libvirt {uri.strip()}") for host, uri in uris.items()]
