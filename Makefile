@@ -6,7 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUILD := build
 APT_PACKAGES := openvswitch-switch golang-go golang-github-vmware-govmomi-dev lldpd \
-	libvirt-dev pkg-config graphviz iproute2 iputils-ping frr procps postgresql libvirt-daemon
+	libvirt-dev pkg-config graphviz iproute2 iputils-ping frr procps postgresql libvirt-daemon \
+	nftables openssl ethtool
 PYTEST_ARGS ?=
 
 .PHONY: all deps apt venv vcsim lint test unit demo bench soak clean
@@ -27,10 +28,13 @@ apt:
 
 venv: $(VENV)/.installed
 
+# fake-switches (the vendor switch peers of the tests) pins Twisted<17, which does not build
+# on Python 3.11: its dependencies come from the fakeswitches extra, itself with --no-deps.
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,libvirt]'
+	$(PY) -m pip install -q -e '.[dev,libvirt,fakeswitches]'
+	$(PY) -m pip install -q --no-deps 'fake-switches>=1.5'
 	@touch $@
 
 vcsim: venv

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from vmfabric.cli import commands, lab, show
+from vmfabric.cli import commands, groups, lab, show  # noqa: F401 (groups adds show group|policy)
 from vmfabric.cli.common import fail
 from vmfabric.core.errors import VmfabricError
 

@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from vmfabric.config import crosscheck
+from vmfabric.config.groups import AnyFirewall, GroupConfig, PolicyConfig, check_security
 from vmfabric.config.local import SecretUnavailableError, check_local
 from vmfabric.config.store_url import check_store_url
 from vmfabric.config.yamlfile import load_yaml as load_yaml
@@ -131,6 +132,7 @@ def _secret_ref(value: Any) -> str:
     return text
 
 
+SECRET_REF_CHECK = _secret_ref  # how vmfabric.config.local recognises a SecretRef field
 SecretRef = Annotated[str, BeforeValidator(_secret_ref)]
 
 
@@ -429,6 +431,9 @@ class Config(_Model):
     sessions: list[SessionConfig] = Field(default_factory=list)
     switches: list[AnySwitch] = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
+    groups: list[GroupConfig] = Field(default_factory=list, description="Security groups.")
+    policies: list[PolicyConfig] = Field(default_factory=list, description="Ordered rules.")
+    firewalls: list[AnyFirewall] = Field(default_factory=list, description="Group targets.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file.")
 
     @field_validator("store")
@@ -444,6 +449,7 @@ class Config(_Model):
         problem = crosscheck.first_problem(self)
         if problem:
             raise ValueError(problem)
+        check_security(self.groups, self.policies, self.firewalls, {s.name for s in self.sessions})
         return self
 
     def session(self, name: str) -> SessionConfig:
@@ -550,12 +556,29 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
     if "base_dir" in data:
         raise ConfigError("unknown key (relative paths resolve against the file's folder)",
                           f"{source}: base_dir")  # fmt: skip
+    base = base_dir or Path(".")
+    if isinstance(data.get("switches"), list):
+        data = {**data, "switches": [_anchor_secrets(sw, base) for sw in data["switches"]]}
     try:
-        return Config.model_validate({**data, "base_dir": base_dir or Path(".")})
+        return Config.model_validate({**data, "base_dir": base})
     except ValidationError as exc:
         raise format_validation_error(exc, source) from None
     except RecursionError:
         raise ConfigError("nested too deeply", source) from None
+
+
+def _anchor_secrets(entry: Any, base: Path) -> Any:
+    """A switch entry with relative ``file:`` secret references made absolute against the
+    config file's folder (drivers resolve them later, wherever vmfabric runs from)."""
+    if not isinstance(entry, dict):
+        return entry
+    out = dict(entry)
+    for key, value in entry.items():
+        if isinstance(value, str) and value.startswith("file:"):
+            path = Path(value.removeprefix("file:"))
+            if value.removeprefix("file:") and not path.is_absolute():
+                out[key] = f"file:{base / path}"
+    return out
 
 
 def load_config(

@@ -10,6 +10,9 @@ depths, by what the command is about to do:
   unreadable) is not judged: ``show`` does not need it;
 - ``connect`` (``run``, ``sync``, ``config check``): every secret resolves, every
   ``ca_file`` is a PEM CA bundle, every ``lldp_command`` program is found;
+
+Secrets and CA files are found in every session, switch and firewall entry, whichever
+driver or kind declared them (see ``secret_refs``).
 - ``write`` (``run``, ``sync`` without ``--dry-run``, ``config check``): the store's
   folder accepts new files (tried with a probe file, which also tells the truth for root
   and for read-only file systems).
@@ -28,12 +31,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
+
 from vmfabric.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from vmfabric.config import Config, LibvirtSession, VcenterSession
+    from vmfabric.config import Config
 
 Problem = tuple[str, str]  # (key path, message)
+SECRET_KEYS = frozenset({"password", "api_key", "token"})
 
 
 class SecretUnavailableError(ConfigError):
@@ -51,12 +57,47 @@ def check_local(config: Config, source: str, *, connect: bool, write: bool) -> N
 def local_problems(config: Config, *, connect: bool, write: bool) -> Iterator[Problem]:
     """Every problem of ``config`` on this machine, in file order."""
     yield from _store(config, write)
-    for i, session in enumerate(config.sessions):
-        key = f"sessions[{i}]"
-        if session.kind == "vcenter":
-            yield from _vcenter(config, session, key, connect)
-        elif session.kind == "libvirt" and connect:
-            yield from _libvirt(session, key)
+    for key, entry in _entries(config):
+        yield from _entry(config, key, entry, connect)
+
+
+def _entries(config: Config) -> Iterator[tuple[str, BaseModel]]:
+    """(key path, entry) of every session, switch and firewall."""
+    for section in ("sessions", "switches", "firewalls"):
+        for i, entry in enumerate(getattr(config, section, ())):
+            yield f"{section}[{i}]", entry
+
+
+def secret_refs(entry: BaseModel) -> Iterator[tuple[str, str]]:
+    """(key, reference) of each secret an entry names: a ``SecretRef`` field, or a field
+    named as secrets are (``password``, ``api_key``, ``token``) holding ``env:``/``file:``."""
+    for name, info in type(entry).model_fields.items():
+        value = getattr(entry, name, None)
+        if not isinstance(value, str) or not value.startswith(("env:", "file:")):
+            continue
+        if name in SECRET_KEYS or any(_is_secret_ref(m) for m in info.metadata):
+            yield name, value
+
+
+def _is_secret_ref(meta: object) -> bool:
+    from vmfabric.config import SECRET_REF_CHECK
+
+    return getattr(meta, "func", None) is SECRET_REF_CHECK
+
+
+def _entry(config: Config, key: str, entry: BaseModel, connect: bool) -> Iterator[Problem]:
+    for name, ref in secret_refs(entry):
+        problem = _secret(config, ref, connect)
+        if problem:
+            yield f"{key}.{name}", problem
+    ca = getattr(entry, "ca_file", None)
+    if isinstance(ca, Path):
+        path = config.resolve(ca)
+        problem = _ca_problem(path) if connect else _missing(path)
+        if problem:
+            yield f"{key}.ca_file", problem
+    if connect and getattr(entry, "kind", None) == "libvirt":
+        yield from _libvirt(entry, key)
 
 
 def sqlite_path(config: Config) -> Path | None:
@@ -103,17 +144,6 @@ def _who() -> str:
     return f"run and sync write the store there (running as uid {os.geteuid()})"
 
 
-def _vcenter(config: Config, session: VcenterSession, key: str, connect: bool) -> Iterator[Problem]:
-    problem = _secret(config, session.password, connect)
-    if problem:
-        yield f"{key}.password", problem
-    if session.ca_file is not None:
-        ca = config.resolve(session.ca_file)
-        problem = _ca_problem(ca) if connect else _missing(ca)
-        if problem:
-            yield f"{key}.ca_file", problem
-
-
 def _secret(config: Config, ref: str, connect: bool) -> str:
     from vmfabric.config import resolve_secret
 
@@ -151,10 +181,11 @@ def _ca_problem(path: Path) -> str:
     return ""
 
 
-def _libvirt(session: LibvirtSession, key: str) -> Iterator[Problem]:
-    if session.lldp_command is None:
+def _libvirt(session: BaseModel, key: str) -> Iterator[Problem]:
+    command = getattr(session, "lldp_command", None)
+    if not command:
         return
-    program = shlex.split(session.lldp_command)[0]
+    program = shlex.split(command)[0]
     found = os.access(program, os.X_OK) if "/" in program else shutil.which(program)
     if not found:
         yield f"{key}.lldp_command", f"program {program!r} is not found (PATH or its path)"

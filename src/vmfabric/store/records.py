@@ -16,7 +16,9 @@ from vmfabric.core.model import PortState
 from vmfabric.store import rows
 from vmfabric.store.schema import audit_log, plans, port_states, switches
 
-PLAN_STATUSES = frozenset({"held", "check", "approved", "applied", "rejected", "superseded"})
+PLAN_STATUSES = frozenset(
+    {"held", "check", "approved", "applying", "applied", "failed", "expired", "superseded"}
+)
 SWITCH_STATES = frozenset({"ok", "unreachable", "error"})
 
 
@@ -31,6 +33,20 @@ class AuditEntry:
     action: Literal["add", "remove"]
     reason: str
     session: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "time": self.time, "switch": self.switch, "port": self.port, "vlan": self.vlan,
+            "action": self.action, "reason": self.reason, "session": self.session,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AuditEntry:
+        action: Literal["add", "remove"] = "remove" if data["action"] == "remove" else "add"
+        return cls(
+            float(data["time"]), str(data["switch"]), str(data["port"]), int(data["vlan"]),
+            action, str(data.get("reason", "")), str(data.get("session", "")),
+        )  # fmt: skip
 
 
 def check_plan_status(status: str) -> str:
@@ -173,3 +189,12 @@ def set_plan_status(
 def plan_ids(conn: Connection, status: str) -> list[int]:
     stmt = select(plans.c.id).where(plans.c.status == status).order_by(plans.c.id)
     return [int(i) for i in conn.execute(stmt).scalars()]
+
+
+def plans_of(conn: Connection, switch: str, status: str) -> list[dict[str, Any]]:
+    stmt = (
+        select(plans)
+        .where(and_(plans.c.switch == switch, plans.c.status == status))
+        .order_by(plans.c.id)
+    )
+    return [_plan_dict(r) for r in conn.execute(stmt).mappings()]

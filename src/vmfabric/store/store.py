@@ -9,6 +9,7 @@ Failures of the database itself raise ``StoreError`` (a TransientError) naming t
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -20,6 +21,7 @@ from vmfabric.core.errors import ConfigError
 from vmfabric.core.model import Change, Host, PortGroup, PortState, SessionStateName, Snapshot, Vm
 from vmfabric.core.vlans import format_vlans
 from vmfabric.store import db, inventory, queries, records
+from vmfabric.store.db import StoreError
 from vmfabric.store.records import AuditEntry
 from vmfabric.store.schema import (
     SCHEMA_VERSION,
@@ -52,6 +54,7 @@ class Store:
         with db.store_errors(self.where, self._path):
             self._engine = db.open_engine(parsed, busy_timeout)
         self._prepare()
+        self._identity = _file_identity(self._path)
 
     def _prepare(self) -> None:
         """Create missing tables (under the write lock only when some are missing, so that
@@ -70,6 +73,16 @@ class Store:
             raise ConfigError(
                 f"store {self.where}: schema version {version}, this vmfabric uses {SCHEMA_VERSION}"
             )
+
+    def check_same(self) -> None:
+        """StoreError when the SQLite file this store opened was deleted or another file
+        now sits at its path (a no-op for PostgreSQL and memory)."""
+        if self._path is None:
+            return
+        now = _file_identity(self._path)
+        if now != self._identity:
+            what = "deleted" if now is None else "replaced"
+            raise StoreError(f"store {self._path} was {what} while in use")
 
     def close(self) -> None:
         """Close every connection; the Store must not be used afterwards."""
@@ -269,6 +282,64 @@ class Store:
             raise ConfigError(f"no plan {plan_id} in store {self.where}")
         raise ConfigError(f"plan {plan_id} is {found['status']}, not held")
 
+    # ---- applying plans (the reconcile loop) ----------------------------------------------
+
+    def begin_apply(
+        self,
+        target: str,
+        doc: dict[str, Any],
+        entries: Sequence[AuditEntry],
+        now: float,
+        sessions: Collection[str] = (),
+    ) -> int:
+        """Record, before anything is written to the target, the plan about to be applied
+        and the audit entries it will write if the target confirms it (status applying)."""
+        body = {**doc, "entries": [e.to_json() for e in entries]}
+        _check_json(body)
+        with self._write() as conn:
+            return records.save_plan(
+                conn, target, "applying", body, reason="", now=now, sessions=sessions
+            )
+
+    def finish_apply(
+        self,
+        plan_id: int,
+        confirmed: Sequence[AuditEntry],
+        now: float,
+        origins: Mapping[str, Collection[str]] | None = None,
+    ) -> None:
+        """One transaction: the confirmed entries go into the audit log and the plan
+        becomes applied (failed when nothing was confirmed)."""
+        del origins  # no store-kept origin records yet (no driver keeps them in the store)
+        with self._write() as conn:
+            records.record_audit(conn, confirmed)
+            status = "applied" if confirmed else "failed"
+            records.set_plan_status(conn, plan_id, status, now)
+
+    def unconfirmed(self, target: str) -> list[tuple[int, list[AuditEntry]]]:
+        """Plans of ``target`` still applying (a timeout, a crash, a frozen peer), with
+        the entries they would write: settled against the next read of the target."""
+        with self._read() as conn:
+            found = records.plans_of(conn, target, "applying")
+        return [
+            (p["id"], [AuditEntry.from_json(e) for e in p["plan"].get("entries", [])])
+            for p in found
+        ]
+
+    def expire_plans(self, target: str, keep: Collection[int], now: float) -> list[int]:
+        """Held plans of ``target`` not in ``keep`` no longer apply: they expire."""
+        with self._write() as conn:
+            gone = [p["id"] for p in records.plans_of(conn, target, "held") if p["id"] not in keep]
+            for plan_id in gone:
+                records.set_plan_status(conn, plan_id, "expired", now)
+        return gone
+
+    def approved_plans(self, target: str | None = None) -> list[dict[str, Any]]:
+        """Plans approved and not yet applied (of one target if given), oldest first."""
+        with self._read() as conn:
+            found = records.list_plans(conn, "approved")
+        return [p for p in found if target is None or p["switch"] == target]
+
     def pending_approvals(self) -> list[int]:
         """Ids of plans approved and not yet applied, oldest first."""
         with self._read() as conn:
@@ -303,6 +374,16 @@ class Store:
     def show_vlans(self, dynamic_only: bool = False) -> list[dict[str, Any]]:
         with self._read() as conn:
             return queries.show_vlans(conn, dynamic_only)
+
+
+def _file_identity(path: str | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _tables_ready(conn: Connection) -> bool:
