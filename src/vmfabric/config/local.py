@@ -14,14 +14,16 @@ depths, by what the command is about to do:
 Secrets and CA files are found in every session, switch and firewall entry, whichever
 driver or kind declared them (see ``secret_refs``).
 - ``write`` (``run``, ``sync`` without ``--dry-run``, ``config check``): the store's
-  folder accepts new files (tried with a probe file, which also tells the truth for root
-  and for read-only file systems).
+  folder accepts new files (tried with a probe file, which also tells the truth for
+  root). A read-only or full file system is not a config error: the store reports it
+  when it writes (exit 1), as the README's "Store failure" says.
 
 Nothing here ever shows a secret's value.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import shutil
@@ -121,7 +123,7 @@ def _store(config: Config, write: bool) -> Iterator[Problem]:
         yield "store", f"folder {folder} of the SQLite store does not exist"
     elif path.is_dir():
         yield "store", f"{path} is a folder, not a SQLite file"
-    elif write:
+    elif write and not _read_only_fs(folder):
         problem = _probe(folder)
         if problem:
             yield "store", f"cannot create files in folder {folder} ({problem}): {_who()}"
@@ -129,11 +131,22 @@ def _store(config: Config, write: bool) -> Iterator[Problem]:
             yield "store", f"store file {path} is not writable: {_who()}"
 
 
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _probe(folder: Path) -> str:
-    """Why a new file cannot be created in ``folder``, or ``""`` (tried, then removed)."""
+    """Why a new file cannot be created in ``folder``, or ``""`` (tried, then removed). A
+    read-only file system is not judged: like a full disk it is the state of the machine,
+    which the store reports at run time (exit 1) and which may pass (a remount)."""
     try:
         fd, name = tempfile.mkstemp(prefix=".vmfabric-probe-", dir=folder)
     except OSError as exc:
+        if exc.errno == errno.EROFS:
+            return ""
         return exc.strerror or type(exc).__name__
     os.close(fd)
     os.unlink(name)
