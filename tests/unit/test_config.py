@@ -12,6 +12,7 @@ import yaml
 from vmfabric.config import (
     EngineConfig,
     format_duration,
+    json_schema,
     load_config,
     load_yaml,
     parse_config,
@@ -403,3 +404,7 @@ def test_one_vcenter_may_be_watched_as_two_users_but_not_twice_as_one(tmp_path: 
         )
         == 2
     )
+
+
+def test_the_schema_offers_no_key_the_loader_refuses() -> None:
+    assert "base_dir" not in json_schema()["properties"]

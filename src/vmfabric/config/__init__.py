@@ -478,7 +478,9 @@ def json_schema() -> dict[str, Any]:
     full = create_model(
         "Config", __base__=Config, switches=(list[entry], Field(default_factory=list))
     )
-    return full.model_json_schema(mode="validation")
+    schema = full.model_json_schema(mode="validation")
+    schema["properties"].pop("base_dir", None)  # set from the file's folder, never written
+    return schema
 
 
 def _first_duplicate(items: list[str]) -> str | None:
