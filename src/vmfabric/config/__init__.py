@@ -25,6 +25,7 @@ from pydantic import (
     PlainSerializer,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -32,8 +33,17 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from vmfabric.config import crosscheck
+from vmfabric.config.api import ApiConfig
 from vmfabric.config.groups import AnyFirewall, GroupConfig, PolicyConfig, check_security
 from vmfabric.config.local import SecretUnavailableError, check_local
+from vmfabric.config.overlay import (
+    FabricLink,
+    OverlayConfig,
+    PruningConfig,
+    Vtep,
+    check_fabric,
+    check_fabric_ports,
+)
 from vmfabric.config.store_url import check_store_url
 from vmfabric.config.yamlfile import load_yaml as load_yaml
 from vmfabric.core.errors import ConfigError
@@ -338,6 +348,12 @@ class SwitchConfig(_Model):
         "close it to the VLANs that are needed.",
     )
     mode: Mode = Field("enforce", description="enforce: apply plans; check: record them only.")
+    vtep: Vtep | None = Field(None, description="The switch's VXLAN tunnel endpoint (overlay).")
+    fabric_ports: list[str] = Field(
+        default_factory=list,
+        description="Inter-switch trunks vmfabric may prune to the VLANs needed beyond them "
+        "(opt-in: only these are written).",
+    )
 
     @field_validator("edge_ports")
     @classmethod
@@ -354,6 +370,11 @@ class SwitchConfig(_Model):
         if dup is not None:
             raise ValueError(f"alias {dup!r} is listed twice")
         return aliases
+
+    @field_validator("fabric_ports")
+    @classmethod
+    def _fabric_ports(cls, ports: list[str], info: ValidationInfo) -> list[str]:
+        return check_fabric_ports(ports, info.data.get("edge_ports") or ())
 
     def endpoint(self) -> str:
         """What identifies the device this entry writes (two entries must never share it):
@@ -434,6 +455,12 @@ class Config(_Model):
     groups: list[GroupConfig] = Field(default_factory=list, description="Security groups.")
     policies: list[PolicyConfig] = Field(default_factory=list, description="Ordered rules.")
     firewalls: list[AnyFirewall] = Field(default_factory=list, description="Group targets.")
+    overlay: OverlayConfig | None = Field(None, description="VXLAN flood lists from placement.")
+    fabric_links: list[FabricLink] = Field(
+        default_factory=list, description="Static switch-to-switch links (VLAN pruning)."
+    )
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
+    api: ApiConfig | None = Field(None, description="REST API, live events, web UI, metrics.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file.")
 
     @field_validator("store")
@@ -450,6 +477,7 @@ class Config(_Model):
         if problem:
             raise ValueError(problem)
         check_security(self.groups, self.policies, self.firewalls, {s.name for s in self.sessions})
+        check_fabric(self.switches, self.fabric_links)
         return self
 
     def session(self, name: str) -> SessionConfig:

@@ -11,8 +11,9 @@ depths, by what the command is about to do:
 - ``connect`` (``run``, ``sync``, ``config check``): every secret resolves, every
   ``ca_file`` is a PEM CA bundle, every ``lldp_command`` program is found;
 
-Secrets and CA files are found in every session, switch and firewall entry, whichever
-driver or kind declared them (see ``secret_refs``).
+Secrets and CA files are found in every session, switch and firewall entry and the
+``api`` section, whichever driver or kind declared them (see ``secret_refs``); the API's
+TLS certificate and key must load together (``connect``).
 - ``write`` (``run``, ``sync`` without ``--dry-run``, ``config check``): the store's
   folder accepts new files (tried with a probe file, which also tells the truth for
   root). A read-only or full file system is not a config error: the store reports it
@@ -64,10 +65,13 @@ def local_problems(config: Config, *, connect: bool, write: bool) -> Iterator[Pr
 
 
 def _entries(config: Config) -> Iterator[tuple[str, BaseModel]]:
-    """(key path, entry) of every session, switch and firewall."""
+    """(key path, entry) of every session, switch and firewall, and the API section."""
     for section in ("sessions", "switches", "firewalls"):
         for i, entry in enumerate(getattr(config, section, ())):
             yield f"{section}[{i}]", entry
+    api = getattr(config, "api", None)
+    if isinstance(api, BaseModel):
+        yield "api", api
 
 
 def secret_refs(entry: BaseModel) -> Iterator[tuple[str, str]]:
@@ -100,6 +104,27 @@ def _entry(config: Config, key: str, entry: BaseModel, connect: bool) -> Iterato
             yield f"{key}.ca_file", problem
     if connect and getattr(entry, "kind", None) == "libvirt":
         yield from _libvirt(entry, key)
+    tls = getattr(entry, "tls", None)
+    if connect and isinstance(tls, BaseModel):
+        problem = _cert_problem(config, tls)
+        if problem:
+            yield f"{key}.tls", problem
+
+
+def _cert_problem(config: Config, tls: BaseModel) -> str:
+    """Why the certificate chain and key of a TLS listener cannot be loaded, or ``""``."""
+    cert, key = (config.resolve(getattr(tls, name)) for name in ("cert", "key"))
+    for path in (cert, key):
+        problem = _missing(path)
+        if problem:
+            return problem
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, ValueError) as exc:  # SSLError is an OSError: first
+        return f"{cert} and {key} are not a PEM certificate chain and its key ({exc.args[-1]})"
+    except OSError as exc:
+        return f"cannot read {cert} or {key}: {exc.strerror}"
+    return ""
 
 
 def sqlite_path(config: Config) -> Path | None:
