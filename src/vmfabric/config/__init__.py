@@ -340,7 +340,8 @@ class SwitchConfig(_Model):
         None, description="Management IP address, matched against neighbours' (CDP/LLDP)."
     )
     edge_ports: list[Text] = Field(
-        min_length=1, description="The only ports vmfabric may write (at least one)."
+        description="The only ports vmfabric may write VM VLANs to (empty only on a switch "
+        "with fabric_ports or a vtep)."
     )
     open_ports: Literal["keep", "close"] = Field(
         "keep",
@@ -375,6 +376,15 @@ class SwitchConfig(_Model):
     @classmethod
     def _fabric_ports(cls, ports: list[str], info: ValidationInfo) -> list[str]:
         return check_fabric_ports(ports, info.data.get("edge_ports") or ())
+
+    @model_validator(mode="after")
+    def _manages_something(self) -> SwitchConfig:
+        if not self.edge_ports and not self.fabric_ports and self.vtep is None:
+            raise ValueError(
+                f"{self.name} has no edge_ports (nor fabric_ports, nor a vtep): vmfabric "
+                "would manage nothing on it"
+            )
+        return self
 
     def endpoint(self) -> str:
         """What identifies the device this entry writes (two entries must never share it):
