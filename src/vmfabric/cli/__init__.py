@@ -2,18 +2,21 @@
 
 Errors are one line on stderr naming what and where; exit 2 for bad input (config,
 arguments, inventory files), 1 for runtime failures (a switch or manager unreachable).
+Argument errors (an unknown option, a missing argument, a bad value) are bad input too:
+one line, not click's framed box.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Annotated, Any, Protocol, cast
 
 import typer
 
+from vmfabric import __version__
 from vmfabric.cli import commands, lab, show
 from vmfabric.cli.common import fail
-from vmfabric.core.errors import VmfabricError
+from vmfabric.core.errors import ConfigError, VmfabricError, one_line
 
 app = typer.Typer(
     name="vmfabric",
@@ -27,8 +30,70 @@ app.add_typer(lab.app, name="lab", help="Build a leaf/spine lab in network names
 commands.register(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vmfabric {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Keep switch edge-port VLANs in step with where virtual machines run."""
+
+
+class _ClickError(Protocol):
+    """What click's exceptions offer (typer ships its own copy of click since 0.2x, so
+    the classes are found through typer's BadParameter rather than imported)."""
+
+    ctx: Any
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+
+def _click_class(name: str) -> type[Exception]:
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+CLICK_ERROR = _click_class("ClickException")
+USAGE_ERROR = _click_class("UsageError")
+
+
+def usage_error(exc: _ClickError) -> ConfigError:
+    """A click usage error as one line naming the command ("show vm: No such option...")."""
+    message = one_line(exc.format_message()).rstrip(".")
+    command = exc.ctx.command_path.split(" ", 1)[1:] if exc.ctx is not None else []
+    return ConfigError(message, where=command[0] if command else "")
+
+
+def _click_failure(exc: Exception) -> int:
+    """Print a click error (help for a command given no arguments) and its exit code."""
+    error = cast(_ClickError, exc)
+    if type(exc).__name__ == "NoArgsIsHelpError" and error.ctx is not None:
+        typer.echo(error.ctx.get_help())
+        return 0
+    if isinstance(exc, USAGE_ERROR):
+        return fail(usage_error(error))
+    sys.stderr.write(f"vmfabric: error: {one_line(error.format_message())}\n")
+    return error.exit_code
+
+
 def main(argv: list[str] | None = None) -> Any:
+    """The console script: exit 0 on success, 1 runtime failure, 2 bad input."""
     try:
-        return app(args=argv, standalone_mode=True)
+        code = app(args=argv, standalone_mode=False)
+    except CLICK_ERROR as exc:
+        code = _click_failure(exc)
+    except typer.Abort:
+        sys.stderr.write("vmfabric: error: aborted\n")
+        code = 1
     except VmfabricError as exc:
-        sys.exit(fail(exc))
+        code = fail(exc)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -18,11 +18,12 @@ from vmfabric.cli.common import (
     controller_lock,
     fail,
     open_store,
+    open_sync_store,
     print_json,
     setup_logging,
 )
 from vmfabric.config import Config, load_config
-from vmfabric.core.errors import ConfigError, VmfabricError
+from vmfabric.core.errors import VmfabricError
 from vmfabric.core.model import PortPlan
 from vmfabric.core.vlans import format_vlans
 from vmfabric.runtime.controller import Controller, plan_json, sync_once
@@ -83,12 +84,13 @@ def sync(
     setup_logging(verbose, quiet=True)
 
     try:
-        cfg, store = open_store(config)
+        cfg, store = open_sync_store(config, dry_run)
         try:
             with contextlib.nullcontext() if dry_run else controller_lock(cfg):
                 result = sync_once(cfg, None if dry_run else store, dry_run, timeout=timeout)
         finally:
-            store.close()
+            if store is not None:
+                store.close()
     except VmfabricError as exc:
         raise _guard(exc) from None
     if as_json:
@@ -121,9 +123,6 @@ def approve(
     try:
         _, store = open_store(config)
         try:
-            plan = store.plan(plan_id)
-            if plan is None or plan["status"] != "held":
-                raise ConfigError(f"plan {plan_id} is not a held plan")
             store.approve_plan(plan_id, time.time())
         finally:
             store.close()

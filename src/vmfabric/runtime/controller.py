@@ -122,9 +122,13 @@ def audit_entries(ports: Iterable[PortPlan], now: float) -> list[AuditEntry]:
     out = []
     for p in ports:
         for vlan in sorted(p.add):
-            out.append(AuditEntry(now, p.switch, p.port, vlan, "add", reason_text(p, vlan)))
+            out.append(
+                AuditEntry.switchport(now, p.switch, p.port, vlan, "add", reason_text(p, vlan))
+            )
         for vlan in sorted(p.remove):
-            out.append(AuditEntry(now, p.switch, p.port, vlan, "remove", reason_text(p, vlan)))
+            out.append(
+                AuditEntry.switchport(now, p.switch, p.port, vlan, "remove", reason_text(p, vlan))
+            )
     return out
 
 
@@ -476,12 +480,12 @@ class Controller:
                 for plan_id in self.store.pending_approvals():
                     plan = self.store.plan(plan_id)
                     if plan is not None:
-                        sw = plan["switch"]
+                        sw = plan["target"]
                         self._approved[sw] = self._approved.get(sw, frozenset()) | plan_removals(
                             plan
                         )
                         self.store.set_plan_status(plan_id, "applied", self.clock())
-                        worker = self.workers.get(plan["switch"])
+                        worker = self.workers.get(plan["target"])
                         if worker is not None:
                             worker.wake.set()
             except StoreError as exc:
