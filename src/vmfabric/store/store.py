@@ -470,9 +470,12 @@ def _with_plan(entry: AuditEntry, plan_id: int) -> AuditEntry:
 
 
 def _approval(plan: PlanRecord, now: float) -> AuditEntry:
-    session = ",".join(plan.sessions)
+    """The audit entry of approving ``plan``: its session when it names one."""
+    session = plan.sessions[0] if len(plan.sessions) == 1 else ""
     reason = f"approved: {plan.reason}" if plan.reason else "approved"
-    return AuditEntry(now, APPROVAL, plan.target, "", str(plan.id), "approve", reason, session)
+    return AuditEntry(
+        now, APPROVAL, plan.target, "", str(plan.id), "approve", reason, session, plan.id
+    )
 
 
 def _one_of(value: str, allowed: frozenset[str], what: str) -> str:
