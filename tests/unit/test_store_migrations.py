@@ -221,7 +221,6 @@ def test_a_failed_upgrade_leaves_the_wave1_store_untouched(tmp_path: Path) -> No
         assert list(raw.iterdump()) == before  # tables, indexes and rows
 
 
-
 def test_an_old_meta_version_without_alembic_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "odd.db"
     make_wave1_store(url_of(path))
