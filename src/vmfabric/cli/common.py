@@ -114,12 +114,8 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     cell and two spaces apart (None is an empty cell)."""
     cells = [list(columns), *([("" if v is None else str(v)) for v in row] for row in rows)]
     widths = [max(map(len, column)) for column in zip(*cells, strict=True)]
-    last = len(widths) - 1
-    lines = (
-        "  ".join(c if i == last else c.ljust(widths[i]) for i, c in enumerate(row)).rstrip()
-        for row in cells
-    )
-    return "\n".join(lines) + "\n"
+    line = "  ".join([*(f"{{:<{w}}}" for w in widths[:-1]), "{}"])
+    return "".join(line.format(*row).rstrip() + "\n" for row in cells)
 
 
 def setup_logging(verbose: int, quiet: bool = False) -> None:

@@ -8,6 +8,7 @@ in natural order ("p2" before "p10"), as EOS lists interfaces.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import re
 from collections.abc import Iterator
@@ -47,7 +48,9 @@ def natural(text: str) -> str:
     return _DIGITS.sub(_pad, text)
 
 
+@functools.lru_cache(maxsize=65536)
 def port_key(item: SwitchPort) -> tuple[str, str]:
+    """Sort key of a (switch, port) pair (cached: a fabric has few ports, seen often)."""
     return (natural(item[0]), natural(item[1]))
 
 
@@ -101,6 +104,8 @@ class Carriage:
             ups, guess = self.uplinks(session, host, network)
             ports.update((u.switch, u.port) for u in ups)
             guessed = guessed or guess
+        if len(ports) < 2:
+            return list(ports), guessed
         return sorted(ports, key=port_key), guessed
 
     def _compute(self, host_key: Key, pg_key: Key) -> tuple[tuple[Uplink, ...], bool]:

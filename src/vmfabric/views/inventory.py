@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from vmfabric.core.errors import ConfigError
-from vmfabric.core.model import Power, Vm
+from vmfabric.core.model import Host, PortGroup, Power, Vm, carrying_uplinks
 from vmfabric.store import Store
 from vmfabric.store.reader import Reader, SessionRecord, VmSummary
 from vmfabric.store.rows import vlan_set
 from vmfabric.views.common import (
     Carriage,
+    Key,
     SwitchPort,
     by_natural,
     gc_paused,
@@ -118,11 +119,13 @@ _Parts = tuple[tuple[tuple[str, Any], ...], tuple[SwitchPort, ...], str]
 
 class _VmParts:
     """What VMs on one host with the same networks share: their networks with VLANs,
-    their switch ports and the carriage note, computed once per (session, host, networks)."""
+    their switch ports and the carriage note, computed once per (session, host, networks).
+    A host or port group the store does not know carries nothing."""
 
-    def __init__(self, carriage: Carriage) -> None:
-        self._carriage = carriage
-        self._vlans: dict[tuple[str, str], Any] = {}
+    def __init__(self, hosts: dict[Key, Host], portgroups: dict[Key, PortGroup]) -> None:
+        self._hosts = hosts
+        self._portgroups = portgroups
+        self._vlans = {key: _vlan_value(pg) for key, pg in portgroups.items()}
         self._memo: dict[tuple[str, str, tuple[str, ...]], _Parts] = {}
 
     def get(self, vm: VmSummary) -> _Parts:
@@ -132,16 +135,19 @@ class _VmParts:
             found = self._memo[key] = self._compute(*key)
         return found
 
-    def _vlan(self, session: str, network: str) -> Any:
-        key = (session, network)
-        if key not in self._vlans:
-            self._vlans[key] = _vlan_value(self._carriage.portgroup(session, network))
-        return self._vlans[key]
-
-    def _compute(self, session: str, host: str, networks: tuple[str, ...]) -> _Parts:
-        ports, guessed = self._carriage.ports(session, host, networks)
-        nets = tuple((n, self._vlan(session, n)) for n in networks)
-        return nets, tuple(ports), "all-uplinks" if guessed else "vswitch"
+    def _compute(self, session: str, host_name: str, networks: tuple[str, ...]) -> _Parts:
+        nets = tuple((n, self._vlans.get((session, n))) for n in networks)
+        host = self._hosts.get((session, host_name))
+        ports: set[SwitchPort] = set()
+        guessed = False
+        for network in networks if host is not None else ():
+            pg = self._portgroups.get((session, network))
+            if pg is not None and host is not None:
+                uplinks, guess = carrying_uplinks(host, pg)
+                ports.update((u.switch, u.port) for u in uplinks)
+                guessed = guessed or guess
+        ordered = sorted(ports, key=port_key) if len(ports) > 1 else list(ports)
+        return nets, tuple(ordered), "all-uplinks" if guessed else "vswitch"
 
 
 def _vm(vm: VmSummary, parts: _Parts) -> VmView:
@@ -182,7 +188,7 @@ def vms(store: Store, name: str | None = None, *, detail: bool = False) -> list[
         found = read.vm_summaries(name)
         if not found:
             return []
-        parts = _VmParts(Carriage(read.hosts(), read.portgroups()))
+        parts = _VmParts(read.hosts(), read.portgroups())
         full = {vm.key: vm for vm in read.vms(name=name)} if detail else {}
         result = [_vm(vm, parts.get(vm)) for vm in _sorted(found)]
     if detail:
