@@ -24,6 +24,7 @@ from vmfabric.core.errors import ConfigError
 from vmfabric.core.model import Change, Host, PortGroup, PortState, SessionStateName, Snapshot, Vm
 from vmfabric.core.vlans import format_vlans
 from vmfabric.store import db, inventory, migrate, records
+from vmfabric.store.gcpause import gc_paused
 from vmfabric.store.reader import Reader
 from vmfabric.store.records import APPROVAL, AuditEntry, PlanRecord, SwitchStatus
 from vmfabric.store.schema import HEAD_REVISION, hosts, portgroups, sessions, vms
@@ -214,20 +215,20 @@ class Store:
     ) -> None:
         """Replace all that is known of ``session`` (one transaction, bulk inserts) and
         record ``now`` as its last update."""
-        with self._write() as conn:
+        with gc_paused(), self._write() as conn:
             inventory.replace(conn, session, hosts, portgroups, vms)
             inventory.touch_sessions(conn, [session], now)
 
     def apply_changes(self, changes: Sequence[Change], now: float) -> None:
         """Apply incremental inventory changes in one transaction (the last change of an
         object wins) and record ``now`` as the touched sessions' last update."""
-        with self._write() as conn:
+        with gc_paused(), self._write() as conn:
             touched = inventory.apply(conn, changes)
             inventory.touch_sessions(conn, touched, now)
 
     def snapshot(self, session: str) -> Snapshot:
         """What the store holds of ``session``, as the domain types (sorted by key)."""
-        with self._read() as conn:
+        with gc_paused(), self._read() as conn:
             inv = inventory.load(conn, session)
         return Snapshot(
             session=session,
