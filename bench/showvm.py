@@ -124,15 +124,6 @@ def run(n_vms: int, reps: int, say: Progress) -> dict[str, Any]:
 def _line(r: dict[str, Any], what: str) -> str:
     wall, cpu = r[f"{what}_s"]["p50"], r[f"{what}_cpu_s"]["p50"]
     verdict = "met" if wall <= TARGET_S else "MISSED"
-    return (
-        f"  {'table' if what == 'table' else '--json':6}: {wall:.3f} s wall, {cpu:.3f} s CPU"
-        f"  ({r[f'ratio_{what}_p50']}x the floor)  target <= {TARGET_S:g} s: {verdict}"
-    )
-
-
-def _line(r: dict[str, Any], what: str) -> str:
-    wall, cpu = r[f"{what}_s"]["p50"], r[f"{what}_cpu_s"]["p50"]
-    verdict = "met" if wall <= TARGET_S else "MISSED"
     name = "table" if what == "table" else "--json"
     return (
         f"  {name:6}: {wall:.3f} s wall, {cpu:.3f} s CPU ({r[f'ratio_{what}_p50']}x the floor)"
