@@ -3,49 +3,18 @@
 Errors are one line on stderr naming what and where; exit 2 for bad input (config,
 arguments, inventory files), 1 for runtime failures (a switch or manager unreachable).
 Argument errors (an unknown option, a missing argument, a bad value) are bad input too:
-one line, not click's framed box.
+one line, not click's framed box. ``vmfabric.cli.app`` assembles the commands.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 import typer
 
-from vmfabric import __version__
-from vmfabric.cli import commands, lab, show
 from vmfabric.cli.common import fail
 from vmfabric.core.errors import ConfigError, VmfabricError, one_line
-
-app = typer.Typer(
-    name="vmfabric",
-    help="Keep switch edge-port VLANs in step with where virtual machines run.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(show.app, name="show")
-app.add_typer(lab.app, name="lab", help="Build a leaf/spine lab in network namespaces.")
-commands.register(app)
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(f"vmfabric {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    _version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="Print the version."
-        ),
-    ] = False,
-) -> None:
-    """Keep switch edge-port VLANs in step with where virtual machines run."""
 
 
 class _ClickError(Protocol):
@@ -85,10 +54,23 @@ def _click_failure(exc: Exception) -> int:
     return error.exit_code
 
 
+def _app_for(args: list[str]) -> tuple[typer.Typer, list[str], str]:
+    """The app to run ``args``: ``show`` alone (it starts faster without the runtime and
+    the lab), or the whole command line."""
+    if args[:1] == ["show"]:
+        from vmfabric.cli.show import app as show_app
+
+        return show_app, args[1:], "vmfabric show"
+    from vmfabric.cli.app import app
+
+    return app, args, "vmfabric"
+
+
 def main(argv: list[str] | None = None) -> Any:
     """The console script: exit 0 on success, 1 runtime failure, 2 bad input."""
+    app, args, name = _app_for(sys.argv[1:] if argv is None else list(argv))
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=args, prog_name=name, standalone_mode=False)
     except CLICK_ERROR as exc:
         code = _click_failure(exc)
     except typer.Abort:

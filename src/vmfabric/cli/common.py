@@ -94,9 +94,16 @@ def guarded(fn: Callable[[], T]) -> T:
         raise typer.Exit(fail(exc)) from None
 
 
+LONG_LIST = 100
+
+
 def json_text(data: Any) -> str:
-    """``data`` as indented JSON (UTF-8 as it is), by pydantic-core's encoder: five
-    times faster than the json module's indenting one, which matters at 100,000 VMs."""
+    """``data`` as JSON (UTF-8 as it is) by pydantic-core's encoder, five times faster
+    than the json module's: indented, or for a list longer than LONG_LIST one compact
+    element per line (half the bytes of 100,000 indented VMs)."""
+    if isinstance(data, list) and len(data) > LONG_LIST:
+        items = b",\n  ".join(to_json(item, fallback=str) for item in data)
+        return f"[\n  {items.decode()}\n]"
     return to_json(data, indent=2, fallback=str).decode()
 
 

@@ -24,6 +24,7 @@ from vmfabric.store import PLAN_STATUSES, Store
 app = typer.Typer(
     help="Show sessions, VMs, hosts, interfaces, VLANs, switches, plans and the audit log.",
     no_args_is_help=True,
+    add_completion=False,
 )
 DYNAMIC_NOTE = "* = dynamically added by vmfabric (removed when no VM needs it)"
 STALE_NOTE = "! = switch not ok (unreachable or error): VLANs as last read; see `show switch`"

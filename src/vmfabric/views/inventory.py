@@ -114,6 +114,8 @@ def _wanted(read: Reader, session: str, allowed: frozenset[int]) -> dict[SwitchP
 # ---- show vm ---------------------------------------------------------------------------
 
 
+_Ports = tuple[tuple[SwitchPort, ...], bool]
+_CARRIAGE = {False: "vswitch", True: "all-uplinks"}  # whether the carriage is a guess
 _Parts = tuple[tuple[tuple[str, Any], ...], tuple[SwitchPort, ...], str]
 
 
@@ -127,27 +129,41 @@ class _VmParts:
         self._portgroups = portgroups
         self._vlans = {key: _vlan_value(pg) for key, pg in portgroups.items()}
         self._memo: dict[tuple[str, str, tuple[str, ...]], _Parts] = {}
+        self._by_vswitch: dict[tuple[str, str, str], _Ports] = {}
 
     def get(self, vm: VmSummary) -> _Parts:
-        key = (vm.session, vm.host, vm.networks)
+        session, host, networks = vm.session, vm.host, vm.networks
+        if len(networks) == 1:  # most VMs: no union to make
+            network = networks[0]
+            ports, guessed = self._carried(session, host, network)
+            return ((network, self._vlans.get((session, network))),), ports, _CARRIAGE[guessed]
+        key = (session, host, networks)
         found = self._memo.get(key)
         if found is None:
             found = self._memo[key] = self._compute(*key)
         return found
 
-    def _compute(self, session: str, host_name: str, networks: tuple[str, ...]) -> _Parts:
+    def _compute(self, session: str, host: str, networks: tuple[str, ...]) -> _Parts:
         nets = tuple((n, self._vlans.get((session, n))) for n in networks)
+        carried = [self._carried(session, host, n) for n in networks]
+        union = {port for found, _ in carried for port in found}
+        guessed = any(guess for _, guess in carried)
+        return nets, tuple(sorted(union, key=port_key)), _CARRIAGE[guessed]
+
+    def _carried(self, session: str, host_name: str, network: str) -> _Ports:
+        """The switch ports carrying ``network`` on the host, and whether that is a guess:
+        memoised per (host, virtual switch), which is all the answer depends on."""
+        pg = self._portgroups.get((session, network))
         host = self._hosts.get((session, host_name))
-        ports: set[SwitchPort] = set()
-        guessed = False
-        for network in networks if host is not None else ():
-            pg = self._portgroups.get((session, network))
-            if pg is not None and host is not None:
-                uplinks, guess = carrying_uplinks(host, pg)
-                ports.update((u.switch, u.port) for u in uplinks)
-                guessed = guessed or guess
-        ordered = sorted(ports, key=port_key) if len(ports) > 1 else list(ports)
-        return nets, tuple(ordered), "all-uplinks" if guessed else "vswitch"
+        if pg is None or host is None:
+            return (), False
+        key = (session, host_name, pg.vswitch)
+        found = self._by_vswitch.get(key)
+        if found is None:
+            uplinks, guessed = carrying_uplinks(host, pg)
+            ports = sorted({(u.switch, u.port) for u in uplinks}, key=port_key)
+            found = self._by_vswitch[key] = (tuple(ports), guessed)
+        return found
 
 
 def _vm(vm: VmSummary, parts: _Parts) -> VmView:

@@ -1,0 +1,39 @@
+"""The whole ``vmfabric`` command line: every command group and ``--version``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vmfabric import __version__
+from vmfabric.cli import commands, lab, show
+
+app = typer.Typer(
+    name="vmfabric",
+    help="Keep switch edge-port VLANs in step with where virtual machines run.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(show.app, name="show")
+app.add_typer(lab.app, name="lab", help="Build a leaf/spine lab in network namespaces.")
+commands.register(app)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vmfabric {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Keep switch edge-port VLANs in step with where virtual machines run."""
