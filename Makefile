@@ -6,7 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUILD := build
 APT_PACKAGES := openvswitch-switch golang-go golang-github-vmware-govmomi-dev lldpd \
-	libvirt-dev pkg-config graphviz iproute2 iputils-ping frr procps postgresql libvirt-daemon
+	libvirt-dev pkg-config graphviz iproute2 iputils-ping frr procps postgresql libvirt-daemon \
+	nftables openssl ethtool
 PYTEST_ARGS ?=
 
 .PHONY: all deps apt venv vcsim lint test unit demo bench soak clean

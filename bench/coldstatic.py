@@ -23,7 +23,7 @@ from bench.stats import summary
 from bench.vclab import ControllerThread, TimedDriver
 from vmfabric.config import parse_config
 from vmfabric.core.model import Host, Snapshot, SourceEvent
-from vmfabric.runtime.controller import Controller
+from vmfabric.runtime import Controller
 from vmfabric.sources import static
 from vmfabric.store import Store
 from vmfabric.targets.switchport.fake import FakeDriver
@@ -68,15 +68,16 @@ class _Hooks:
         self.marks: dict[str, float] = {}
         self.resolve = 0.0
         self.engine = 0.0
-        handle, resolve, apply = ctl.handle, ctl.resolver.resolve, ctl.engine.apply
+        handle, resolve, apply = ctl.intake.handle, ctl.resolver.resolve, ctl.inventory.apply
 
-        def timed_handle(batch: list[SourceEvent]) -> None:
+        def timed_handle(batch: list[SourceEvent], now: float) -> Any:
             snap = any(isinstance(e, Snapshot) for e in batch)
             if snap:
                 self.marks.setdefault("handle_start", time.time())
-            handle(batch)
+            delta = handle(batch, now)
             if snap:
                 self.marks.setdefault("handle_end", time.time())
+            return delta
 
         def timed_resolve(host: Host) -> Host:  # discovery: one host's uplinks
             started = time.time()
@@ -84,16 +85,17 @@ class _Hooks:
             self.resolve += time.time() - started
             return out
 
-        def timed_apply(events: Any, now: float) -> None:
+        def timed_apply(events: Any, now: float) -> Any:
             events = list(events)
             started = time.time()
-            apply(events, now)
+            delta = apply(events, now)
             if any(isinstance(e, Snapshot) for e in events) and not self.engine:
                 self.engine = time.time() - started
+            return delta
 
-        setattr(ctl, "handle", timed_handle)  # noqa: B010
+        setattr(ctl.intake, "handle", timed_handle)  # noqa: B010
         setattr(ctl.resolver, "resolve", timed_resolve)  # noqa: B010
-        setattr(ctl.engine, "apply", timed_apply)  # noqa: B010
+        setattr(ctl.inventory, "apply", timed_apply)  # noqa: B010
 
 
 def once(n_vms: int, folder: Path, config_data: dict[str, Any],

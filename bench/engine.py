@@ -19,9 +19,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.stats import summary
-from vmfabric.core.model import Host, Nic, PortGroup, Power, Snapshot, Uplink, Vm, VmUpsert
-from vmfabric.intents import AutovlanEngine, SessionPolicy, SwitchPolicy
+from vmfabric.core.model import (
+    Host,
+    Nic,
+    PortGroup,
+    Power,
+    Snapshot,
+    SourceEvent,
+    Uplink,
+    Vm,
+    VmUpsert,
+)
+from vmfabric.intents import AutovlanIntent, Removals, SessionPolicy, SwitchPolicy
 from vmfabric.intents.autovlan import full_desired
+from vmfabric.inventory.index import Inventory as SharedInventory
 
 SESSION = "bench"
 PORTS_PER_SWITCH = 48
@@ -70,8 +81,21 @@ def make_inventory(n_vms: int, seed: int = 1) -> Inventory:
     return Inventory(switches, hosts, pgs, vms)
 
 
-def new_engine(inv: Inventory) -> AutovlanEngine:
-    return AutovlanEngine(inv.switches, [SessionPolicy(SESSION)], prune_delay=30.0)
+class Engine:
+    """What the runtime keeps per inventory: the shared index and the autovlan intent."""
+
+    def __init__(self, switches: list[SwitchPolicy]) -> None:
+        self.policies = [SessionPolicy(SESSION)]
+        self.inventory = SharedInventory([SESSION])
+        self.intent = AutovlanIntent(switches, self.policies, Removals(30.0))
+
+    def apply_one(self, event: SourceEvent, now: float) -> None:
+        delta = self.inventory.apply((event,), now)
+        self.intent.update(self.inventory, delta, now)
+
+
+def new_engine(inv: Inventory) -> Engine:
+    return Engine(inv.switches)
 
 
 def moves(inv: Inventory, count: int, seed: int = 2) -> list[VmUpsert]:
@@ -111,14 +135,14 @@ def throughput(inv: Inventory, events: int, rounds: int) -> dict[str, Any]:
         t0 = clock()
         engine.apply_one(event, float(i))
         per_event_us.append((clock() - t0) / 1000.0)
-    check = full_desired(inv.hosts, inv.portgroups, engine.vms.values(), engine.policies.values(),
-                         inv.switches)  # fmt: skip
+    check = full_desired(inv.hosts, inv.portgroups, engine.inventory.vms.values(),
+                         engine.policies, inv.switches)  # fmt: skip
     return {
         "events_per_round": events,
         "events_per_second": summary(rates, digits=0),
         "us_per_event": summary(per_event_us, digits=2),
         "us_per_event_from_rate_p50": round(1e6 / sorted(rates)[len(rates) // 2], 2),
-        "incremental_equals_full": check == engine.desired(),
+        "incremental_equals_full": check == engine.intent.desired_vlans(),
     }
 
 

@@ -24,7 +24,7 @@ from bench.stats import summary
 from bench.vclab import SPARE, SWITCH, Admin, ControllerThread, Lab, TimedDriver
 from vmfabric.core.model import Host, PortGroup, Power, Snapshot, SourceEvent, Uplink, Vm
 from vmfabric.intents.autovlan import SessionPolicy, SwitchPolicy, full_desired
-from vmfabric.runtime.controller import Controller
+from vmfabric.runtime import Controller
 from vmfabric.sources import vcenter
 from vmfabric.store import Store
 
@@ -51,7 +51,7 @@ class Hooks:
         inventory: Any = vcenter.Inventory
         full_read, query_hints = watch.full_read, watch.query_hints
         snapshot = inventory.snapshot
-        handle, apply = ctl.handle, ctl.engine.apply
+        handle, apply = ctl.intake.handle, ctl.inventory.apply
         marks = self.marks
 
         def timed_full_read(w: Any, query_hints: bool) -> None:
@@ -70,25 +70,27 @@ class Hooks:
                 self.hints += time.time() - started
                 marks["hints_end"] = time.time()
 
-        def timed_handle(batch: list[SourceEvent]) -> None:
+        def timed_handle(batch: list[SourceEvent], now: float) -> Any:
             snap = any(isinstance(e, Snapshot) for e in batch)
             if snap:
                 marks.setdefault("handle_start", time.time())
-            handle(batch)
+            delta = handle(batch, now)
             if snap:
                 marks.setdefault("handle_end", time.time())
+            return delta
 
-        def timed_apply(events: Any, now: float) -> None:
+        def timed_apply(events: Any, now: float) -> Any:
             events = list(events)
             started = time.time()
-            apply(events, now)
+            delta = apply(events, now)
             if any(isinstance(e, Snapshot) for e in events) and not self.engine:
                 self.engine = time.time() - started
+            return delta
 
         watch.full_read, watch.query_hints = timed_full_read, timed_hints
         inventory.snapshot = timed_snapshot
-        setattr(ctl, "handle", timed_handle)  # noqa: B010 (instance attribute over the method)
-        setattr(ctl.engine, "apply", timed_apply)  # noqa: B010
+        setattr(ctl.intake, "handle", timed_handle)  # noqa: B010 (instance attribute over the method)
+        setattr(ctl.inventory, "apply", timed_apply)  # noqa: B010
         try:
             yield self
         finally:
@@ -238,24 +240,25 @@ class Trace:
     @contextlib.contextmanager
     def installed(self, ctl: Controller) -> Iterator[Trace]:
         watch: Any = vcenter._Watch
-        emit_changes, handle = watch._emit_changes, ctl.handle
+        emit_changes, handle = watch._emit_changes, ctl.intake.handle
 
         def timed_emit(w: Any, touched: Any) -> None:
             self.emits.append(time.time())
             emit_changes(w, touched)
 
-        def timed_handle(batch: list[SourceEvent]) -> None:
+        def timed_handle(batch: list[SourceEvent], now: float) -> Any:
             started = time.time()
-            handle(batch)
+            delta = handle(batch, now)
             self.handles.append((started, time.time()))
+            return delta
 
         watch._emit_changes = timed_emit
-        setattr(ctl, "handle", timed_handle)  # noqa: B010
+        setattr(ctl.intake, "handle", timed_handle)  # noqa: B010
         try:
             yield self
         finally:
             watch._emit_changes = emit_changes
-            setattr(ctl, "handle", handle)  # noqa: B010
+            setattr(ctl.intake, "handle", handle)  # noqa: B010
 
     def segments(self, done: float, marks: tuple[int, int], applies: list[Any],
                  committed: float) -> dict[str, float] | None:  # fmt: skip

@@ -40,7 +40,7 @@ from vmfabric.config import Config, load_config
 from vmfabric.core.errors import VmfabricError
 from vmfabric.lab.ovs import OvsInstance, unique_name
 from vmfabric.lab.vcsim import Vcsim, VcsimControl, build_vcsim
-from vmfabric.runtime.controller import Controller
+from vmfabric.runtime import Controller
 from vmfabric.store import Store
 
 ALLOWED = frozenset(range(2, 1001))
@@ -167,7 +167,7 @@ class Lab:
                           "allowed_vlans": "2-1000", "verify_tls": False,
                           "audit_interval": AUDIT}],
             "switches": [{"name": "leaf1", "driver": "ovs", "ovsdb": self.ovs.db_url,
-                          "bridge": "sw", "edge_ports": list(EDGE), "options": {"timeout": 2}}],
+                          "bridge": "sw", "edge_ports": list(EDGE), "timeout": 2}],
             "links": [{"host": h, "nic": "vmnic1", "switch": "leaf1", "port": p}
                       for h, p in HOSTS.items()],
         }  # fmt: skip
@@ -186,7 +186,7 @@ class Lab:
         self._thread.start()
 
     def in_sync(self) -> bool:
-        return self.ctl is not None and self.ctl.engine.in_sync("vc")
+        return self.ctl is not None and self.ctl.inventory.in_sync("vc")
 
     def close(self) -> None:
         if self._stop is not None and self._thread is not None:
@@ -338,12 +338,12 @@ class Chaos:
             for p, w in self.model.expected().items()
         )
         if self.lab.ctl is not None:
-            eng = self.lab.ctl.engine
-            log.info("engine desired %s pgs %s", eng.desired(),
-                     {k[1]: sorted(v.vlans) for k, v in eng.portgroups.items()})  # fmt: skip
+            inv, intent = self.lab.ctl.inventory, self.lab.ctl.autovlan
+            log.info("engine desired %s pgs %s", intent.desired_vlans(),
+                     {k[1]: sorted(v.vlans) for k, v in inv.portgroups.items()})  # fmt: skip
             log.info(
                 "engine vms %s",
-                {k[1]: (v.name, v.host, v.power, v.networks) for k, v in eng.vms.items()},
+                {k[1]: (v.name, v.host, v.power, v.networks) for k, v in inv.vms.items()},
             )
             log.info("model %s", self.model)
         return text

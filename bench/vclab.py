@@ -40,7 +40,7 @@ from vmfabric.core.model import PortChange, PortState
 from vmfabric.lab import netns as nsx
 from vmfabric.lab.ovs import OvsInstance, unique_name
 from vmfabric.lab.vcsim import Vcsim, write_hints
-from vmfabric.runtime.controller import Controller
+from vmfabric.runtime import Controller
 from vmfabric.store import Store
 from vmfabric.targets.switchport.ovs import OvsDriver
 
@@ -222,6 +222,7 @@ class TimedDriver:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.name = inner.name
+        self.capabilities = inner.capabilities
         self.applies: list[Apply] = []
         self.reads: list[tuple[float, float]] = []
 

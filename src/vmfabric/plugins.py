@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from vmfabric.core.errors import ConfigError
 
@@ -48,3 +48,25 @@ class Registry(Generic[F]):
         found = set(self._builtins) | set(self._factories)
         found |= {ep.name for ep in entry_points(group=self.group)}
         return sorted(found)
+
+
+# Switch-port drivers: name -> module that registers it (``@SWITCH_DRIVERS.register``).
+# Each driver class carries ``Options``, its pydantic model (a ``SwitchConfig`` subclass).
+SWITCH_DRIVERS: Registry[Callable[..., Any]] = Registry(
+    "driver",
+    "vmfabric.drivers",
+    {
+        "ovs": "vmfabric.targets.switchport.ovs",
+        "fake": "vmfabric.targets.switchport.fake",
+    },
+)
+
+
+def switch_options(name: str) -> Any:
+    """The options model (a ``SwitchConfig`` subclass) of the switch driver ``name``.
+    ConfigError when no such driver exists or it declares no model."""
+    factory = SWITCH_DRIVERS.get(name)
+    options = getattr(factory, "Options", None)
+    if options is None:
+        raise ConfigError(f"driver {name!r} declares no options model")
+    return options

@@ -25,7 +25,7 @@ from support.controller import running_controller, wait_for
 from vmfabric.config import Config, parse_config
 from vmfabric.demo import SESSION, Fabric, sigterm_as_interrupt
 from vmfabric.lab.ovs import ovs_installed
-from vmfabric.runtime.controller import Controller
+from vmfabric.runtime import Controller
 
 PRUNE = 2.0
 ALLOWED = "2-1000"

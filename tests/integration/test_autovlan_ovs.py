@@ -18,7 +18,7 @@ from support.controller import running_controller, wait_for
 from support.controller import trunks as ovs_trunks
 from support.ovs_fixtures import MakeSwitch, OvsSwitch, port_updates
 from vmfabric.config import load_config
-from vmfabric.runtime.controller import sync_once
+from vmfabric.runtime import sync_once
 from vmfabric.store import Store
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def test_sync_puts_exactly_the_desired_vlans_and_a_second_sync_writes_nothing(
     with port_updates(sw.ovs) as updates:
         second = sync_once(config, store, dry_run=False)
         sw.ovs.vsctl("set", "Port", "e3", "external_ids:probe=1")  # proves the monitor sees
-    assert second.plan == [] and second.transactions == 0
+    assert second.planned() == [] and second.transactions == 0 and not second.applied
     assert updates == ["e3"], "a no-op sync must not write OVSDB (only the probe on e3)"
     iface = {(d["switch"], d["port"]): d for d in store.show_interfaces()}
     assert iface[("leaf1", "e1")]["static_vlans"] == [50]
@@ -90,9 +90,10 @@ def test_dry_run_applies_nothing(ovs_switch: MakeSwitch, tmp_path: Path) -> None
     sw = ovs_switch(n=2, trunks=frozenset({4095}))
     config = load_config(write_config(tmp_path, sw))
     result = sync_once(config, None, dry_run=True)
-    assert {(p.port, v) for p in result.plan for v in p.add} == {
-        ("e1", 110), ("e2", 120), ("e2", 121)
+    assert {(c.holder, c.member) for _, c in result.planned() if c.action == "add"} == {
+        ("e1", "110"), ("e2", "120"), ("e2", "121")
     }  # fmt: skip
+    assert not result.applied
     assert trunks(sw, "e1") == {4095} and trunks(sw, "e2") == {4095}
 
 
@@ -130,8 +131,8 @@ def test_a_one_shot_sync_removes_what_a_moved_vm_left_at_once(
     moved["vms"][0]["host"] = "esx2"  # web-01 esx1 -> esx2
     (tmp_path / "inv.yaml").write_text(yaml.safe_dump(moved))
     result = sync_once(config, None, dry_run=False)
-    assert [(p.port, p.add, p.remove) for p in result.plan] == [
-        ("e1", frozenset(), frozenset({110})),
-        ("e2", frozenset({110}), frozenset()),
+    assert sorted((c.holder, c.action, c.member) for _, c in result.planned()) == [
+        ("e1", "remove", "110"),
+        ("e2", "add", "110"),
     ], "sync has no prune delay: the old port is cleared in the same run"
     assert trunks(sw, "e1") == {4095} and 110 in trunks(sw, "e2")

@@ -64,13 +64,13 @@ def test_edge_port_missing_from_bridge_is_bad_input_and_nothing_is_applied(
     sw = ovs_switch(n=1, trunks=frozenset({4095}))
     path = setup(tmp_path, switch_dict(sw, edge_ports=["e1", "e9"]))
     done = vmfabric("sync", "-c", str(path))
-    assert_one_line_error(done, 2, "switch leaf1: edge port e9 does not exist on bridge sw")
+    assert_one_line_error(done, 2, "switch leaf1: edge port e9 does not exist (OVSDB ")
     assert trunks(sw, "e1") == {4095}, "nothing may be applied when one port is missing"
 
 
 def test_unreachable_ovsdb_is_a_runtime_failure(tmp_path: Path) -> None:
     switch = {"name": "leaf1", "driver": "ovs", "ovsdb": f"unix:{tmp_path}/none.sock",
-              "bridge": "sw", "edge_ports": ["e1"], "options": {"timeout": 1}}  # fmt: skip
+              "bridge": "sw", "edge_ports": ["e1"], "timeout": 1}  # fmt: skip
     done = vmfabric("sync", "-c", str(setup(tmp_path, switch)))
     assert_one_line_error(done, 1, "leaf1")
 

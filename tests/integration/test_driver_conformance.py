@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import pytest
 
 from support.ovs_fixtures import require_ovs
-from vmfabric.config import SwitchConfig
+from vmfabric.config import SwitchConfig, parse_switch
 from vmfabric.core.errors import ConfigError, PermanentError, TransientError
 from vmfabric.core.model import PortChange, PortMode
 from vmfabric.lab.ovs import OvsInstance, unique_name
@@ -134,14 +134,13 @@ def switch(request: pytest.FixtureRequest) -> Iterator[MakeHarness]:
         ovs = OvsInstance(unique_name("vfc")).start()
 
     def make(open_ports: str = "keep") -> Harness:
-        config = SwitchConfig.model_validate(
+        config = parse_switch(
             {
                 "name": "leaf1",
                 "driver": request.param,
-                "ovsdb": ovs.db_url if ovs else None,
-                "bridge": BRIDGE,
                 "edge_ports": EDGE,
                 "open_ports": open_ports,
+                **({"ovsdb": ovs.db_url, "bridge": BRIDGE} if ovs else {}),
             }
         )
         harness: Harness
@@ -311,9 +310,7 @@ def test_change_for_a_non_edge_port_is_refused_before_anything_is_written(
 def fake_config(tmp_path: Path | None = None, **options: object) -> SwitchConfig:
     if tmp_path is not None:
         options["state_file"] = str(tmp_path / "leaf1.json")
-    return SwitchConfig.model_validate(
-        {"name": "leaf1", "driver": "fake", "edge_ports": EDGE, "options": options}
-    )
+    return parse_switch({"name": "leaf1", "driver": "fake", "edge_ports": EDGE, **options})
 
 
 def test_fake_fail_next_fails_that_many_applies_without_writing() -> None:
@@ -338,7 +335,8 @@ def test_fake_latency_and_unreachable_options() -> None:
 
 
 def test_fake_initial_ports_and_state_shared_through_a_file(tmp_path: Path) -> None:
-    options = {"ports": "p1,p2,p3,p5", "port.p1": "10,20", "port.p2": "open", "port.p3": "access:5"}
+    modes = {"p1": "10,20", "p2": "open", "p3": "access:5"}
+    options = {"ports": ["p1", "p2", "p3", "p5"], "port_modes": modes}
     first = FakeDriver(fake_config(tmp_path, **options))
     states = first.read_ports()
     assert states["p1"].mode is PortMode.TRUNK
@@ -355,8 +353,8 @@ def test_fake_initial_ports_and_state_shared_through_a_file(tmp_path: Path) -> N
 
 
 def test_fake_refuses_a_bad_port_option() -> None:
-    with pytest.raises(ConfigError, match=r"option port\.p1"):
-        FakeDriver(fake_config(None, **{"port.p1": "sideways"}))
+    with pytest.raises(ConfigError, match=r"port_modes\.p1: 'sideways' is not open"):
+        fake_config(None, port_modes={"p1": "sideways"})
 
 
 def test_wait_for_wakes_when_another_thread_applies(switch: MakeHarness) -> None:

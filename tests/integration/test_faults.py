@@ -34,7 +34,7 @@ from support.ovs_fixtures import MakeSwitch, OvsSwitch
 from support.vcsim_fixtures import VcsimFactory
 from vmfabric.config import Config, load_config
 from vmfabric.lab.vcsim import VcsimControl
-from vmfabric.runtime.controller import Controller
+from vmfabric.runtime import Controller
 from vmfabric.store import Store
 from vmfabric.targets.switchport.fake import FakeDriver
 
@@ -99,7 +99,7 @@ def rewrite(path: Path, inv: Inventory) -> None:
 
 def ovs_cfg(sw: OvsSwitch) -> dict[str, Any]:
     cfg = sw.config.model_dump(mode="json", exclude_none=True)
-    return {**cfg, "options": {"timeout": 2}}
+    return {**cfg, "timeout": 2}
 
 
 PGS = {"web": 110, "app": 120, "db": 130}
@@ -198,16 +198,14 @@ def test_deleted_and_recreated_edge_port_gets_its_vlans_back(
 
 
 def interfaces(ctl: Controller) -> list[dict[str, Any]]:
-    return [
-        {"port": s.port, "mode": str(s.mode)} for s in ctl.states.values() if s.switch == "leaf1"
-    ]
+    return [{"port": s.port, "mode": str(s.mode)} for s in ctl.targets["leaf1"].states.values()]
 
 
 # ---- a slow switch -----------------------------------------------------------------------
 
 
 def test_a_slow_switch_does_not_delay_another_switch(tmp_path: Path) -> None:
-    slow = {"name": "slow", "driver": "fake", "edge_ports": ["e1"], "options": {"latency": 2}}
+    slow = {"name": "slow", "driver": "fake", "edge_ports": ["e1"], "latency": 2}
     fast = {"name": "fast", "driver": "fake", "edge_ports": ["e1"]}
     links = [("esx1", "slow", "e1"), ("esx2", "fast", "e1")]
     config = write_setup(tmp_path, [slow, fast], links, inv=inventory(TWO, PGS))
@@ -332,7 +330,7 @@ def test_run_on_an_unwritable_store_reports_it_and_applies_nothing(
     db_dir, state = tmp_path / "db", tmp_path / "leaf1.json"
     db_dir.mkdir()
     fake = {"name": "leaf1", "driver": "fake", "edge_ports": ["e1", "e2"],
-            "options": {"state_file": str(state)}}  # fmt: skip
+            "state_file": str(state)}  # fmt: skip
     store = f"sqlite:///{db_dir}/vmfabric.db"
     write_setup(tmp_path, [fake], LINKS, inv=inventory(TWO, PGS), store=store)
     if why == "read-only":

@@ -93,7 +93,7 @@ def test_domain_start_migrate_stop_move_vlans_through_events(
     source = libvirt_source(config)
     uid = str(uuid.uuid4())
     with running_controller(config, sources=[source]) as ctl:
-        wait_for(lambda: ctl.engine.in_sync("kvm"), 10, "the libvirt session in sync")
+        wait_for(lambda: ctl.inventory.in_sync("kvm"), 10, "the libvirt session in sync")
         kvm1, kvm2 = source.connection("kvm1"), source.connection("kvm2")
         dom = kvm1.defineXML(domain_xml("web-01", uid, 110))
         dom.create()
@@ -131,7 +131,7 @@ def test_one_controller_serves_vcenter_and_libvirt_on_the_same_switch(
     vc_cfg = next(s for s in config.sessions if isinstance(s, VcenterSession))
     sources: list[Source] = [VcenterSource(vc_cfg, config.base_dir), kvm]
     with running_controller(config, sources=sources) as ctl:
-        wait_for(lambda: ctl.engine.in_sync("kvm") and ctl.engine.in_sync("vc"), 20, "sync")
+        wait_for(lambda: ctl.inventory.in_sync("kvm") and ctl.inventory.in_sync("vc"), 20, "sync")
         control.create_vm("web-vc", "hv1", "web")  # VLAN 110 on Et2, from vCenter
         dom = kvm.connection("kvm2").defineXML(domain_xml("web-kvm", str(uuid.uuid4()), 110))
         dom.create()  # VLAN 110 on Et2 too, from libvirt
@@ -141,7 +141,7 @@ def test_one_controller_serves_vcenter_and_libvirt_on_the_same_switch(
                  "both sessions' VLANs")  # fmt: skip
 
         def users() -> set[str]:
-            return {s for s, _ in ctl.engine.users("leaf1", "Et2", 110)}
+            return {s for s, _ in ctl.autovlan.users("leaf1", "Et2", 110)}
 
         wait_for(lambda: users() == {"vc", "kvm"}, 5, "both sessions needing 110 on Et2")
         control.power_off("web-vc")  # one of the two VMs needing 110 on Et2 goes

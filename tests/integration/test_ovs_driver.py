@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from support.ovs_fixtures import MakeSwitch, require_ovs
-from vmfabric.config import SwitchConfig
+from vmfabric.config import parse_switch
 from vmfabric.core.errors import ConfigError, PermanentError, TransientError
 from vmfabric.core.model import PortChange, PortMode, PortState
 from vmfabric.lab.netns import add_netns, delete_netns, list_netns, netns_exists
@@ -56,14 +56,14 @@ def test_origin_record_survives_a_new_driver_object(ovs_switch: MakeSwitch) -> N
 
 def test_unreachable_ovsdb_raises_transient_error_within_the_timeout(tmp_path: object) -> None:
     url = f"unix:{tmp_path}/nothing-here.sock"
-    config = SwitchConfig.model_validate(
+    config = parse_switch(
         {
             "name": "leaf1",
             "driver": "ovs",
             "ovsdb": url,
             "bridge": "sw",
             "edge_ports": ["e1"],
-            "options": {"timeout": 0.5},
+            "timeout": 0.5,
         }
     )
     driver = OvsDriver(config)
@@ -93,14 +93,10 @@ def test_missing_bridge_is_a_config_error_naming_switch_and_bridge(
 
 def test_bad_endpoint_or_timeout_is_a_config_error() -> None:
     base = {"name": "leaf1", "driver": "ovs", "bridge": "sw", "edge_ports": ["e1"]}
-    with pytest.raises(ConfigError, match="switch leaf1: ovsdb 'http://x' is not"):
-        OvsDriver(SwitchConfig.model_validate({**base, "ovsdb": "http://x"}))
-    with pytest.raises(ConfigError, match="option timeout"):
-        OvsDriver(
-            SwitchConfig.model_validate(
-                {**base, "ovsdb": "unix:/x.sock", "options": {"timeout": 0}}
-            )
-        )
+    with pytest.raises(ConfigError, match=r"switch: ovsdb: 'http://x' is not unix:PATH"):
+        parse_switch({**base, "ovsdb": "http://x"})
+    with pytest.raises(ConfigError, match="switch: timeout: Input should be greater than 0"):
+        parse_switch({**base, "ovsdb": "unix:/x.sock", "timeout": 0})
 
 
 def _retry_until_ok(driver: OvsDriver, change: PortChange, within: float) -> dict[str, PortState]:
@@ -115,7 +111,7 @@ def _retry_until_ok(driver: OvsDriver, change: PortChange, within: float) -> dic
 
 
 def test_driver_recovers_after_ovsdb_server_restart(ovs_switch: MakeSwitch) -> None:
-    sw = ovs_switch(n=1, options={"timeout": 1})
+    sw = ovs_switch(n=1, timeout=1)
     driver = OvsDriver(sw.config)
     try:
         driver.apply([add("e1", 110)])
@@ -204,7 +200,7 @@ def _running(pid: int) -> bool:
 
 
 def test_a_hung_ovsdb_server_gives_transient_errors_not_a_hang(ovs_switch: MakeSwitch) -> None:
-    sw = ovs_switch(n=1, options={"timeout": 1})
+    sw = ovs_switch(n=1, timeout=1)
     driver = OvsDriver(sw.config)
     pid = sw.ovs.pid("ovsdb-server")
     assert pid is not None

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from vmfabric.config import SwitchConfig
+from vmfabric.config import parse_switch
 from vmfabric.core.errors import ConfigError
 from vmfabric.core.model import PortChange
 from vmfabric.lab import netns as nsx
@@ -38,7 +38,7 @@ class Fabric:
     def __init__(self, ovs: OvsInstance) -> None:
         self.ovs = ovs
         self.vm_netns = {vm: f"{ovs.name}-{vm}" for vm in VMS}
-        config = SwitchConfig.model_validate(
+        config = parse_switch(
             {
                 "name": "leaf1",
                 "driver": "ovs",

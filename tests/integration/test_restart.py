@@ -21,7 +21,7 @@ from support.controller import running_controller, wait_for
 from support.controller import trunks as ovs_trunks
 from support.ovs_fixtures import MakeSwitch, OvsSwitch, port_updates
 from vmfabric.config import Config, load_config
-from vmfabric.runtime.controller import Controller
+from vmfabric.runtime import Controller
 from vmfabric.store import Store
 from vmfabric.targets.switchport.ovs import OvsDriver
 
@@ -69,7 +69,9 @@ def controller(config: Config) -> Iterator[tuple[Controller, OvsDriver]]:
 
 def settled(ctl: Controller) -> bool:
     """The session's snapshot is in and the switch was read after it."""
-    return ctl.engine.in_sync("inv") and [s["state"] for s in ctl.store.show_switches()] == ["ok"]
+    return ctl.inventory.in_sync("inv") and [s["state"] for s in ctl.store.show_switches()] == [
+        "ok"
+    ]
 
 
 @pytest.fixture

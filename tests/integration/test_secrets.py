@@ -25,7 +25,7 @@ from support.controller import wait_for
 from support.vcsim_fixtures import VcsimFactory
 from vmfabric.config import load_config
 from vmfabric.lab.vcsim import Vcsim, VcsimControl
-from vmfabric.runtime.controller import Controller
+from vmfabric.runtime import Controller
 from vmfabric.store import Store
 from vmfabric.targets.switchport.fake import FakeDriver
 
@@ -84,7 +84,7 @@ def run_controller(path: Path, body: Callable[[Controller, FakeDriver], None]) -
         thread.join(30)
         store.close()
         loop.close()
-    raised.append(repr(ctl._status))  # the sessions' last statuses, errors included
+    raised.append(repr(ctl.intake.status))  # the sessions' last statuses, errors included
     return raised
 
 

@@ -216,5 +216,6 @@ def test_show_session_reports_version_counts_and_autovlan(
         assert (session["hosts"], session["vms"]) == (3, 2)
         assert session["allowed_vlans"] == "2-1000" and session["last_update"]
         assert "port group pv: PVLAN is not supported" in session["warnings"]
-        auto = ctl.store.session_autovlan("vc1")
-        assert auto["provisioned"] == [{"switch": "leaf1", "port": "Et1", "vlans": [110]}]
+        provisioned = [{"switch": "leaf1", "port": "Et1", "vlans": [110]}]
+        wait_for(lambda: ctl.store.session_autovlan("vc1")["provisioned"] == provisioned, 10,
+                 "the port state recorded")  # fmt: skip

@@ -13,7 +13,7 @@ from typing import Any
 
 from vmfabric.config import Config
 from vmfabric.lab.ovs import OvsInstance
-from vmfabric.runtime.controller import Controller
+from vmfabric.runtime import Controller
 from vmfabric.sources.base import Source
 from vmfabric.store import Store
 

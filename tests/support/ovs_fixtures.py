@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from vmfabric.config import SwitchConfig
+from vmfabric.config import SwitchConfig, parse_switch
 from vmfabric.lab.netns import netns_exists
 from vmfabric.lab.ovs import OvsInstance, ovs_installed, unique_name
 
@@ -76,7 +76,7 @@ def ovs_switch(ovs: OvsInstance) -> MakeSwitch:
         ports = [f"e{i}" for i in range(1, n + 1)]
         for port in ports:
             ovs.add_edge_port(bridge, port, trunks=trunks or None)
-        cfg = SwitchConfig.model_validate(
+        cfg = parse_switch(
             {
                 "name": name,
                 "driver": "ovs",

@@ -1,9 +1,12 @@
-"""Incremental autovlan state equals a full recompute after every step of random histories.
+"""Incremental autovlan state equals a full recompute after every batch of random histories.
 
 Hypothesis drives sequences of the changes sources emit (place, move, power, remove, port
-group VLAN change or removal, uplink relink, host removal, full snapshots, session state)
-against a small universe where collisions are frequent, and compares the engine's desired
-state and contributor sets with ``full_desired`` over a reference inventory kept here.
+group VLAN change or removal, uplink relink, host removal, full snapshots, session state),
+cut into batches of random size as the runtime's intake cuts them, against a small universe
+where collisions are frequent. After every batch it compares the shared inventory with a
+reference kept here, and the autovlan intent's desired state, contributor sets and
+check-mode set with ``full_desired`` over the reference (and with the intent's own
+``recompute``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support.autovlan import Autovlan
 from vmfabric.core.model import (
     Host,
     HostRemoved,
@@ -30,7 +34,7 @@ from vmfabric.core.model import (
     VmRemoved,
     VmUpsert,
 )
-from vmfabric.intents import AutovlanEngine, SessionPolicy, SwitchPolicy, full_desired
+from vmfabric.intents import SessionPolicy, SwitchPolicy, full_desired
 from vmfabric.intents.autovlan import vm_triples
 
 SESSIONS = ("a", "b", "c")
@@ -187,26 +191,48 @@ class Reference:
     dense_snapshot("b"),
     dense_snapshot("c"),
     st.lists(events, min_size=1, max_size=30),
+    st.lists(st.integers(1, 4), min_size=1, max_size=30),
 )
-def test_incremental_equals_full_recompute_after_every_step(
-    start_a: Snapshot, start_b: Snapshot, start_c: Snapshot, changes: list[SourceEvent]
+def test_incremental_equals_full_recompute_after_every_batch(
+    start_a: Snapshot,
+    start_b: Snapshot,
+    start_c: Snapshot,
+    changes: list[SourceEvent],
+    sizes: list[int],
 ) -> None:
-    engine = AutovlanEngine(SWITCHES, POLICIES, prune_delay=30.0)
+    av = Autovlan(SWITCHES, POLICIES, prune_delay=30.0)
     ref = Reference()
     history: list[SourceEvent] = [start_a, start_b, start_c, *changes]
     nonempty = 0
-    for step, ev in enumerate(history):
-        engine.apply_one(ev, now=float(step))
-        ref.apply(ev)
+    for step, batch in enumerate(_batches(history, sizes)):
+        av.apply(batch, now=float(step))
+        for ev in batch:
+            ref.apply(ev)
+        where = f"batch {step}: {batch}"
+        assert (av.inventory.hosts, av.inventory.portgroups, av.inventory.vms) == (
+            ref.hosts, ref.pgs, ref.vms
+        ), where  # fmt: skip
         full = full_desired(
             ref.hosts.values(), ref.pgs.values(), ref.vms.values(), POLICIES, SWITCHES
         )
-        assert engine.desired() == full, f"step {step}: {ev}"
+        assert av.intent.desired_vlans() == full, where
+        recomputed = av.intent.recompute(av.inventory)
+        assert {sw: av.intent.desired(sw) for sw in recomputed} == recomputed, where
         for (sw, port, vlan), users in ref.users().items():
-            assert engine.users(sw, port, vlan) == users, f"step {step}: {ev}"
-        assert engine.checked() == ref.checked(), f"step {step}: {ev}"
+            assert av.intent.users(sw, port, vlan) == users, where
+        assert av.intent.checked() == ref.checked(), where
         nonempty += bool(full)
     DENSITY.append(nonempty / len(history))
+
+
+def _batches(history: list[SourceEvent], sizes: list[int]) -> list[list[SourceEvent]]:
+    out: list[list[SourceEvent]] = []
+    i = 0
+    while i < len(history):
+        size = sizes[len(out) % len(sizes)]
+        out.append(history[i : i + size])
+        i += size
+    return out
 
 
 DENSITY: list[float] = []

@@ -417,6 +417,7 @@ def test_plans_round_trip_and_status_changes(store: Store) -> None:
     assert store.plan(held) == {
         "id": held,
         "target": "leaf1",
+        "switch": "leaf1",
         "status": "held",
         "created": NOW,
         "updated": NOW,

@@ -54,10 +54,14 @@ def _click_failure(exc: Exception) -> int:
     return error.exit_code
 
 
+# the commands of vmfabric.cli.show itself (others, such as show group, join it elsewhere)
+SHOW_VIEWS = frozenset({"session", "vm", "host", "interface", "vlan", "switch", "plan", "audit"})
+
+
 def _app_for(args: list[str]) -> tuple[typer.Typer, list[str], str]:
-    """The app to run ``args``: ``show`` alone (it starts faster without the runtime and
-    the lab), or the whole command line."""
-    if args[:1] == ["show"]:
+    """The app to run ``args``: for a view of ``vmfabric.cli.show``, that app alone (it
+    starts faster without the runtime and the lab), else the whole command line."""
+    if args[:1] == ["show"] and args[1:2] and args[1] in SHOW_VIEWS:
         from vmfabric.cli.show import app as show_app
 
         return show_app, args[1:], "vmfabric show"

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vmfabric import __version__
-from vmfabric.cli import commands, lab, show
+from vmfabric.cli import commands, groups, lab, show  # noqa: F401 (groups adds show group|policy)
 
 app = typer.Typer(
     name="vmfabric",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,11 +25,12 @@ from vmfabric.cli.common import (
     setup_logging,
 )
 from vmfabric.config import Config, load_config
-from vmfabric.core.errors import VmfabricError
-from vmfabric.core.model import PortPlan
+from vmfabric.config import json_schema as config_json_schema
+from vmfabric.core.errors import ConfigError, TransientError, VmfabricError
 from vmfabric.core.vlans import format_vlans
-from vmfabric.runtime.controller import Controller, plan_json, sync_once
+from vmfabric.runtime import Controller, SyncResult, sync_once
 
+log = logging.getLogger("vmfabric")
 Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More logging (-vv).")]
 
 
@@ -36,7 +39,8 @@ def _guard(exc: VmfabricError) -> typer.Exit:
 
 
 def run(config: ConfigOpt = None, verbose: Verbose = 0) -> None:
-    """Run the controller in the foreground until Ctrl-C or SIGTERM."""
+    """Run the controller in the foreground until Ctrl-C or SIGTERM; SIGHUP reloads the
+    configuration (a bad file is refused and the running one stays in force)."""
     setup_logging(verbose)
     try:
         cfg, store = open_store(config)
@@ -48,7 +52,9 @@ def run(config: ConfigOpt = None, verbose: Verbose = 0) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await Controller(cfg, store).run(stop)
+        ctl = Controller(cfg, store)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload(ctl, config)))
+        await ctl.run(stop)
 
     try:
         with controller_lock(cfg):
@@ -59,14 +65,20 @@ def run(config: ConfigOpt = None, verbose: Verbose = 0) -> None:
         store.close()
 
 
-def _plan_rows(ports: list[PortPlan]) -> list[tuple[str, ...]]:
-    rows: list[tuple[str, ...]] = []
-    for p in ports:
-        for r in p.reasons:
-            who = ", ".join(r.vms) or r.note
-            pgs = ", ".join(r.portgroups)
-            rows.append((p.switch, p.port, r.action, str(r.vlan), who, pgs))
-    return rows
+async def _reload(ctl: Controller, path: Path | None) -> None:
+    """SIGHUP: read the config file again and swap it in; a bad file changes nothing."""
+    try:
+        new = await asyncio.to_thread(load_config, path)
+        if new.store_url() != ctl.config.store_url():
+            raise ConfigError("the store cannot change while running: restart instead")
+    except VmfabricError as exc:
+        log.error("reload refused, the running configuration stays in force: %s", exc)
+        return
+    await ctl.reload(new)
+
+
+def _plan_rows(result: SyncResult) -> list[tuple[str, ...]]:
+    return [(target, c.holder, c.action, c.member, c.reason) for target, c in result.planned()]
 
 
 def sync(
@@ -78,11 +90,9 @@ def sync(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each session.")] = 30.0,
     verbose: Verbose = 0,
 ) -> None:
-    """One full reconcile: read every session and switch, print the plan, apply it."""
-    from rich.table import Table
-
+    """One full reconcile, the same step `run` takes: read every session and switch, print
+    the plan, apply it (check mode, the guard and approvals behave as in `run`)."""
     setup_logging(verbose, quiet=True)
-
     try:
         cfg, store = open_sync_store(config, dry_run)
         try:
@@ -94,41 +104,69 @@ def sync(
     except VmfabricError as exc:
         raise _guard(exc) from None
     if as_json:
-        out = plan_json(result.plan)
-        out.update(held=plan_json(result.held)["ports"], guarded=result.guarded)
-        out.update(applied=result.applied, dry_run=dry_run)
-        print_json(out)
+        print_json(result.to_json())
         return
+    _print_sync(result)
+
+
+def _print_sync(result: SyncResult) -> None:
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold", title="Plan", title_justify="left")
-    for col in ("Switch", "Port", "Action", "VLAN", "VMs / why", "Port groups"):
+    for col in ("Switch", "Port", "Action", "VLAN", "Why"):
         table.add_column(col)
-    for row in _plan_rows(result.plan):
+    for row in _plan_rows(result):
         table.add_row(*row)
-    console.print(table if result.plan else "Plan: nothing to change.")
-    for sw, why in result.guarded.items():
-        console.print(f"held by the blast-radius guard on {sw}: {why} (see `vmfabric show plan`)")
-    if dry_run:
+    console.print(table if result.planned() else "Plan: nothing to change.")
+    for step in result.steps:
+        if step.guarded:
+            console.print(
+                f"held by the blast-radius guard on {step.target}: {step.guarded} "
+                "(see `vmfabric show plan`)"
+            )
+        if step.plan.held:
+            console.print(f"{step.target}: {len(step.plan.held)} removals wait (see --json)")
+        if step.check and step.plan.changes:
+            console.print(f"{step.target} is in check mode: nothing applied")
+    if result.dry_run:
         console.print("dry run: nothing applied")
-    elif result.plan:
-        adds = sum(len(p.add) for p in result.plan)
-        removes = sum(len(p.remove) for p in result.plan)
+        return
+    applied = [c for s in result.steps for c in s.applied]
+    adds = sum(c.action == "add" for c in applied)
+    removes = len(applied) - adds
+    if applied:
         console.print(f"applied: +{adds} -{removes} (port, VLAN) memberships")
+    elif result.planned():
+        console.print("applied: nothing")
 
 
 def approve(
     plan_id: Annotated[int, typer.Argument(help="Id from `vmfabric show plan`.")],
     config: ConfigOpt = None,
 ) -> None:
-    """Approve a held plan; the running controller applies it."""
+    """Approve a held plan: a running controller applies its removals; without one,
+    `vmfabric sync` does."""
     try:
-        _, store = open_store(config)
+        cfg, store = open_store(config)
         try:
             store.approve_plan(plan_id, time.time())
         finally:
             store.close()
     except VmfabricError as exc:
         raise _guard(exc) from None
-    console.print(f"plan {plan_id} approved: the controller applies it within a second")
+    if controller_running(cfg):
+        console.print(f"plan {plan_id} approved: the running controller applies it")
+    else:
+        console.print(f"plan {plan_id} approved: no controller runs; `vmfabric sync` applies it")
+
+
+def controller_running(cfg: Config) -> bool:
+    """Whether a `vmfabric run` holds this fabric's writer lock (SQLite stores)."""
+    try:
+        with controller_lock(cfg):
+            return False
+    except TransientError:
+        return True
 
 
 def demo(
@@ -171,7 +209,7 @@ def config_check(config: ConfigOpt = None) -> None:
 @config_app.command("schema")
 def config_schema() -> None:
     """Print the JSON schema of vmfabric.yaml."""
-    typer.echo(json.dumps(Config.model_json_schema(mode="validation"), indent=2))
+    typer.echo(json.dumps(config_json_schema(), indent=2))
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -22,12 +22,16 @@ from pydantic import (
     PlainSerializer,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails, PydanticCustomError
 
+from vmfabric.config.groups import AnyFirewall, GroupConfig, PolicyConfig, check_security
 from vmfabric.core.errors import ConfigError
 from vmfabric.core.vlans import format_vlans, parse_vlans
+from vmfabric.plugins import SWITCH_DRIVERS, switch_options
 
 CONFIG_ENV = "VMFABRIC_CONFIG"
 # libyaml's safe loader when PyYAML was built with it (about 10x faster on big inventories)
@@ -189,7 +193,10 @@ SessionConfig = Annotated[
 
 
 class SwitchConfig(_Model):
-    """A switch whose edge ports vmfabric manages."""
+    """A switch whose edge ports vmfabric manages: the keys every driver shares. Each driver
+    registers a subclass with its own options as top-level keys (``ovsdb``, ``host``...);
+    ``switch_model`` picks it by ``driver``, so unknown keys, missing required options and
+    out-of-range values are refused by the driver's own model."""
 
     name: Name
     driver: str = Field(description="Driver name: ovs, fake, ...")
@@ -197,18 +204,13 @@ class SwitchConfig(_Model):
         default_factory=list, description="Other names neighbours may report (CDP/LLDP)."
     )
     mgmt_address: str | None = Field(None, description="Management address for matching.")
-    ovsdb: str | None = Field(None, description="OVSDB endpoint (ovs driver).")
-    bridge: str | None = Field(None, description="Bridge name (ovs driver).")
     edge_ports: list[str] = Field(description="The only ports vmfabric may write.")
     open_ports: Literal["keep", "close"] = Field(
         "keep",
         description="An edge port carrying every VLAN: keep it open and leave it alone, or "
         "close it to the VLANs that are needed.",
     )
-    mode: Mode = Field("enforce")
-    options: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Driver-specific options."
-    )
+    mode: Mode = Field("enforce", description="enforce: apply plans; check: record them only.")
 
     @field_validator("edge_ports")
     @classmethod
@@ -217,6 +219,58 @@ class SwitchConfig(_Model):
         if dup is not None:
             raise ValueError(f"edge port {dup!r} is listed twice")
         return ports
+
+    def endpoint(self) -> str:
+        """What identifies the device this entry writes (two entries must never share it):
+        drivers override it (OVS: socket and bridge; EOS: host and port)."""
+        return ""
+
+
+def switch_model(driver: Any) -> type[SwitchConfig]:
+    """The options model the driver named ``driver`` registered. ValueError if unknown."""
+    if not isinstance(driver, str) or not driver:
+        raise ValueError(f"driver {driver!r} is not a driver name")
+    try:
+        model: type[SwitchConfig] = switch_options(driver)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return model
+
+
+def _switch(value: Any) -> Any:
+    """Validate one ``switches[]`` entry with its driver's model (see ``switch_model``)."""
+    if isinstance(value, SwitchConfig) or not isinstance(value, dict):
+        return value
+    if "options" in value:
+        raise ValueError(
+            "driver options are keys of the switch itself now (timeout: 1, not options: "
+            "{timeout: 1}); see `vmfabric config schema`"
+        )
+    if "driver" not in value:
+        return value  # the base model reports the missing key
+    try:
+        return switch_model(value["driver"]).model_validate(value)
+    except ValidationError as exc:  # keep the key path of the driver's own model
+        err = exc.errors(include_url=False)[0]
+        sub = _loc(tuple(err["loc"]))
+        raise PydanticCustomError(
+            "switch_option", "{message}", {"sub": sub, "message": _message(err)}
+        ) from None
+
+
+AnySwitch = Annotated[SwitchConfig, BeforeValidator(_switch)]
+
+
+def parse_switch(data: dict[str, Any], source: str = "switch") -> SwitchConfig:
+    """One switch entry validated with its driver's model; ConfigError (one line)."""
+    try:
+        return _SwitchEntry.model_validate({"switch": data}).switch
+    except ValidationError as exc:
+        raise format_validation_error(exc, source, drop=1) from None
+
+
+class _SwitchEntry(BaseModel):
+    switch: AnySwitch
 
 
 class LinkConfig(_Model):
@@ -235,8 +289,11 @@ class Config(_Model):
     store: str = Field("sqlite:///vmfabric.db", description="SQLAlchemy URL of the store.")
     engine: EngineConfig = Field(default_factory=EngineConfig)
     sessions: list[SessionConfig] = Field(default_factory=list)
-    switches: list[SwitchConfig] = Field(default_factory=list)
+    switches: list[AnySwitch] = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
+    groups: list[GroupConfig] = Field(default_factory=list, description="Security groups.")
+    policies: list[PolicyConfig] = Field(default_factory=list, description="Ordered rules.")
+    firewalls: list[AnyFirewall] = Field(default_factory=list, description="Group targets.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file.")
 
     @model_validator(mode="after")
@@ -255,6 +312,7 @@ class Config(_Model):
                 raise ValueError(f"links[{i}]: switch {link.switch!r} is not configured")
             if link.session is not None and link.session not in sessions:
                 raise ValueError(f"links[{i}]: session {link.session!r} is not configured")
+        check_security(self.groups, self.policies, self.firewalls, sessions)
         return self
 
     def session(self, name: str) -> SessionConfig:
@@ -273,6 +331,17 @@ class Config(_Model):
             if rel and rel != ":memory:":
                 return prefix + str(self.resolve(Path(rel)))
         return self.store
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of vmfabric.yaml, with every known driver's options (a union on
+    ``driver``), for `vmfabric config schema`."""
+    models = tuple(switch_options(name) for name in SWITCH_DRIVERS.names())
+    entry: Any = Annotated[Union[models], Field(discriminator="driver")]  # noqa: UP007
+    full = create_model(
+        "Config", __base__=Config, switches=(list[entry], Field(default_factory=list))
+    )
+    return full.model_json_schema(mode="validation")
 
 
 def _first_duplicate(items: list[str]) -> str | None:
@@ -303,16 +372,24 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def format_validation_error(exc: ValidationError, source: str) -> ConfigError:
-    """First error of a pydantic ValidationError as one line naming file and key path."""
+def format_validation_error(exc: ValidationError, source: str, drop: int = 0) -> ConfigError:
+    """First error of a pydantic ValidationError as one line naming file and key path
+    (without the first ``drop`` parts of the path)."""
     err = exc.errors(include_url=False)[0]
-    message = str(err["msg"]).removeprefix("Value error, ")
-    where = f"{source}: {_loc(tuple(err['loc']))}" if err["loc"] else source
+    loc = _loc(tuple(err["loc"])[drop:])
+    ctx = err.get("ctx") or {}
+    if err["type"] == "switch_option" and ctx.get("sub"):
+        loc = f"{loc}.{ctx['sub']}" if loc else str(ctx["sub"])
+    where = f"{source}: {loc}" if loc else source
+    return ConfigError(_message(err), where)
+
+
+def _message(err: ErrorDetails) -> str:
     if err["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif err["type"] == "missing":
-        message = "required key is missing"
-    return ConfigError(message, where)
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def load_yaml(path: Path) -> Any:

@@ -8,38 +8,31 @@ only floods.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-
-from vmfabric.core.model import PortPlan, PortState
 
 
 @dataclass(frozen=True, slots=True)
 class GuardLimits:
-    max_removals: int = 50  # (port, VLAN) memberships removed by one switch plan
-    max_share: float = 0.5  # share of the switch's dynamic memberships removed at once
-    share_floor: int = 10  # the share rule applies from this many dynamic memberships on
+    max_removals: int = 50  # members removed by one target's plan ((port, VLAN) on a switch)
+    max_share: float = 0.5  # share of the target's dynamic members removed at once
+    share_floor: int = 10  # the share rule applies from this many dynamic members on
 
 
 def guard_verdict(
-    switch_plan: Iterable[PortPlan],
-    states: Mapping[tuple[str, str], PortState],
-    switch: str,
-    limits: GuardLimits,
+    removals: int, dynamic: int, target: str, limits: GuardLimits, unit: str = "memberships"
 ) -> str:
-    """Why the removals of one switch's plan must be held, or "" when they may go."""
-    removals = sum(len(p.remove) for p in switch_plan)
+    """Why a target's ``removals`` (of ``dynamic`` members vmfabric added there) must be
+    held, or "" when they may go. ``unit`` names what is counted, for the message."""
     if removals == 0:
         return ""
     if removals > limits.max_removals:
         return (
-            f"would remove {removals} (port, VLAN) memberships on {switch}, "
+            f"would remove {removals} {unit} on {target}, "
             f"more than max_removals={limits.max_removals}"
         )
-    dynamic = sum(len(s.dynamic) for (sw, _), s in states.items() if sw == switch)
     if dynamic >= limits.share_floor and removals > limits.max_share * dynamic:
         return (
-            f"would remove {removals} of {dynamic} dynamic memberships on {switch}, "
+            f"would remove {removals} of {dynamic} dynamic {unit} on {target}, "
             f"more than max_removal_share={limits.max_share:g}"
         )
     return ""

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from vmfabric.config import SessionConfig
+from vmfabric.core.backoff import Backoff
 from vmfabric.core.model import SourceEvent
 from vmfabric.plugins import Registry
 
@@ -54,18 +55,4 @@ def create_source(config: SessionConfig, base_dir: Path) -> Source:
     return SOURCES.get(config.kind)(config, base_dir)
 
 
-class Backoff:
-    """Exponential backoff: 1, 2, 4 ... capped at ``cap`` seconds; ``reset`` on success."""
-
-    def __init__(self, first: float = 1.0, cap: float = 60.0) -> None:
-        self.first = first
-        self.cap = cap
-        self._next = first
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.cap)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.first
+__all__ = ["SOURCES", "Backoff", "Emit", "Source", "create_source"]

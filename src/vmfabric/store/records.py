@@ -68,8 +68,21 @@ class AuditEntry:
 
     @property
     def vlan(self) -> int | None:
-        """The VLAN of a switch-port entry, None for other kinds."""
-        return int(self.member) if self.kind == SWITCHPORT else None
+        """The VLAN of a switch-port entry (0 when the change is not one VLAN: closing an
+        open port), None for other kinds."""
+        if self.kind != SWITCHPORT:
+            return None
+        return int(self.member) if self.member.isdigit() else 0
+
+    @property
+    def switch(self) -> str:
+        """The target, by its switch-port name."""
+        return self.target
+
+    @property
+    def port(self) -> str:
+        """The holder, by its switch-port name."""
+        return self.holder
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,10 +200,12 @@ class PlanRecord:
     entries: tuple[AuditEntry, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """The wave-1 shape: id, target, status, created, updated, reason, sessions, plan."""
+        """id, target (also as "switch", its wave-1 name), status, created, updated,
+        reason, sessions and plan (the document)."""
         return {
             "id": self.id,
             "target": self.target,
+            "switch": self.target,
             "status": self.status,
             "created": self.created,
             "updated": self.updated,

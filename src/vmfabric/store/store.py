@@ -378,8 +378,8 @@ class Store:
             return records.expire_plans(conn, target, keep, now)
 
     def plans(self, status: str | None = None, target: str | None = None) -> list[dict[str, Any]]:
-        """[{"id", "target", "status", "created", "updated", "reason", "sessions", "plan"}]
-        in id order."""
+        """[{"id", "target", "switch", "status", "created", "updated", "reason", "sessions",
+        "plan"}] in id order ("switch" is "target" by its wave-1 name)."""
         with self._read() as conn:
             return [p.as_dict() for p in records.load_plans(conn, status, target)]
 
@@ -462,7 +462,7 @@ class Store:
 def _audit_dict(entry_id: int, entry: AuditEntry) -> dict[str, Any]:
     found = {"id": entry_id, **entry.to_json()}
     if entry.kind == records.SWITCHPORT:
-        found.update(switch=entry.target, port=entry.holder, vlan=int(entry.member))
+        found.update(switch=entry.target, port=entry.holder, vlan=entry.vlan)
     return found
 
 

@@ -274,4 +274,6 @@ class AuditView(TypedDict):
     plan: Annotated[int | None, "the plan that made the change, null when none"]
     switch: NotRequired[Annotated[str, "switch-port entries: the switch"]]
     port: NotRequired[Annotated[str, "switch-port entries: the port"]]
-    vlan: NotRequired[Annotated[int, "switch-port entries: the VLAN"]]
+    vlan: NotRequired[
+        Annotated[int, "switch-port entries: the VLAN (0: not one VLAN, as closing an open port)"]
+    ]

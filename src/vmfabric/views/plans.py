@@ -77,7 +77,7 @@ def _audit(entry_id: int, e: AuditEntry) -> AuditView:
         "plan": e.plan,
     }
     if e.kind == SWITCHPORT:
-        view["switch"], view["port"], view["vlan"] = e.target, e.holder, int(e.member)
+        view["switch"], view["port"], view["vlan"] = e.target, e.holder, e.vlan or 0
     return view
 
 

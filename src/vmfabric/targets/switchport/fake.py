@@ -1,19 +1,20 @@
 """The fake switch driver (registered as ``fake``): an in-memory Open vSwitch-like switch.
 
 It behaves exactly as ``OvsDriver`` does, because it uses the same pure port semantics
-(``vmfabric.targets.switchport.ovs``: modes, the closed-port placeholder 4095, the origin record in
-``external_ids:vmfabric-dynamic``, open-port keep/close, no transaction for no-ops), and it
+(the switch-port base's arithmetic, OVS's port modes: the closed-port placeholder 4095,
+the origin record in ``external_ids:vmfabric-dynamic``, open-port keep/close, no
+transaction for no-ops), and it
 keeps the same counters (``transactions``, ``writes``). It is a normal plugin, meant for
 tests, benchmarks and demos that need a switch with injected latency or failures.
 
-Options (``switches[].options``):
+Options (keys of the switch entry, model ``FakeSwitch``):
 
 - ``latency``: seconds slept in every ``read_ports`` and ``apply`` (default 0).
 - ``fail_next``: number of upcoming ``apply`` calls that raise TransientError (default 0);
   tests may also set the ``fail_next`` attribute at any time.
 - ``unreachable``: true makes every call raise TransientError, as an unreachable switch.
-- ``ports``: comma list of the ports the switch has at first (default: every edge port).
-  Each starts as a closed trunk (``trunks=[4095]``, no VLANs) unless ``port.NAME`` says:
+- ``ports``: the ports the switch has at first (default: every edge port). Each starts as
+  a closed trunk (``trunks=[4095]``, no VLANs) unless ``port_modes: {NAME: ...}`` says:
   ``open`` (no tag, empty trunks: carries every VLAN), ``access:TAG``, or a VLAN range
   string (``10,20-22``): a trunk with those VLANs, all static.
 - ``state_file``: a JSON file holding the switch state, so that separate processes (the
@@ -32,19 +33,25 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field
 
 from vmfabric.config import SwitchConfig
 from vmfabric.core.errors import ConfigError, TransientError
 from vmfabric.core.model import PortChange, PortState
 from vmfabric.core.vlans import format_vlans, parse_vlans
-from vmfabric.targets.switchport.base import DRIVERS
-from vmfabric.targets.switchport.ovs import (
+from vmfabric.targets.base import Capabilities
+from vmfabric.targets.switchport.base import (
     CLOSED_VLAN,
-    DYNAMIC_KEY,
+    DRIVERS,
     PortWrite,
-    RawPort,
     check_changes,
+    trunk_ops,
+)
+from vmfabric.targets.switchport.ovs import (
+    DYNAMIC_KEY,
+    RawPort,
     parse_record,
     plan_port,
     port_state,
@@ -71,7 +78,8 @@ class FakePort:
         )
 
     def write(self, change: PortWrite) -> None:
-        self.trunks = (self.trunks | change.insert) - change.delete
+        insert, delete = trunk_ops(frozenset(self.trunks), change)
+        self.trunks = (self.trunks | insert) - delete
         if change.record is not None and change.record:
             self.external_ids[DYNAMIC_KEY] = format_vlans(change.record)
         elif change.record is not None:
@@ -97,52 +105,72 @@ class FakePort:
         )
 
 
-def initial_port(config: SwitchConfig, name: str) -> FakePort:
-    """A port as the ``port.NAME`` option describes it (default: a closed trunk)."""
-    spec = str(config.options.get(f"port.{name}", "")).strip()
-    where = f"switch {config.name}: option port.{name}"
+def initial_port(spec: str) -> FakePort:
+    """A port as a ``port_modes`` value describes it ("" : a closed trunk)."""
+    spec = spec.strip()
     if not spec:
         return FakePort(trunks={CLOSED_VLAN})
     if spec == "open":
         return FakePort()
+    if spec.startswith("access:"):
+        return FakePort(tag=next(iter(parse_vlans(spec.removeprefix("access:")))))
+    return FakePort(trunks=set(parse_vlans(spec)))
+
+
+def _port_mode(spec: str) -> str:
     try:
-        if spec.startswith("access:"):
-            return FakePort(tag=next(iter(parse_vlans(spec.removeprefix("access:")))))
-        return FakePort(trunks=set(parse_vlans(spec)))
+        initial_port(spec)
     except (ValueError, StopIteration):
-        raise ConfigError(f"{where}={spec!r} is not open, access:TAG or a VLAN range") from None
+        raise ValueError(f"{spec!r} is not open, access:TAG or a VLAN range") from None
+    return spec
 
 
-def _option_float(config: SwitchConfig, key: str) -> float:
-    value = config.options.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"switch {config.name}: option {key}={value!r} is not a number >= 0")
-    return float(value)
+class FakeSwitch(SwitchConfig):
+    """An in-memory switch for tests, benchmarks and demos (see the module docstring)."""
+
+    driver: Literal["fake"]
+    latency: float = Field(
+        0.0, ge=0, le=3600, allow_inf_nan=False, description="Seconds slept in every call."
+    )
+    fail_next: int = Field(0, ge=0, description="This many upcoming applies fail.")
+    unreachable: bool = Field(False, description="Every call fails as unreachable.")
+    ports: list[str] | None = Field(None, description="Ports the switch has (default: edge).")
+    port_modes: dict[str, Annotated[str, AfterValidator(_port_mode)]] = Field(
+        default_factory=dict,
+        description="Initial port modes: open, access:TAG or a VLAN range (a static trunk).",
+    )
+    state_file: Path | None = Field(None, description="JSON file shared between processes.")
+
+    def endpoint(self) -> str:
+        return f"state file {self.state_file}" if self.state_file else ""
 
 
 @DRIVERS.register("fake")
 class FakeDriver:
     """An in-memory switch with the OVS driver's semantics. See the module docstring."""
 
+    Options = FakeSwitch
+    capabilities = Capabilities(atomic=True, origin="target")
+
     def __init__(self, config: SwitchConfig) -> None:
+        if not isinstance(config, FakeSwitch):
+            raise ConfigError(f"switch {config.name}: not a fake switch entry")
         self.config = config
         self.name = config.name
-        self.latency = _option_float(config, "latency")
-        self.fail_next = int(_option_float(config, "fail_next"))
-        self.unreachable = bool(config.options.get("unreachable", False))
+        self.latency = config.latency
+        self.fail_next = config.fail_next
+        self.unreachable = config.unreachable
         self.transactions = 0
         self.writes = 0
-        state_file = config.options.get("state_file")
-        self.state_file = Path(str(state_file)) if state_file else None
+        self.state_file = config.state_file
         self.ports: dict[str, FakePort] = self._initial_ports()
         self.connected = False
         self._changed = threading.Condition()
         self._seq = 0
 
     def _initial_ports(self) -> dict[str, FakePort]:
-        listed = self.config.options.get("ports")
-        names = [p.strip() for p in str(listed).split(",") if p.strip()] if listed else None
-        return {name: initial_port(self.config, name) for name in names or self.config.edge_ports}
+        names = self.config.ports or self.config.edge_ports
+        return {name: initial_port(self.config.port_modes.get(name, "")) for name in names}
 
     # ---- state sharing ---------------------------------------------------------------------
 

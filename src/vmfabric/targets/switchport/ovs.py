@@ -2,9 +2,9 @@
 
 This module owns two things:
 
-1. **OVS port semantics, pure** (``RawPort``, ``port_state``, ``plan_port``), shared with
-   the fake driver so both behave alike. An OVS port's VLAN carriage follows from its
-   ``tag``, ``trunks`` and ``vlan_mode`` columns:
+1. **OVS port semantics, pure** (``RawPort``, ``port_state``, ``plan_port``); the trunk
+   arithmetic and the closed-port rule come from the switch-port base. An OVS port's VLAN
+   carriage follows from its ``tag``, ``trunks`` and ``vlan_mode`` columns:
 
    - ACCESS: ``vlan_mode`` is ``access`` or ``dot1q-tunnel``, or it is empty and ``tag`` is
      set (OVS then ignores ``trunks``). Never written.
@@ -38,9 +38,11 @@ A write also increments ``Open_vSwitch.next_cfg`` (as ovs-vsctl does): ovs-vswit
 not act on a database change until it moves. ``apply`` then waits until ovs-vswitchd
 reports ``cur_cfg`` caught up, i.e. the switch forwards by the new configuration.
 
-Options (``switches[].options``): ``timeout`` (seconds, default 5) bounds connecting,
-each read, each transaction and the wait for ovs-vswitchd; ``wait_applied`` (default
-true) set false returns as soon as OVSDB committed.
+Options (keys of the switch entry, model ``OvsSwitch``): ``ovsdb`` and ``bridge``
+(required); ``timeout`` (seconds, default 5) bounds connecting, each read, each
+transaction and the wait for ovs-vswitchd; ``wait_applied`` (default true) set false
+returns as soon as OVSDB committed. Capabilities: atomic (one OVSDB transaction), origin
+record on the switch.
 """
 
 from __future__ import annotations
@@ -51,21 +53,29 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ovs.db import idl as ovs_idl  # type: ignore[import-untyped]
 from ovsdbapp import exceptions as ovsdbapp_exceptions
 from ovsdbapp.backend.ovs_idl import command, connection, transaction
+from pydantic import Field, field_validator
 
 from vmfabric.config import SwitchConfig
 from vmfabric.core.errors import ConfigError, PermanentError, TransientError
 from vmfabric.core.model import PortChange, PortMode, PortState
-from vmfabric.core.vlans import check_vlan, format_vlans, parse_vlans
-from vmfabric.targets.switchport.base import DRIVERS
+from vmfabric.core.vlans import format_vlans, parse_vlans
+from vmfabric.targets.base import Capabilities
+from vmfabric.targets.switchport.base import (
+    CLOSED_VLAN,
+    DRIVERS,
+    PortWrite,
+    check_changes,
+    trunk_ops,
+    trunk_write,
+)
 
 LOG = logging.getLogger(__name__)
 
-CLOSED_VLAN = 4095
 DYNAMIC_KEY = "vmfabric-dynamic"
 DEFAULT_TIMEOUT = 5.0
 _ACCESS_MODES = ("access", "dot1q-tunnel")
@@ -94,20 +104,6 @@ class RawPort:
         return self.trunks - {CLOSED_VLAN}
 
 
-@dataclass(frozen=True, slots=True)
-class PortWrite:
-    """What one change does to one port: trunk elements to insert/delete, the new record."""
-
-    port: str
-    insert: frozenset[int] = frozenset()
-    delete: frozenset[int] = frozenset()
-    record: frozenset[int] | None = None  # the new origin record; None: unchanged
-    memberships: int = 0  # (port, VLAN) memberships changed, placeholder not counted
-
-    def __bool__(self) -> bool:
-        return bool(self.insert or self.delete or self.record is not None)
-
-
 def parse_record(text: str | None) -> frozenset[int]:
     """The origin record from its external_ids text; unreadable text counts as empty."""
     if not text:
@@ -131,75 +127,50 @@ def port_state(switch: str, port: str, raw: RawPort | None) -> PortState:
 
 
 def plan_port(raw: RawPort | None, change: PortChange, open_ports: str) -> PortWrite:
-    """What ``change`` writes to a port in state ``raw`` (an empty PortWrite: nothing)."""
+    """What ``change`` writes to a port in state ``raw`` (an empty PortWrite: nothing).
+
+    The switch-port base does the arithmetic; the whole origin record (not only the VLANs
+    still on the port) is carried over, as OVS keeps it."""
     if raw is None or raw.mode is PortMode.ACCESS:
         return PortWrite(change.port)
     if raw.mode is PortMode.OPEN:
         if open_ports != "close":
             return PortWrite(change.port)
-        return _trunk_write(change, frozenset(), frozenset(), raw.dynamic)
-    return _trunk_write(change, raw.trunks, raw.vlans, raw.dynamic)
+        return trunk_write(change, frozenset(), raw.dynamic, narrow=True)
+    return trunk_write(change, raw.vlans, raw.dynamic)
 
 
-def _trunk_write(
-    change: PortChange, trunks: frozenset[int], vlans: frozenset[int], record: frozenset[int]
-) -> PortWrite:
-    added = change.add - change.remove - vlans
-    removed = change.remove & vlans
-    after = (vlans | added) - removed
-    insert, delete = set(added), set(removed)
-    if not after and CLOSED_VLAN not in trunks:
-        insert.add(CLOSED_VLAN)
-    if after and CLOSED_VLAN in trunks:
-        delete.add(CLOSED_VLAN)
-    new_record = (record | added) - change.remove
-    return PortWrite(
-        port=change.port,
-        insert=frozenset(insert),
-        delete=frozenset(delete),
-        record=new_record if new_record != record else None,
-        memberships=len(added) + len(removed),
+class OvsSwitch(SwitchConfig):
+    """An Open vSwitch bridge reached through OVSDB."""
+
+    driver: Literal["ovs"]
+    ovsdb: str = Field(
+        description="OVSDB endpoint: unix:PATH or tcp:HOST:PORT (comma-separated: a cluster)."
+    )
+    bridge: str = Field(min_length=1, description="The bridge whose edge ports are managed.")
+    timeout: float = Field(
+        DEFAULT_TIMEOUT,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Seconds bounding connecting, each read, each transaction and the wait "
+        "for ovs-vswitchd.",
+    )
+    wait_applied: bool = Field(
+        True, description="Wait until ovs-vswitchd runs the new configuration (cur_cfg)."
     )
 
+    @field_validator("ovsdb")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        for remote in value.split(","):
+            kind, _, rest = remote.strip().partition(":")
+            if kind not in ("unix", "tcp") or not rest:
+                raise ValueError(f"{remote.strip()!r} is not unix:PATH or tcp:HOST:PORT")
+        return value
 
-def check_changes(config: SwitchConfig, changes: Sequence[PortChange]) -> None:
-    """Refuse changes for ports that are not edge ports, a port named twice, or VLANs
-    outside 1-4094. Nothing has been written when this raises."""
-    edge = set(config.edge_ports)
-    seen: set[str] = set()
-    for change in changes:
-        if change.port in seen:
-            raise ConfigError(f"switch {config.name}: port {change.port} is named twice in a plan")
-        seen.add(change.port)
-        if change.port not in edge:
-            raise PermanentError(
-                f"switch {config.name}: port {change.port} is not an edge port; refusing to write"
-            )
-        for vlan in change.add | change.remove:
-            try:
-                check_vlan(vlan)
-            except ValueError as exc:
-                raise ConfigError(f"switch {config.name} port {change.port}: {exc}") from None
-
-
-def check_endpoint(config: SwitchConfig) -> None:
-    """Accept ``unix:PATH`` and ``tcp:HOST:PORT`` (comma-separated for a cluster)."""
-    for remote in str(config.ovsdb).split(","):
-        kind, _, rest = remote.strip().partition(":")
-        if kind not in ("unix", "tcp") or not rest:
-            raise ConfigError(
-                f"switch {config.name}: ovsdb {remote.strip()!r} is not unix:PATH or tcp:HOST:PORT"
-            )
-
-
-def driver_timeout(config: SwitchConfig) -> float:
-    """The ``timeout`` option in seconds (default 5)."""
-    value = config.options.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(
-            f"switch {config.name}: option timeout={value!r} is not a positive number"
-        )
-    return float(value)
+    def endpoint(self) -> str:
+        return f"OVSDB {self.ovsdb} bridge {self.bridge}"
 
 
 # ---- OVSDB plumbing -----------------------------------------------------------------------
@@ -300,7 +271,7 @@ def _raw_port(row: Any) -> RawPort:
     return RawPort(tag=tag, trunks=frozenset(row.trunks), vlan_mode=mode, dynamic=record)
 
 
-def _bridge_ports(idl: _Idl, config: SwitchConfig) -> dict[str, Any]:
+def _bridge_ports(idl: _Idl, config: OvsSwitch) -> dict[str, Any]:
     """Port rows of the configured bridge by name; ConfigError if the bridge is missing."""
     for bridge in idl.tables["Bridge"].rows.values():
         if bridge.name == config.bridge:
@@ -311,7 +282,7 @@ def _bridge_ports(idl: _Idl, config: SwitchConfig) -> dict[str, Any]:
 class _ApplyCommand(command.BaseCommand):  # type: ignore[misc]
     """Runs in the connection thread against the replica as it is at commit time."""
 
-    def __init__(self, api: _Api, config: SwitchConfig, changes: Sequence[PortChange]) -> None:
+    def __init__(self, api: _Api, config: OvsSwitch, changes: Sequence[PortChange]) -> None:
         super().__init__(api)
         self.config = config
         self.changes = changes
@@ -357,9 +328,10 @@ class _BarrierCommand(command.BaseCommand):  # type: ignore[misc]
 def _write_row(row: Any, write: PortWrite) -> None:
     for column in ("tag", "trunks", "vlan_mode", "external_ids"):
         row.verify(column)
-    for vlan in sorted(write.insert):
+    insert, delete = trunk_ops(frozenset(row.trunks), write)
+    for vlan in sorted(insert):
         row.addvalue("trunks", vlan)
-    for vlan in sorted(write.delete):
+    for vlan in sorted(delete):
         row.delvalue("trunks", vlan)
     if write.record is not None and write.record:
         row.setkey("external_ids", DYNAMIC_KEY, format_vlans(write.record))
@@ -378,14 +350,16 @@ class OvsDriver:
     memberships they changed: benchmarks and tests read them.
     """
 
+    Options = OvsSwitch
+    capabilities = Capabilities(atomic=True, origin="target")
+
     def __init__(self, config: SwitchConfig) -> None:
-        if not config.ovsdb or not config.bridge:
-            raise ConfigError(f"switch {config.name}: the ovs driver needs ovsdb and bridge")
-        check_endpoint(config)
+        if not isinstance(config, OvsSwitch):
+            raise ConfigError(f"switch {config.name}: not an ovs switch entry")
         self.config = config
         self.name = config.name
-        self.timeout = driver_timeout(config)
-        self.wait_applied = bool(config.options.get("wait_applied", True))
+        self.timeout = config.timeout
+        self.wait_applied = config.wait_applied
         self.transactions = 0
         self.writes = 0
         self._changed = threading.Condition()

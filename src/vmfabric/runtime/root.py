@@ -1,0 +1,369 @@
+"""The composition root: builds the runtime's parts from one configuration and runs them.
+
+Parts (each a module of its own): the shared ``Inventory``; the intents (autovlan); the
+``Intake`` of source events; one ``Reconciler`` per target (switches), each driving a
+``SwitchPortTarget``; the ``Recorder`` (the store's writer thread); ``Approvals``; the
+prune timer; the live ``EventBus``. ``Controller`` wires them; ``reload`` swaps in a new
+configuration (SIGHUP) without a restart: changed sessions reconnect, changed switches
+get a new loop, links and engine settings take effect at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vmfabric.config import Config, SessionConfig, SwitchConfig
+from vmfabric.core.errors import VmfabricError
+from vmfabric.core.model import HostUpsert, SessionStatus, SourceEvent
+from vmfabric.intents.autovlan import AutovlanIntent, SessionPolicy, SwitchPolicy
+from vmfabric.intents.base import Intent
+from vmfabric.intents.guard import GuardLimits
+from vmfabric.intents.removals import Gate, Removals
+from vmfabric.inventory.index import Delta, Inventory
+from vmfabric.inventory.topology.resolve import Resolver
+from vmfabric.runtime.approvals import Approvals, plan_keys
+from vmfabric.runtime.bus import EventBus
+from vmfabric.runtime.groups import build as build_groups
+from vmfabric.runtime.intake import Intake, register_sessions
+from vmfabric.runtime.reconciler import LoopContext, LoopSettings, Reconciler
+from vmfabric.runtime.recorder import Recorder
+from vmfabric.runtime.switchports import SwitchPortTarget
+from vmfabric.runtime.target import Target
+from vmfabric.sources.base import Source, create_source
+from vmfabric.store import Store, StoreError
+from vmfabric.targets.switchport.base import Driver, create_driver
+
+log = logging.getLogger("vmfabric")
+Clock = Callable[[], float]
+PORT_REREAD = 30.0  # seconds: re-read a quiet switch's ports (manual edits, re-created ports)
+MAINTENANCE = 1.0  # seconds between looks for approvals, a replaced store, unrecorded data
+
+
+def session_policies(config: Config) -> list[SessionPolicy]:
+    return [
+        SessionPolicy(s.name, s.autovlan, s.allowed_vlans, check=s.mode == "check")
+        for s in config.sessions
+    ]
+
+
+def switch_policies(config: Config) -> list[SwitchPolicy]:
+    return [
+        SwitchPolicy(s.name, frozenset(s.edge_ports), s.open_ports == "close")
+        for s in config.switches
+    ]
+
+
+def loop_settings(config: Config, reread: float = PORT_REREAD) -> LoopSettings:
+    limits = GuardLimits(config.engine.max_removals, config.engine.max_removal_share)
+    return LoopSettings(config.engine.coalesce, config.engine.retry_max, reread, limits)
+
+
+class StoreReplacedError(VmfabricError):
+    """The store file was deleted or replaced while running: stop rather than apply
+    changes that cannot be recorded where ``show`` looks."""
+
+
+@dataclass
+class _SourceRun:
+    source: Source
+    thread: threading.Thread
+    stop: threading.Event
+
+
+class Controller:
+    """The running controller for one configuration (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        clock: Clock = time.time,
+        drivers: dict[str, Driver] | None = None,
+        sources: Sequence[Source] | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.bus = bus or EventBus()
+        self.recorder = Recorder(store)
+        self.inventory = Inventory(s.name for s in config.sessions)
+        self.removals = Removals(config.engine.prune_delay)
+        self.autovlan = AutovlanIntent(
+            switch_policies(config), session_policies(config), self.removals
+        )
+        self.approvals = Approvals()
+        self.intake = Intake(self.inventory, self.intents, self.recorder, self.bus, self._poke)
+        self.intake.resolver = Resolver(config.switches, config.links)
+        self.targets: dict[str, Target] = {}
+        self.reconcilers: dict[str, Reconciler] = {}
+        self.groups = build_groups(config, self.inventory)
+        self.port_reread = PORT_REREAD
+        self._drivers = drivers
+        self._sources = sources
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._runs: dict[str, _SourceRun] = {}
+        self._timer_reset = asyncio.Event()
+        self._emit: Callable[[SourceEvent], None] | None = None
+        self._stop: asyncio.Event | None = None
+        self.failure: VmfabricError | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- parts -----------------------------------------------------------------------------
+
+    def intents(self) -> list[Intent]:
+        found: list[Intent] = [self.autovlan]
+        if self.groups is not None:
+            found.append(self.groups[0])
+        return found
+
+    @property
+    def resolver(self) -> Resolver:
+        assert self.intake.resolver is not None
+        return self.intake.resolver
+
+    @property
+    def events_handled(self) -> int:
+        return self.intake.events_handled
+
+    def _poke(self, target: str, at: float) -> None:
+        loop = self.reconcilers.get(target)
+        if loop is not None:
+            loop.poke(at)
+        self._timer_reset.set()
+
+    def wake_all(self) -> None:
+        for loop in self.reconcilers.values():
+            loop.wake.set()
+
+    def handle(self, batch: Sequence[SourceEvent]) -> None:
+        """Feed one batch of source events (tests and benchmarks call this directly)."""
+        self.intake.handle(batch, self.clock())
+        self._timer_reset.set()
+
+    def _make_driver(self, sw: SwitchConfig) -> Driver:
+        if self._drivers is not None and sw.name in self._drivers:
+            return self._drivers[sw.name]
+        return create_driver(sw)
+
+    def _make_sources(self, sessions: Sequence[SessionConfig]) -> list[Source]:
+        if self._sources is not None:
+            wanted = {s.name for s in sessions}
+            return [s for s in self._sources if s.name in wanted]
+        return [create_source(s, self.config.base_dir) for s in sessions]
+
+    def _context(self) -> LoopContext:
+        settings = loop_settings(self.config, self.port_reread)
+        return LoopContext(
+            settings, self.recorder, self.approvals, self.bus, self.clock, self._timer_reset.set
+        )
+
+    # ---- running ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set. Sources stop and threads are joined on the way out.
+        Raises ``StoreReplacedError`` when the store file was deleted or replaced."""
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        queue: asyncio.Queue[SourceEvent] = asyncio.Queue()
+        self._stop = stop
+
+        def emit(ev: SourceEvent) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, ev)
+
+        self._emit = emit
+        await self.recorder.call(register_sessions, self.config, self.store, self.clock())
+        for sw in self.config.switches:
+            self._start_target(sw)
+        self._start_groups()
+        aux = [
+            asyncio.create_task(self._prune_timer(stop), name="prune-timer"),
+            asyncio.create_task(self._maintenance(stop), name="maintenance"),
+        ]
+        for source in self._make_sources(self.config.sessions):
+            self._start_source(source)
+        if ready is not None:
+            ready.set()
+        try:
+            await self.intake.consume(queue, stop, self.clock)
+        finally:
+            await self._shutdown(aux)
+        if self.failure is not None:
+            raise self.failure
+
+    async def _shutdown(self, aux: list[asyncio.Task[None]]) -> None:
+        for run in self._runs.values():
+            run.stop.set()
+        self._timer_reset.set()
+        self.wake_all()
+        await asyncio.gather(*self._tasks.values(), *aux, return_exceptions=True)
+        for run in self._runs.values():
+            await asyncio.to_thread(run.thread.join, 10)
+        await asyncio.to_thread(self.recorder.close)
+
+    def _start_source(self, source: Source) -> None:
+        assert self._emit is not None
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=source.run, args=(self._emit, stop), name=f"src-{source.name}", daemon=True
+        )
+        self._runs[source.name] = _SourceRun(source, thread, stop)
+        thread.start()
+
+    def _start_target(self, sw: SwitchConfig) -> None:
+        target = SwitchPortTarget(sw, self._make_driver(sw), self.autovlan, self.inventory)
+        self._run_target(target)
+
+    def _run_target(self, target: Target) -> None:
+        assert self._stop is not None
+        loop = Reconciler(target, self._context())
+        self.targets[target.name] = target
+        self.reconcilers[target.name] = loop
+        self._tasks[target.name] = asyncio.create_task(
+            loop.run(self._stop), name=f"{target.kind}-{target.name}"
+        )
+
+    def _start_groups(self) -> None:
+        """The security-group intent's targets (firewalls, hypervisor vSwitches)."""
+        if self.groups is None:
+            return
+        for target in self.groups[1]:
+            self._run_target(target)
+
+    async def _stop_target(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        self.reconcilers.pop(name, None)
+        self.targets.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _prune_timer(self, stop: asyncio.Event) -> None:
+        """Wake every switch when the next pending removal becomes due."""
+        while not stop.is_set():
+            self._timer_reset.clear()
+            due = self.removals.next_deadline(self.clock(), self._gate_for)
+            wait = 3600.0 if due is None else max(due - self.clock(), 0.0) + 0.001
+            try:
+                await asyncio.wait_for(self._timer_reset.wait(), timeout=wait)
+            except TimeoutError:
+                self.wake_all()
+
+    def _gate_for(self, _target: str) -> Gate:
+        return self.autovlan.gate(self.inventory)
+
+    async def _maintenance(self, stop: asyncio.Event) -> None:
+        """Approvals made with `vmfabric approve`, a replaced store, unrecorded data."""
+        while not stop.is_set():
+            try:
+                await self._check_store(stop)
+                if self.intake.unrecorded():
+                    self.intake.rerecord(self.clock())
+                await self._take_approvals()
+            except StoreError as exc:
+                log.error("store: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=MAINTENANCE)
+
+    async def _check_store(self, stop: asyncio.Event) -> None:
+        try:
+            await self.recorder.call(self.store.check_same)
+        except StoreError as exc:
+            self.failure = StoreReplacedError(
+                f"{exc}; stopping: restart vmfabric run to rebuild it"
+            )
+            log.error("%s", self.failure)
+            stop.set()
+
+    async def _take_approvals(self) -> None:
+        known = self.approvals.known()
+        for plan in await self.recorder.call(self.store.approved_plans):
+            if plan["id"] in known:
+                continue
+            self.approvals.add(plan["switch"], plan["id"], plan_keys(plan))
+            log.info("plan %d approved: releasing its removals on %s", plan["id"], plan["switch"])
+            self.bus.publish("plan", {"id": plan["id"], "target": plan["switch"],
+                                      "status": "approved"})  # fmt: skip
+            loop = self.reconcilers.get(plan["switch"])
+            if loop is not None:
+                loop.wake.set()
+
+    # ---- reload (SIGHUP) -----------------------------------------------------------------
+
+    async def reload(self, new: Config) -> None:
+        """Swap in a new configuration without a restart (call on the event loop)."""
+        old, self.config = self.config, new
+        now = self.clock()
+        self.removals.prune_delay = new.engine.prune_delay
+        await self._reload_sessions(old, new)
+        self.intake.resolver = Resolver(new.switches, new.links)
+        self.autovlan.set_policies(session_policies(new), self.inventory, now)
+        self.autovlan.set_switches(switch_policies(new), self.inventory, now)
+        await self._reload_switches(old, new)
+        await self._reload_groups(old, new, now)
+        settings = loop_settings(new, self.port_reread)
+        for loop in self.reconcilers.values():
+            loop.settings = settings
+        hosts = [HostUpsert(h) for h in self.inventory.hosts.values()]
+        self.handle(hosts)  # links or switches changed: resolve every host's uplinks again
+        await self.recorder.call(register_sessions, new, self.store, now)
+        for name in self.inventory.sessions():
+            status = self.intake.status.get(name)
+            if status is not None:
+                self.intake.handle([status], now)
+        self.wake_all()
+        log.info("configuration reloaded: %d sessions, %d switches",
+                 len(new.sessions), len(new.switches))  # fmt: skip
+
+    async def _reload_sessions(self, old: Config, new: Config) -> None:
+        before = {s.name: s for s in old.sessions}
+        after = {s.name: s for s in new.sessions}
+        changed = [n for n in after if n in before and after[n] != before[n]]
+        for name in [n for n in before if n not in after] + changed:
+            run = self._runs.pop(name, None)
+            if run is not None:
+                run.stop.set()
+                await asyncio.to_thread(run.thread.join, 10)
+        self.wake_dirty(self.inventory.set_sessions(after))
+        if changed:  # out of sync until the new source's snapshot
+            self.handle([SessionStatus(n, "connecting") for n in changed])
+        starting = [after[n] for n in after if n not in before or n in changed]
+        for source in self._make_sources(starting):
+            self._start_source(source)
+
+    def wake_dirty(self, delta: Any) -> None:
+        self.intake.wake_dirty(delta, self.clock())
+
+    async def _reload_groups(self, old: Config, new: Config, now: float) -> None:
+        same = (old.groups, old.policies, old.firewalls) == (
+            new.groups,
+            new.policies,
+            new.firewalls,
+        )
+        if same:
+            return
+        for target in self.groups[1] if self.groups is not None else []:
+            await self._stop_target(target.name)
+        self.groups = build_groups(new, self.inventory)
+        if self.groups is not None:
+            everything = Delta(vms=set(self.inventory.vms), sessions=set(self.inventory.sessions()))
+            self.groups[0].update(self.inventory, everything, now)
+            self._start_groups()
+
+    async def _reload_switches(self, old: Config, new: Config) -> None:
+        before = {s.name: s for s in old.switches}
+        after = {s.name: s for s in new.switches}
+        for name, sw in before.items():
+            if after.get(name) != sw:
+                await self._stop_target(name)
+        for name, sw in after.items():
+            if before.get(name) != sw:
+                self._start_target(sw)

@@ -1,0 +1,1 @@
+"""Address-set targets: firewalls and vSwitches holding security-group members."""
