@@ -106,17 +106,17 @@ class Store:
         self.close()
 
     def check_same(self) -> None:
-        """Raise StoreReplacedError when the SQLite file this writer opened was deleted, or
-        another file now sits at its path (what is written now would be lost). A no-op
+        """Raise StoreReplacedError ("store FILE was deleted|replaced while in use") when the
+        SQLite file this writer opened is gone, or another file now sits at its path. A no-op
         for readers, memory and server databases. Every write checks it first."""
         if self._identity is None or self._path is None:
             return
         now = db.identity(self._path)
         if now == self._identity:
             return
-        why = "it is gone" if now is None else "another file is at its path"
+        what = "deleted" if now is None else "replaced"
         raise db.StoreReplacedError(
-            f"store {self._path} was deleted or replaced while vmfabric had it open ({why})"
+            f"store {self._path} was {what} while in use: what vmfabric writes now is lost"
         )
 
     @contextmanager
@@ -454,9 +454,10 @@ class Store:
         return [dict(v) for v in views.vlans(self, dynamic=dynamic_only)]
 
     def show_switches(self) -> list[dict[str, Any]]:
+        """The switch view, plus wave 1's "error" ("" when none)."""
         from vmfabric import views
 
-        return [dict(s) for s in views.switches(self)]
+        return [{**s, "error": s["last_error"] or ""} for s in views.switches(self)]
 
 
 def _audit_dict(entry_id: int, entry: AuditEntry) -> dict[str, Any]:
