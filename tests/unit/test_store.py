@@ -742,11 +742,19 @@ def exercise(store: Store) -> dict[str, object]:
 def test_postgresql_gives_the_same_answers_as_sqlite(postgres_url: str, tmp_path: Path) -> None:
     with Store(url_of(tmp_path / "same.db")) as lite:
         expected = exercise(lite)
+    with pytest.raises(StoreError, match="has no vmfabric tables yet: start `vmfabric run`"):
+        Store(postgres_url, readonly=True)
     with Store(postgres_url) as server:
         got = exercise(server)
         hosts, pgs, many = big_inventory(n_vms=2000)
         server.replace_inventory("big", hosts, pgs, many, NOW)
         assert len(views.vms(server)) == 2004
+    with Store(postgres_url, readonly=True) as reader:
+        assert views.audit(reader) == expected["audit"]
+        with pytest.raises(StoreError, match="opened read-only"):
+            reader.set_switch_status("leaf1", "ok", now=NOW)
+        with reader._read() as conn:  # the server refuses writes too
+            assert conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "on"
     assert got == expected
     assert expected["pending"] == [1]
     assert expected["unconfirmed"] is True
