@@ -7,11 +7,12 @@ makes every transaction explicit: reads ``BEGIN`` (one consistent snapshot per q
 writes ``BEGIN IMMEDIATE`` (take the write lock up front, so the busy timeout applies
 instead of a deadlock on lock upgrade).
 
-A reader (``readonly``) never writes: SQLite opens the file with ``mode=ro`` (a missing
-file is an error, not a new empty store) and ``query_only``, sets no journal mode, and
-touches no side file; a read-only connection never checkpoints or truncates the writer's
-WAL when it closes. In a folder it cannot write, where the WAL index cannot be created,
-it reads the file as immutable (no writer can be running there). PostgreSQL readers run
+A reader (``readonly``) never writes the store: SQLite opens the file with ``mode=ro`` (a
+missing file is an error, not a new empty store) and ``query_only``, sets no journal mode
+and changes no file mode; a read-only connection never checkpoints or truncates the
+writer's WAL when it closes. Beside a store with no writer, SQLite may leave the empty
+WAL and WAL-index files every reader needs. In a folder it cannot write, where the WAL
+index cannot be created, it reads the file as immutable (no writer can run there). PostgreSQL readers run
 ``READ ONLY`` transactions. Database failures become one-line ``StoreError`` naming the
 store.
 """
