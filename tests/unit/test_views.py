@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from support.store_data import ALL, NOW, fill, port_states, url_of
 from vmfabric import views
 from vmfabric.core.errors import ConfigError
 from vmfabric.core.model import PortMode, PortState
 from vmfabric.store import AuditEntry, Store
-from vmfabric.views import doc
+from vmfabric.views import common, doc
+from vmfabric.views.common import natural
 
 ROOT = Path(__file__).resolve().parents[2]
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$")
@@ -325,3 +328,16 @@ def test_audit_view_of_switch_ports_keeps_switch_port_vlan(store: Store) -> None
     assert port["time"] == "2023-11-14T22:13:22.000Z"
     assert "vlan" not in entries[1]
     assert json.loads(json.dumps(entries)) == entries
+
+
+@given(st.text(alphabet="ab-.0123456789٣", max_size=12))
+def test_natural_order_keys_equal_the_digit_run_rule(text: str) -> None:
+    """The fast path (digits only at the end) gives the key every digit run gets."""
+    assert natural(text) == re.sub(r"\d+", common._pad, text)
+
+
+def test_natural_order_puts_numbers_in_numeric_order() -> None:
+    names = ["vm10", "vm2", "vm1a", "web-01", "web-1", "a10b2", "a9b3", "p"]
+    assert sorted(names, key=natural) == [
+        "a9b3", "a10b2", "p", "vm1a", "vm2", "vm10", "web-01", "web-1",
+    ]  # fmt: skip

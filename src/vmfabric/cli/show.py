@@ -121,12 +121,12 @@ def _session_autovlan(data: views.SessionAutovlanView, as_json: bool) -> None:
 
 def _networks(vm: views.VmView) -> str:
     return ", ".join(
-        f"{n['portgroup']}({n['vlan'] if n['vlan'] is not None else '-'})" for n in vm["networks"]
+        [f"{n['portgroup']}({'-' if n['vlan'] is None else n['vlan']})" for n in vm["networks"]]
     )
 
 
 def _attachments(vm: views.VmView) -> str:
-    return ", ".join(f"{a['switch']} {a['port']}" for a in vm["attachments"])
+    return ", ".join([f"{a['switch']} {a['port']}" for a in vm["attachments"]])
 
 
 def _attributes(vm: views.VmView) -> str:

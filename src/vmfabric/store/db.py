@@ -12,9 +12,9 @@ missing file is an error, not a new empty store) and ``query_only``, sets no jou
 and changes no file mode; a read-only connection never checkpoints or truncates the
 writer's WAL when it closes. Beside a store with no writer, SQLite may leave the empty
 WAL and WAL-index files every reader needs. In a folder it cannot write, where the WAL
-index cannot be created, it reads the file as immutable (no writer can run there). PostgreSQL readers run
-``READ ONLY`` transactions. Database failures become one-line ``StoreError`` naming the
-store.
+index cannot be created, it reads the file as immutable (no writer can run there).
+PostgreSQL readers run ``READ ONLY`` transactions. Database failures become one-line
+``StoreError`` naming the store.
 """
 
 from __future__ import annotations
