@@ -2,8 +2,8 @@
 
 Each view reads one snapshot of the store (``Store.reader()``: a few statements, no
 per-VM or per-host statement) and joins in Python. ``vms`` is built for 100,000 VMs: it
-reads only the columns ``show vm`` lists, and VMs of one host on the same networks share
-one carriage answer.
+reads only the columns ``show vm`` lists, works out a host's switch ports once per
+virtual switch, and pauses the cyclic garbage collector while it builds.
 """
 
 from __future__ import annotations
@@ -120,9 +120,10 @@ _Parts = tuple[tuple[tuple[str, Any], ...], tuple[SwitchPort, ...], str]
 
 
 class _VmParts:
-    """What VMs on one host with the same networks share: their networks with VLANs,
-    their switch ports and the carriage note, computed once per (session, host, networks).
-    A host or port group the store does not know carries nothing."""
+    """A VM's networks with their VLANs, its switch ports and the carriage note. Switch
+    ports are worked out once per (host, virtual switch); VMs with several networks
+    share one union per (host, networks). A host or port group the store does not know
+    carries nothing."""
 
     def __init__(self, hosts: dict[Key, Host], portgroups: dict[Key, PortGroup]) -> None:
         self._hosts = hosts
