@@ -9,6 +9,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,14 @@ def test_an_old_meta_version_without_alembic_is_refused(tmp_path: Path) -> None:
         raw.execute("UPDATE meta SET value = '0'")
     with pytest.raises(ConfigError, match="schema version 0, this vmfabric uses 2"):
         Store(url_of(path))
+
+
+@pytest.mark.integration
+def test_writers_opening_a_wave1_store_at_once_upgrade_it_once(wave1_url: str) -> None:
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        stores = list(pool.map(lambda _: Store(wave1_url), range(3)))
+    try:
+        assert [len(views.audit(s)) for s in stores] == [2, 2, 2]
+    finally:
+        for store in stores:
+            store.close()

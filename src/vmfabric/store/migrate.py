@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Column, Connection, MetaData, String, Table, inspect, select
+from sqlalchemy import Column, Connection, MetaData, String, Table, inspect, select, text
 
 from vmfabric.core.errors import ConfigError
 from vmfabric.store.schema import (
@@ -66,6 +66,16 @@ def check_known(found: str | None, where: str) -> None:
             f"store {where}: schema revision {found} is newer than this vmfabric's "
             f"({HEAD_REVISION}): use the vmfabric version that wrote it"
         )
+
+
+_UPGRADE_LOCK = 0x766D6662  # "vmfb": PostgreSQL advisory lock key of schema upgrades
+
+
+def serialize_upgrades(conn: Connection) -> None:
+    """Make concurrent writers opening one server database upgrade it one at a time (the
+    second then finds it current). SQLite's BEGIN IMMEDIATE already does."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
 
 
 def upgrade(conn: Connection, found: str | None) -> None:

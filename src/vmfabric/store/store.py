@@ -80,6 +80,7 @@ class Store:
         if self.readonly:
             raise db.StoreError(self._older_message(found))
         with self._write() as conn:
+            migrate.serialize_upgrades(conn)
             found = migrate.revision(conn, self.where)
             if migrate.is_older(found):
                 migrate.upgrade(conn, found)
