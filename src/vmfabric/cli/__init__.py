@@ -3,7 +3,7 @@
 Errors are one line on stderr naming what and where; exit 2 for bad input (config,
 arguments, inventory files), 1 for runtime failures (a switch or manager unreachable).
 Argument errors (an unknown option, a missing argument, a bad value) are bad input too:
-one line, not click's framed box. ``vmfabric.cli.app`` assembles the commands.
+one line, not click's framed box. ``vmfabric.cli.everything`` assembles the commands.
 """
 
 from __future__ import annotations
@@ -65,9 +65,18 @@ def _app_for(args: list[str]) -> tuple[typer.Typer, list[str], str]:
         from vmfabric.cli.show import app as show_app
 
         return show_app, args[1:], "vmfabric show"
-    from vmfabric.cli.app import app
+    from vmfabric.cli.everything import app
 
     return app, args, "vmfabric"
+
+
+def __getattr__(name: str) -> Any:
+    """``vmfabric.cli.app``: the whole command line, imported when first asked for."""
+    if name == "app":
+        from vmfabric.cli.everything import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -174,12 +174,19 @@ def demo(
     static: Annotated[
         bool, typer.Option("--static", help="The single-switch demo with a static inventory.")
     ] = False,
+    overlay: Annotated[
+        bool, typer.Option("--overlay", help="VXLAN flood lists on a routed (BGP) fabric.")
+    ] = False,
 ) -> None:
     """Show vmfabric at work: a leaf-spine namespace lab, a vCenter simulator, real pings."""
     from vmfabric.demo import run_demo, run_static_demo
 
     try:
-        if static:
+        if overlay:
+            from vmfabric.demo_overlay import run_overlay_demo
+
+            run_overlay_demo()
+        elif static:
             run_static_demo(pause=keep_going)
         else:
             run_demo(pause=keep_going)

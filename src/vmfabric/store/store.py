@@ -289,12 +289,13 @@ class Store:
         with self._write() as conn:
             records.record_audit(conn, entries)
 
-    def audit(self, limit: int = 100, target: str | None = None) -> list[dict[str, Any]]:
-        """The newest ``limit`` audit entries (of one target if given), newest first: the
-        AuditEntry fields plus ``id``, and for switch-port entries ``switch``, ``port`` and
-        ``vlan`` (int). Times are epoch seconds (``vmfabric.views.audit`` formats them)."""
+    def audit(self, limit: int = 100, switch: str | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` audit entries (of one switch, or any target, if given),
+        newest first: the AuditEntry fields plus ``id``, and for switch-port entries
+        ``switch``, ``port`` and ``vlan`` (int). Times are epoch seconds
+        (``vmfabric.views.audit`` formats them)."""
         with self._read() as conn:
-            found = records.load_audit(conn, limit, target)
+            found = records.load_audit(conn, limit, switch)
         return [_audit_dict(entry_id, e) for entry_id, e in found]
 
     # ---- plans ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The whole ``vmfabric`` command line: every command group and ``--version``."""
+"""The whole ``vmfabric`` command line: every command group and ``--version`` (``show``
+of one of its own views starts without it: see ``vmfabric.cli.main``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typer
 
 from vmfabric import __version__
 from vmfabric.cli import commands, groups, lab, show  # noqa: F401 (groups adds show group|policy)
+from vmfabric.cli import overlay as _overlay  # noqa: F401 (adds show vxlan, show fabric-trunk)
 
 app = typer.Typer(
     name="vmfabric",
