@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BUILD := build
 APT_PACKAGES := openvswitch-switch golang-go golang-github-vmware-govmomi-dev lldpd \
 	libvirt-dev pkg-config graphviz iproute2 iputils-ping frr procps postgresql libvirt-daemon \
-	nftables openssl ethtool
+	nftables openssl ethtool chromium chromium-driver
 PYTEST_ARGS ?=
 
 .PHONY: all deps apt venv vcsim lint test unit demo bench soak clean

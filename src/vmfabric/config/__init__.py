@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from vmfabric.config.api import ApiConfig
 from vmfabric.config.groups import AnyFirewall, GroupConfig, PolicyConfig, check_security
 from vmfabric.config.overlay import (
     FabricLink,
@@ -319,6 +320,7 @@ class Config(_Model):
         default_factory=list, description="Static switch-to-switch links (VLAN pruning)."
     )
     pruning: PruningConfig = Field(default_factory=PruningConfig)
+    api: ApiConfig | None = Field(None, description="REST API, live events, web UI, metrics.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file.")
 
     @model_validator(mode="after")

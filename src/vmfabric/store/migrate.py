@@ -68,14 +68,15 @@ def check_known(found: str | None, where: str) -> None:
         )
 
 
-_UPGRADE_LOCK = 0x766D6662  # "vmfb": PostgreSQL advisory lock key of schema upgrades
+_UPGRADE_LOCK = (0x766D6662, 3)  # "vmfb", 3: PostgreSQL advisory lock of schema upgrades
 
 
 def serialize_upgrades(conn: Connection) -> None:
     """Make concurrent writers opening one server database upgrade it one at a time (the
     second then finds it current). SQLite's BEGIN IMMEDIATE already does."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
+        key, number = _UPGRADE_LOCK
+        conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": key, "b": number})
 
 
 def upgrade(conn: Connection, found: str | None) -> None:
