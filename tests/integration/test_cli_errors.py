@@ -145,3 +145,30 @@ def test_readable_secret_file_is_bad_input_for_a_vcenter_session(tmp_path: Path)
     done = vmfabric("sync", "--timeout", "5", "-c", str(path))
     assert_one_line_error(done, 2, "has mode 0644; make it 0600 or stricter")
     assert "s3cret-value" not in done.stderr + done.stdout
+
+
+def test_version_is_the_package_version() -> None:
+    from importlib.metadata import version
+
+    done = vmfabric("--version")
+    assert (done.returncode, done.stdout.strip()) == (0, f"vmfabric {version('vmfabric')}")
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["show", "vm", "--bogus"], "show vm: No such option: --bogus"),
+        (["show", "vm", "--jsn"], "show vm: No such option: --jsn"),
+        (["approve"], "approve: Missing argument"),
+        (["approve", "seven"], "approve: Invalid value for"),
+        (["show", "audit", "--limit", "x"], "show audit: Invalid value for '--limit'"),
+        (["show", "vlan", "5000"], "show vlan: Invalid value for 'ID'"),
+        (["show", "plan", "--status", "maybe"], "'maybe' is not one of applied, applying"),
+        (["show", "session", "--autovlan"], "--autovlan needs a session NAME"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
+def test_argument_errors_are_one_line_and_exit_2(args: list[str], text: str) -> None:
+    done = vmfabric(*args)
+    assert_one_line_error(done, 2, text)
+    assert "╭" not in done.stderr + done.stdout, "no framed box"

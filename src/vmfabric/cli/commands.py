@@ -23,6 +23,7 @@ from vmfabric.cli.common import (
     controller_lock,
     fail,
     open_store,
+    open_sync_store,
     print_json,
     setup_logging,
 )
@@ -153,12 +154,13 @@ def sync(
     the plan, apply it (check mode, the guard and approvals behave as in `run`)."""
     setup_logging(verbose, quiet=True)
     try:
-        cfg, store = open_store(config)
+        cfg, store = open_sync_store(config, dry_run)
         try:
             with contextlib.nullcontext() if dry_run else one_writer(cfg):
                 result = sync_once(cfg, None if dry_run else store, dry_run, timeout=timeout)
         finally:
-            store.close()
+            if store is not None:
+                store.close()
     except VmfabricError as exc:
         raise _guard(exc) from None
     if as_json:

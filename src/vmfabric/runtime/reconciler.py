@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from vmfabric.core.backoff import Backoff
 from vmfabric.core.errors import ConfigError, PermanentError, TransientError
@@ -240,7 +240,7 @@ class Reconciler:
         self, plan: TargetPlan, kept: Sequence[Change], now: float
     ) -> tuple[int, tuple[Change, ...]]:
         self.check_leader()
-        entries = audit_entries(self.name, kept, now)
+        entries = audit_entries(self.target.kind, self.name, kept, now)
         sessions = sorted({s for c in kept for s in c.sessions})
         doc = plan_doc(self.name, kept)
         plan_id = await self.recorder.call(
@@ -256,7 +256,8 @@ class Reconciler:
         await self._settle_approvals(plan, {(c.holder, c.member) for c in confirmed})
         done = self.clock()
         await self.recorder.call(
-            self.store.finish_apply, plan_id, audit_entries(self.name, confirmed, done), done,
+            self.store.finish_apply, plan_id,
+            audit_entries(self.target.kind, self.name, confirmed, done), done,
             origins=self.target.origins(),
         )  # fmt: skip
         self.target.applied(confirmed)
@@ -388,8 +389,8 @@ class Reconciler:
 
 
 def _change(entry: AuditEntry) -> Change:
-    member = str(entry.vlan) if entry.vlan else "all"
-    return Change(entry.port, member, entry.action, entry.reason)
+    action: Literal["add", "remove"] = "remove" if entry.action == "remove" else "add"
+    return Change(entry.holder, entry.member, action, entry.reason)
 
 
 async def _sleep_until(stop: asyncio.Event, seconds: float) -> None:
