@@ -116,6 +116,7 @@ class Reconciler:
         self.pending = 0
         self.dirty_since: float | None = None  # oldest change not yet applied (telemetry)
         self._held_plans: dict[int, frozenset[tuple[str, str]]] | None = None
+        self._recorded_status: tuple[str, str, int] | None = None
         self._last_check: dict[str, dict[str, Any]] = {}
         self._recorded_states: Any = None
 
@@ -369,19 +370,23 @@ class Reconciler:
     # ---- status --------------------------------------------------------------------------
 
     def _status(self, state: str, error: str = "") -> None:
-        if (state, error) == (self.state, self.error):
+        recorded = (state, error, self.pending)
+        if recorded == self._recorded_status:
             return
-        if state == "ok" and self.state in ("unreachable", "error"):
+        changed = (state, error) != (self.state, self.error)
+        if changed and state == "ok" and self.state in ("unreachable", "error"):
             log.info("%s %s: ok again", self._what(), self.name)
-        elif state != "ok":
+        elif changed and state != "ok":
             log.warning("%s %s: %s: %s", self._what(), self.name, state, error)
-        self.state, self.error = state, error
+        self.state, self.error, self._recorded_status = state, error, recorded
         self.recorder.submit(
-            self.store.set_switch_status, self.name, state, error, now=self.clock()
-        )
-        self.bus.publish("target", {"name": self.name, "kind": self.target.kind,
-                                    "driver": self.target.driver_name, "state": state,
-                                    "error": error})  # fmt: skip
+            self.store.set_switch_status, self.name, state, error, now=self.clock(),
+            driver=self.target.driver_name, pending=self.pending,
+        )  # fmt: skip
+        if changed:
+            self.bus.publish("target", {"name": self.name, "kind": self.target.kind,
+                                        "driver": self.target.driver_name, "state": state,
+                                        "error": error})  # fmt: skip
 
     def _what(self) -> str:
         kinds = {"switchport": "switch", "addrset": "firewall", "vtep": "vtep"}
