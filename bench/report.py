@@ -54,6 +54,14 @@ def targets(r: dict[str, Any]) -> list[list[Any]]:
     if e100:
         ms = e100["full_desired_ms"]["p50"]
         rows.append(["full recompute, 100,000 VMs (p50)", "<= 1 s", f"{ms:g} ms", _ok(ms <= 1000)])
+    show = r.get("show_vm")
+    if show:
+        for what in ("table", "json"):
+            t = show[f"{what}_s"]["p50"]
+            rows.append([f"show vm {'--json' if what == 'json' else '(table)'}, "
+                         f"{show['vms']:,} VMs (p50)", "<= 2 s",
+                         f"{t:.2f} s ({show[f'ratio_{what}_p50']}x a bare SQL read)",
+                         _ok(t <= 2)])  # fmt: skip
     for n, e in r["engine"].items():
         b = e["bytes_per_vm_total"]
         rows.append([f"bytes per VM, {int(n):,} VMs (all the engine keeps)", "<= 1024", b,

@@ -560,7 +560,14 @@ class FabricDemo(Narrator):
 
     def _in_sync(self) -> bool:
         self.check_controller()
-        sessions = self.show_json("session") if self.config_path.exists() else []
+        if not self.config_path.exists():
+            return False
+        done = self.vmfabric("show", "session", "--json")
+        if done.returncode == 1:  # no store yet: the controller is still starting
+            return False
+        if done.returncode != 0:
+            raise PermanentError(f"vmfabric show session: {done.stderr.strip()}")
+        sessions = json.loads(done.stdout)
         return bool(sessions) and bool(
             sessions[0].get("in_sync", sessions[0]["state"] == "connected")
         )

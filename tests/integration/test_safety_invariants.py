@@ -189,7 +189,7 @@ def test_e_failed_writes_are_retried_with_backoff_until_the_vlans_arrive(tmp_pat
     driver.fail_next = 2  # the first two transactions fail: retried after 1 s, then 2 s
     with running(config, {"leaf1": driver}) as run:
         took = wait_for(lambda: 120 in driver.ports["e2"].trunks, 15, "VLANs applied")
-        assert run.store.show_switches()[0]["state"] == "ok"
+        wait_for(lambda: run.store.show_switches()[0]["state"] == "ok", 10, "the switch ok")
     assert driver.fail_next == 0 and driver.transactions == 1
     assert driver.ports["e1"].trunks == {110} and driver.ports["e2"].trunks == {120}
     assert took >= 2.5, f"converged in {took:.2f}s: the retries did not back off (1 s + 2 s)"

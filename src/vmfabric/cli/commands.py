@@ -23,6 +23,7 @@ from vmfabric.cli.common import (
     controller_lock,
     fail,
     open_store,
+    open_sync_store,
     print_json,
     setup_logging,
 )
@@ -51,7 +52,7 @@ def run(config: ConfigOpt = None, verbose: Verbose = 0) -> None:
     PostgreSQL several can run: one leads, the others stand by and take over."""
     setup_logging(verbose)
     try:
-        cfg, store = open_store(config, connect=True, write=True)
+        cfg, store = open_store(config, connect=True)
         lease = _lease(cfg)
     except VmfabricError as exc:
         raise _guard(exc) from None
@@ -128,7 +129,7 @@ def _lease(cfg: Config) -> Lease:
 async def _reload(ctl: Controller, path: Path | None) -> None:
     """SIGHUP: read the config file again and swap it in; a bad file changes nothing."""
     try:
-        new = await asyncio.to_thread(load_config, path)
+        new = await asyncio.to_thread(load_config, path, connect=True, write=True)
         if new.store_url() != ctl.config.store_url():
             raise ConfigError("the store cannot change while running: restart instead")
     except VmfabricError as exc:
@@ -154,12 +155,13 @@ def sync(
     the plan, apply it (check mode, the guard and approvals behave as in `run`)."""
     setup_logging(verbose, quiet=True)
     try:
-        cfg, store = open_store(config, connect=True, write=not dry_run)
+        cfg, store = open_sync_store(config, dry_run)
         try:
             with contextlib.nullcontext() if dry_run else one_writer(cfg):
                 result = sync_once(cfg, None if dry_run else store, dry_run, timeout=timeout)
         finally:
-            store.close()
+            if store is not None:
+                store.close()
     except VmfabricError as exc:
         raise _guard(exc) from None
     if as_json:

@@ -51,15 +51,15 @@ def _log_failure(future: Future[object]) -> None:
         log.error("store: %s", exc)
 
 
-def audit_entries(target: str, changes: Sequence[Change], now: float) -> list[AuditEntry]:
-    """Audit entries for switch-port changes (member = VLAN; "all" closes an open port
-    and is recorded as VLAN 0 with its reason)."""
-    out = []
-    for c in changes:
-        vlan = int(c.member) if c.member.isdigit() else 0
-        session = ",".join(c.sessions)
-        out.append(AuditEntry(now, target, c.holder, vlan, c.action, c.reason, session))
-    return out
+def audit_entries(
+    kind: str, target: str, changes: Sequence[Change], now: float
+) -> list[AuditEntry]:
+    """Audit entries for a target's changes, whatever its kind (member as text: a VLAN, an
+    address, a VTEP; "all" for the closing of an open switch port)."""
+    return [
+        AuditEntry(now, kind, target, c.holder, c.member, c.action, c.reason, ",".join(c.sessions))
+        for c in changes
+    ]
 
 
 def plan_doc(target: str, changes: Sequence[Change]) -> dict[str, Any]:
