@@ -4,7 +4,7 @@ exactly one line on stderr naming the file and what is wrong: no traceback, noth
 stdout, no secret echoed. The defects issue 10 lists are also refused, the same way, by
 every command that loads the config (``run``, ``sync``, ``show``).
 
-The commands run as separate processes, a few at a time (one interpreter start each is
+The commands run as separate processes, a batch at a time (one interpreter start each is
 most of the cost), for the cases this session selected.
 """
 
@@ -105,28 +105,46 @@ def vmfabric(
         return subprocess.CompletedProcess(argv, -9, "", f"timed out (still running)\n{out}")
 
 
-Runs = dict[tuple[str, str], subprocess.CompletedProcess[str]]
+Key = tuple[str, str]  # (case, command)
+Done = subprocess.CompletedProcess[str]
+BATCH = 8  # runs started together: a few per core, and a test's setup stays short
 
 
-def _selected(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+class Runs:
+    """The (case, command) runs this session selected, started a batch at a time when a
+    test asks for one that has not run yet: runs overlap, and no single test waits for
+    more than one batch (the per-test timeout holds on a loaded machine)."""
+
+    def __init__(self, corpus: Path, wanted: list[Key]) -> None:
+        self.corpus = corpus
+        self.pending = wanted
+        self.done: dict[Key, Done] = {}
+
+    def __getitem__(self, key: Key) -> Done:
+        if key not in self.done:
+            rest = [k for k in self.pending if k != key and k not in self.done]
+            batch = [key, *rest[: BATCH - 1]]
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                self.done.update(zip(batch, pool.map(self._run, batch), strict=True))
+        return self.done[key]
+
+    def _run(self, key: Key) -> Done:
+        name, command = key
+        argv = CONFIG_CHECK if command == "config check" else COMMANDS[command]
+        return vmfabric(self.corpus, read_case(name), argv)
+
+
+def _selected(request: pytest.FixtureRequest) -> Iterator[Key]:
     for item in request.session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "name" in params and "command" in params:
+        mine = getattr(item, "module", None) is sys.modules[__name__]
+        if mine and "name" in params and "command" in params:
             yield params["name"], params["command"]
 
 
 @pytest.fixture(scope="module")
 def runs(corpus: Path, request: pytest.FixtureRequest) -> Runs:
-    """Every (case, command) this session selected, run a few at a time."""
-    wanted = sorted(set(_selected(request)))
-
-    def one(key: tuple[str, str]) -> subprocess.CompletedProcess[str]:
-        name, command = key
-        argv = CONFIG_CHECK if command == "config check" else COMMANDS[command]
-        return vmfabric(corpus, read_case(name), argv)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(wanted, pool.map(one, wanted), strict=True))
+    return Runs(corpus, list(dict.fromkeys(_selected(request))))
 
 
 def assert_refused(done: subprocess.CompletedProcess[str], case: Case, corpus: Path) -> None:
