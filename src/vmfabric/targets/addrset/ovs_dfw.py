@@ -88,6 +88,7 @@ class OvsDfwDriver:
         self.base = config.table_base
         self.ports: dict[str, int] = {}  # port name -> ofport
         self._state: dict[str, frozenset[str]] = {}
+        self._found: dict[tuple[str, str], list[str]] = {}  # (holder, member) -> its flows
 
     # ---- ovs-ofctl ------------------------------------------------------------------------
 
@@ -164,6 +165,7 @@ class OvsDfwDriver:
         self._read_ports()
         names = {n: p for p, n in self.ports.items()}
         out: dict[str, set[str]] = {}
+        self._found = {}
         dump = self._ofctl("dump-flows", self.target, f"cookie={MEMBER << 32:#x}/{_HIGH:#x}")
         for line in dump.splitlines():
             found = _FLOW.search(line)
@@ -171,6 +173,9 @@ class OvsDfwDriver:
                 holder, member = self._member(found, names)
                 if holder:
                     out.setdefault(holder, set()).add(member)
+                    match = f",{found.group(4)}" if found.group(4) else ""
+                    spec = f"delete_strict table={found.group(2)},priority={found.group(3)}{match}"
+                    self._found.setdefault((holder, member), []).append(spec)
         self._state = {h: frozenset(m) for h, m in out.items()}
         return self._state
 
@@ -180,31 +185,33 @@ class OvsDfwDriver:
         rule_no, dim = (cookie >> 8) & 0xFFFF, cookie & 0xFF
         fields = dict(f.partition("=")[::2] for f in match.split(",") if "=" in f)
         if dim == _EGRESS:
-            return "egress", names.get(int(fields.get("in_port", "0")), "")
+            return "egress", _port_name(names, fields.get("in_port", "0"))
         if dim == _INGRESS:
             reg = _REG6.search(actions)
-            port = names.get(int(reg.group(1), 0), "") if reg else ""
+            port = _port_name(names, reg.group(1) if reg else "0")
             addr = fields.get("nw_dst") or fields.get("ipv6_dst", "")
             return "ingress", f"{normalize(addr)}={port}"
         if not 0 < rule_no <= len(self.rules):
             return "", ""
         rule = self.rules[rule_no - 1].name
         if dim == _SCOPE:
-            return f"{rule}.scope", names.get(int(fields.get("reg6", "0"), 0), "")
+            return f"{rule}.scope", _port_name(names, fields.get("reg6", "0"))
         key = ("nw_src", "ipv6_src") if dim == _SRC else ("nw_dst", "ipv6_dst")
         addr = fields.get(key[0]) or fields.get(key[1], "")
         return f"{rule}.{'src' if dim == _SRC else 'dst'}", normalize(addr)
 
     def apply(self, changes: Sequence[MemberChange]) -> State:
+        """Add the flows of each added member; delete the flows read for each removed one
+        (as read: a VM port that left the bridge no longer names its ofport)."""
         self._read_ports()
         lines: list[str] = []
         for c in changes:
-            for flow in self.member_flows(c.holder, c.member):
-                present = c.member in self._state.get(c.holder, ())
-                if c.action == "add" and not present:
-                    lines.append(flow.add())
-                elif c.action == "remove" and present:
-                    lines.append(flow.delete())
+            present = c.member in self._state.get(c.holder, ())
+            if c.action == "remove" and present:
+                found = self._found.get((c.holder, c.member))
+                lines += found or [f.delete() for f in self.member_flows(c.holder, c.member)]
+            elif c.action == "add" and not present:
+                lines += [f.add() for f in self.member_flows(c.holder, c.member)]
         self._bundle(lines)
         return self.read()
 
@@ -311,6 +318,13 @@ class OvsDfwDriver:
                     for m in service_matches(s)
                 ]
         return out
+
+
+def _port_name(names: dict[int, str], ofport: str) -> str:
+    """The name of the port numbered ``ofport`` (decimal or 0x hex) on the bridge, or
+    ``#<ofport>`` for a port that left it (its flows are stale: they must go)."""
+    number = int(ofport, 0)
+    return names.get(number, f"#{number}")
 
 
 def service_matches(svc: ServiceSpec) -> list[str]:
