@@ -308,3 +308,57 @@ def test_sighup_applies_a_new_link_and_refuses_a_bad_file(
     assert len(refused) == 1 and "invalid YAML" in refused[0], err
     assert "configuration reloaded" in err
     assert parse_switch(data["switches"][0]).name == "leaf1"
+
+
+# ---- closing an open port (open_ports: close) ------------------------------------------------
+
+
+def test_closing_an_open_port_is_audited_and_held_by_the_guard(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=1, trunks=frozenset())  # e1 carries every VLAN
+    inv = inventory([("web-01", "esx1", "web")], PGS)
+    config = write_setup(tmp_path, inv, [ovs_cfg(sw, open_ports="close")], LINKS[:1],
+                         engine={"max_removals": 0})  # fmt: skip
+    with running_controller(config) as ctl:
+        wait_for(lambda: len(ctl.store.plans("held")) == 1, 10, "the closing held")
+        (held,) = ctl.store.plans("held")
+        assert "max_removals=0" in held["reason"]
+        assert trunks(sw, "e1") == set(), "held: the open port must stay open, no VLAN added"
+        assert ctl.store.audit(10) == []
+        ctl.store.approve_plan(held["id"], time.time())
+        wait_for(lambda: trunks(sw, "e1") == {110}, 10, "closed to VLAN 110 once approved")
+        wait_for(lambda: len(ctl.store.audit(10)) == 2, 10, "both changes audited")
+        audit = {(e["port"], e["vlan"], e["action"]): e["reason"] for e in ctl.store.audit(10)}
+    assert "port carried every VLAN" in audit[("e1", 0, "remove")]
+    assert ("e1", 110, "add") in audit
+
+
+def test_a_bug_in_event_intake_is_logged_and_later_events_are_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = {"name": "leaf1", "driver": "fake", "edge_ports": ["e1", "e2"]}
+    config = write_setup(tmp_path, inventory([("web-01", "esx1", "web")], PGS), [fake], LINKS)
+    driver = FakeDriver(config.switches[0])
+    caplog.set_level(logging.WARNING, logger="vmfabric")
+    with running_controller(config, drivers={"leaf1": driver}) as ctl:
+        wait_for(lambda: 110 in trunk_of(driver, "e1"), 10, "VLAN 110 on e1")
+        handled = ctl.events_handled
+        real = ctl.intake.handle
+        calls: list[int] = []
+
+        def broken(batch: Any, now: float) -> Any:
+            calls.append(len(batch))
+            if len(calls) == 1:
+                raise RuntimeError("bug in intake")
+            return real(batch, now)
+
+        ctl.intake.handle = broken  # type: ignore[method-assign]
+        rewrite(tmp_path / "inv.yaml", inventory([("web-01", "esx1", "web"),
+                                                   ("app-01", "esx1", "app")], PGS))  # fmt: skip
+        wait_for(lambda: len(calls) >= 1, 10, "the broken batch")
+        rewrite(tmp_path / "inv.yaml", inventory([("web-01", "esx2", "web")], PGS))
+        wait_for(lambda: 110 in trunk_of(driver, "e2"), 10, "a later change served")
+        assert ctl.events_handled > handled
+    assert any("intake: unexpected error" in r.getMessage() and r.exc_info
+               for r in caplog.records)  # fmt: skip

@@ -208,6 +208,9 @@ class GroupTarget:
     def plan(self, now: float) -> TargetPlan:
         return self.intent.plan(self.name, self.state, self.inventory, now)
 
+    def admit(self, changes: Sequence[Change]) -> list[Change]:
+        return list(changes)
+
     def apply(self, changes: Sequence[Change]) -> None:
         self.state = dict(
             self.driver.apply([MemberChange(c.holder, c.member, c.action) for c in changes])

@@ -106,7 +106,10 @@ class Intake:
                 batch = [getter.result()]
                 while not queue.empty() and len(batch) < BATCH:
                     batch.append(queue.get_nowait())
-                self.handle(batch, clock())
+                try:
+                    self.handle(batch, clock())
+                except Exception:  # a bug: say so, keep the controller serving the rest
+                    log.exception("intake: unexpected error handling %d events", len(batch))
         finally:
             stopper.cancel()
 

@@ -304,7 +304,7 @@ class Reconciler:
             self._held_plans[plan_id] = keys
             self.bus.publish("plan", {"id": plan_id, "target": self.name, "status": "held"})
         kept = [c for c in changes if c.action == "add" or (c.holder, c.member) in approved]
-        return kept, verdict, tuple(held)
+        return self.target.admit(kept), verdict, tuple(held)
 
     async def _expire_held(self, plan: TargetPlan, now: float) -> None:
         if self._held_plans is None:  # held plans of an earlier run or process

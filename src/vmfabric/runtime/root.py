@@ -250,7 +250,11 @@ class Controller:
         """Wake every switch when the next pending removal becomes due."""
         while not stop.is_set():
             self._timer_reset.clear()
-            due = self.removals.next_deadline(self.clock(), self._gate_for)
+            try:
+                due = self.removals.next_deadline(self.clock(), self._gate_for)
+            except Exception:  # a bug: wake every target now and then rather than never
+                log.exception("prune timer: unexpected error")
+                due = self.clock() + 5.0
             wait = 3600.0 if due is None else max(due - self.clock(), 0.0) + 0.001
             try:
                 await asyncio.wait_for(self._timer_reset.wait(), timeout=wait)
@@ -270,6 +274,8 @@ class Controller:
                 await self._take_approvals()
             except StoreError as exc:
                 log.error("store: %s", exc)
+            except Exception:  # a bug: logged with its traceback, retried next round
+                log.exception("maintenance: unexpected error")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=MAINTENANCE)
 

@@ -67,6 +67,19 @@ class SwitchPortTarget:
     def plan(self, now: float) -> TargetPlan:
         return self.intent.plan(self.name, self.states, self.inventory, now)
 
+    def admit(self, changes: Sequence[Change]) -> list[Change]:
+        """An open port is written only together with its closing (``open_ports: close``):
+        when the guard holds the closing, adding VLANs to a port that carries every VLAN
+        would narrow it all the same."""
+        closing = {c.holder for c in changes if c.member == CLOSE_MEMBER}
+        return [
+            c
+            for c in changes
+            if c.holder in closing
+            or (st := self.states.get(c.holder)) is None
+            or st.mode is not PortMode.OPEN
+        ]
+
     def apply(self, changes: Sequence[Change]) -> None:
         before = dict(self.states)
         result = self.driver.apply(port_changes(changes))

@@ -50,6 +50,10 @@ class Target(Protocol):
     def plan(self, now: float) -> TargetPlan:
         """What the target needs now (after the last read)."""
 
+    def admit(self, changes: Sequence[Change]) -> list[Change]:
+        """Of the changes the guard let through, those that may go without the ones it
+        held (a switch port: no VLAN is added to an open port whose closing is held)."""
+
     def apply(self, changes: Sequence[Change]) -> None:
         """Apply these changes as one transaction where possible; refresh the state."""
 
