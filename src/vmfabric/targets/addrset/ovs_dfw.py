@@ -93,27 +93,28 @@ class OvsDfwDriver:
     # ---- ovs-ofctl ------------------------------------------------------------------------
 
     def _ofctl(self, *args: str, script: str | None = None) -> str:
-        argv = [
-            "ovs-ofctl",
-            "-O",
-            "OpenFlow14",
-            "--no-names",
-            f"--timeout={int(self.config.timeout)}",
-            *args,
-        ]
+        return self._finish(self._start(args, script), script)
+
+    def _start(self, args: Sequence[str], script: str | None = None) -> subprocess.Popen[str]:
+        argv = ["ovs-ofctl", "-O", "OpenFlow14", "--no-names",
+                f"--timeout={int(self.config.timeout)}", *args]  # fmt: skip
+        stdin = subprocess.PIPE if script is not None else subprocess.DEVNULL
+        return subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    def _finish(self, proc: subprocess.Popen[str], script: str | None = None) -> str:
         try:
-            done = subprocess.run(
-                argv, input=script, capture_output=True, text=True,
-                timeout=self.config.timeout + 5, check=False,
-            )  # fmt: skip
+            out, err = proc.communicate(script, timeout=self.config.timeout + 5)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
             raise TransientError(f"{self._name}: ovs-ofctl did not answer") from None
-        if done.returncode != 0:
-            err = (done.stderr.strip() or "failed").splitlines()[-1]
-            if "Connection refused" in err or "No such file" in err or "timeout" in err.lower():
-                raise TransientError(f"{self._name}: {err}")
-            raise PermanentError(f"{self._name}: ovs-ofctl refused: {err}")
-        return done.stdout
+        if proc.returncode != 0:
+            line = (err.strip() or "failed").splitlines()[-1]
+            if "Connection refused" in line or "No such file" in line or "timeout" in line.lower():
+                raise TransientError(f"{self._name}: {line}")
+            raise PermanentError(f"{self._name}: ovs-ofctl refused: {line}")
+        return out
 
     @property
     def _name(self) -> str:
@@ -155,18 +156,25 @@ class OvsDfwDriver:
     def close(self) -> None:
         return None
 
-    def _read_ports(self) -> None:
-        out = self._ofctl("dump-ports-desc", self.target)
+    def _read_ports(self, out: str | None = None) -> None:
+        if out is None:
+            out = self._ofctl("dump-ports-desc", self.target)
         self.ports = {
             m.group(2): int(m.group(1)) for m in re.finditer(r"^\s*(\d+)\((\S+)\):", out, re.M)
         }
 
     def read(self) -> State:
-        self._read_ports()
+        """The member flows and the bridge's ports, read at once (two ``ovs-ofctl`` run
+        side by side)."""
+        ports = self._start(["dump-ports-desc", self.target])
+        flows = self._start(["dump-flows", self.target, f"cookie={MEMBER << 32:#x}/{_HIGH:#x}"])
+        try:
+            self._read_ports(self._finish(ports))
+        finally:
+            dump = self._finish(flows)
         names = {n: p for p, n in self.ports.items()}
         out: dict[str, set[str]] = {}
         self._found = {}
-        dump = self._ofctl("dump-flows", self.target, f"cookie={MEMBER << 32:#x}/{_HIGH:#x}")
         for line in dump.splitlines():
             found = _FLOW.search(line)
             if found:
@@ -202,8 +210,11 @@ class OvsDfwDriver:
 
     def apply(self, changes: Sequence[MemberChange]) -> State:
         """Add the flows of each added member; delete the flows read for each removed one
-        (as read: a VM port that left the bridge no longer names its ofport)."""
-        self._read_ports()
+        (as read: a VM port that left the bridge no longer names its ofport). The ports
+        are read again only when a port an addition names was not there at the last read."""
+        wanted = {_port_of(c.holder, c.member) for c in changes if c.action == "add"}
+        if not wanted <= {"", *self.ports}:
+            self._read_ports()
         lines: list[str] = []
         for c in changes:
             present = c.member in self._state.get(c.holder, ())
@@ -318,6 +329,13 @@ class OvsDfwDriver:
                     for m in service_matches(s)
                 ]
         return out
+
+
+def _port_of(holder: str, member: str) -> str:
+    """The VM port a member names ("" for an address)."""
+    if holder == "ingress":
+        return member.partition("=")[2]
+    return member if holder == "egress" or holder.endswith(".scope") else ""
 
 
 def _port_name(names: dict[int, str], ofport: str) -> str:
