@@ -38,6 +38,12 @@ GROUPS = [
     GroupDef("pg-a", Glob("portgroup", "pg-a")),
     GroupDef("folder", Glob("folder", "/dc/prod/*")),
     GroupDef("static", None, ("192.0.2.0/28",)),
+    # globs indexed by literal prefix, suffix or neither
+    GroupDef("ends-1", Glob("name", "*-1")),
+    GroupDef("hv12", Glob("host", "hv[12]")),
+    GroupDef("has-p", Glob("name", "*p*")),
+    GroupDef("pg-any", AnyOf((Glob("portgroup", "*-b"), Glob("folder", "/dc/t*")))),
+    GroupDef("lin-db", AllOf((Glob("guest_os", "*64Guest"), Glob("name", "db-1?")))),
 ]
 RULES = [
     RuleDef("web-to-app", ("web",), ("app",)),
@@ -51,7 +57,7 @@ ADDRESS = [
 ]
 DFW = [DfwTarget(f"dfw@{h}", h, tuple(r.name for r in RULES)) for h in ("hv1", "hv2")]
 
-names = st.sampled_from(["web-1", "app-1", "app-2", "db-1", "db-12", "x"])
+names = st.sampled_from(["web-1", "app-1", "app-2", "app-", "db-1", "db-12", "x", "-1"])
 tags = st.lists(st.sampled_from(["tier:web", "env:prod", "app", "x:app", "tier:db"]), max_size=3)
 ips = st.lists(
     st.sampled_from(["10.0.0.1", "10.0.0.2", "10.9.0.5", "fd00::1", "fd00:9::5", "192.0.2.3"]),
