@@ -148,3 +148,17 @@ def test_why_names_the_matching_conditions() -> None:
     other = Vm("s1", "b", "app-7", "hv1", Power.ON)
     assert gi.compiled.why("not-web", other) == "session s1 and not (group web)"
     assert gi.compiled.why("app", other) == "name app-*"
+
+
+def test_who_last_used_an_address_is_forgotten_once_it_is_removed() -> None:
+    inv = Inventory(["s1", "s2"])
+    gi = intent()
+    vm = Vm("s2", "a", "web-1", "hv1", Power.ON, ips=("10.0.0.1",), tags=("tier:web",))
+    gi.update(inv, inv.apply([Snapshot("s2", (), (), (vm,))], 1.0), 1.0)
+    gi.update(inv, inv.apply([Snapshot("s2", (), (), ())], 2.0), 2.0)
+    gi.update(inv, inv.apply([SessionStatus("s1", "disconnected")], 3.0), 3.0)
+    gate = gi.gate(inv)
+    assert gate("10.0.0.1") == ("", 1.0), "only s2 (in sync) could want it back"
+    gi.removed("10.0.0.1")
+    assert gate("10.0.0.1")[0] == "s1", "forgotten: any session out of sync holds it"
+    assert gi._vacated_by == {}

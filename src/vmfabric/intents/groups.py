@@ -745,6 +745,13 @@ class GroupsIntent:
             out[g] = tuple(sorted(found))
         return out
 
+    def removed(self, member: str) -> None:
+        """A target removed ``member``: once no group has its address, who last used it
+        is forgotten (a target still removing it then waits for every session: safe)."""
+        addr = _address_of(member)
+        if addr in self._vacated_by and not any(addr in a for a in self._addrs.values()):
+            del self._vacated_by[addr]
+
     # ---- warnings --------------------------------------------------------------------------
 
     def unaddressed(self, group: str) -> list[Key]:
