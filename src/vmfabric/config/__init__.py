@@ -28,7 +28,13 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from vmfabric.config.groups import AnyFirewall, GroupConfig, PolicyConfig, check_security
+from vmfabric.config.groups import (
+    AnyFirewall,
+    GroupConfig,
+    PolicyConfig,
+    check_security,
+    firewall_schema_type,
+)
 from vmfabric.core.errors import ConfigError
 from vmfabric.core.vlans import format_vlans, parse_vlans
 from vmfabric.plugins import SWITCH_DRIVERS, switch_options
@@ -335,12 +341,15 @@ class Config(_Model):
 
 def json_schema() -> dict[str, Any]:
     """The JSON schema of vmfabric.yaml, with every known driver's options (a union on
-    ``driver``), for `vmfabric config schema`."""
+    ``driver``) and every firewall kind's (a union on ``kind``), for `vmfabric config
+    schema`."""
     models = tuple(switch_options(name) for name in SWITCH_DRIVERS.names())
     entry: Any = Annotated[Union[models], Field(discriminator="driver")]  # noqa: UP007
+    firewall: Any = firewall_schema_type()
     full = create_model(
-        "Config", __base__=Config, switches=(list[entry], Field(default_factory=list))
-    )
+        "Config", __base__=Config, switches=(list[entry], Field(default_factory=list)),
+        firewalls=(list[firewall], Field(default_factory=list)),
+    )  # fmt: skip
     return full.model_json_schema(mode="validation")
 
 
