@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BUILD := build
 APT_PACKAGES := openvswitch-switch golang-go golang-github-vmware-govmomi-dev lldpd \
 	libvirt-dev pkg-config graphviz iproute2 iputils-ping frr procps postgresql libvirt-daemon \
-	nftables openssl ethtool
+	nftables openssl ethtool chromium chromium-driver
 PYTEST_ARGS ?=
 
 .PHONY: all deps apt venv vcsim lint test unit demo bench soak clean
@@ -28,10 +28,13 @@ apt:
 
 venv: $(VENV)/.installed
 
+# fake-switches (the vendor switch peers of the tests) pins Twisted<17, which does not build
+# on Python 3.11: its dependencies come from the fakeswitches extra, itself with --no-deps.
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,libvirt]'
+	$(PY) -m pip install -q -e '.[dev,libvirt,fakeswitches]'
+	$(PY) -m pip install -q --no-deps 'fake-switches>=1.5'
 	@touch $@
 
 vcsim: venv

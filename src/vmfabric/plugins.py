@@ -58,6 +58,8 @@ SWITCH_DRIVERS: Registry[Callable[..., Any]] = Registry(
     {
         "ovs": "vmfabric.targets.switchport.ovs",
         "fake": "vmfabric.targets.switchport.fake",
+        "eos": "vmfabric.targets.switchport.eos",
+        "nxos": "vmfabric.targets.switchport.nxos",
     },
 )
 

@@ -35,6 +35,7 @@ from support.vcsim_fixtures import VcsimFactory
 from vmfabric.config import Config, load_config
 from vmfabric.lab.vcsim import VcsimControl
 from vmfabric.runtime import Controller
+from vmfabric.runtime.switchports import SwitchPortTarget
 from vmfabric.store import Store
 from vmfabric.targets.switchport.fake import FakeDriver
 
@@ -198,7 +199,9 @@ def test_deleted_and_recreated_edge_port_gets_its_vlans_back(
 
 
 def interfaces(ctl: Controller) -> list[dict[str, Any]]:
-    return [{"port": s.port, "mode": str(s.mode)} for s in ctl.targets["leaf1"].states.values()]
+    target = ctl.targets["leaf1"]
+    assert isinstance(target, SwitchPortTarget)
+    return [{"port": s.port, "mode": str(s.mode)} for s in target.states.values()]
 
 
 # ---- a slow switch -----------------------------------------------------------------------

@@ -11,7 +11,8 @@ from typing import Any
 
 import typer
 
-from vmfabric.cli import commands, groups, lab, show  # noqa: F401 (groups adds show group|policy)
+from vmfabric.cli import api, commands, groups, lab, show  # noqa: F401 (groups: show group|policy)
+from vmfabric.cli import overlay as _overlay  # noqa: F401 (adds show vxlan, show fabric-trunk)
 from vmfabric.cli.common import fail
 from vmfabric.core.errors import VmfabricError
 
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.add_typer(show.app, name="show")
 app.add_typer(lab.app, name="lab", help="Build a leaf/spine lab in network namespaces.")
 commands.register(app)
+api.register(app, show.app)
 
 
 def main(argv: list[str] | None = None) -> Any:

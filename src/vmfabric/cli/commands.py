@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
+import socket
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,6 +30,10 @@ from vmfabric.config import json_schema as config_json_schema
 from vmfabric.core.errors import ConfigError, TransientError, VmfabricError
 from vmfabric.core.vlans import format_vlans
 from vmfabric.runtime import Controller, SyncResult, sync_once
+from vmfabric.runtime.bus import EventBus
+from vmfabric.runtime.control import RuntimeControl
+from vmfabric.runtime.lease import Lease
+from vmfabric.runtime.telemetry import Telemetry
 
 log = logging.getLogger("vmfabric")
 Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More logging (-vv).")]
@@ -39,10 +45,12 @@ def _guard(exc: VmfabricError) -> typer.Exit:
 
 def run(config: ConfigOpt = None, verbose: Verbose = 0) -> None:
     """Run the controller in the foreground until Ctrl-C or SIGTERM; SIGHUP reloads the
-    configuration (a bad file is refused and the running one stays in force)."""
+    configuration (a bad file is refused and the running one stays in force). On
+    PostgreSQL several can run: one leads, the others stand by and take over."""
     setup_logging(verbose)
     try:
         cfg, store = open_store(config)
+        lease = _lease(cfg)
     except VmfabricError as exc:
         raise _guard(exc) from None
 
@@ -51,17 +59,46 @@ def run(config: ConfigOpt = None, verbose: Verbose = 0) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        ctl = Controller(cfg, store)
+        bus = EventBus()
+
+        def announce(info: dict[str, Any]) -> None:
+            bus.publish("controller", info)
+
+        lease.on_change = announce
+        ctl = Controller(cfg, store, bus=bus, lease=lease)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload(ctl, config)))
-        await ctl.run(stop)
+        telemetry = Telemetry(bus)
+        api = None
+        if cfg.api is not None:
+            from vmfabric.api.server import start as start_api
+
+            api = start_api(cfg, cfg.store_url(), bus, RuntimeControl(ctl), telemetry=telemetry)
+            log.info("REST API and web UI on %s", api.url)
+        try:
+            await ctl.run(stop)
+        finally:
+            if api is not None:
+                api.stop()
+            telemetry.close()
 
     try:
-        with controller_lock(cfg):
-            asyncio.run(main())
+        asyncio.run(main())
     except VmfabricError as exc:
         raise _guard(exc) from None
     finally:
         store.close()
+
+
+def _lease(cfg: Config) -> Lease:
+    """This controller's claim on the store: on SQLite the file lock, refused at once
+    while another controller holds it; on PostgreSQL a lease it waits for as standby."""
+    host, pid = socket.gethostname(), os.getpid()
+    lease = Lease.for_store(cfg.store_url(), f"{host}:{pid}", host, pid)
+    if cfg.store_url().startswith("sqlite") and not lease.acquire(block=False):
+        lease.release()
+        with controller_lock(cfg):  # raises the one-line error naming the holder's PID
+            pass
+    return lease
 
 
 async def _reload(ctl: Controller, path: Path | None) -> None:
@@ -172,12 +209,19 @@ def demo(
     static: Annotated[
         bool, typer.Option("--static", help="The single-switch demo with a static inventory.")
     ] = False,
+    overlay: Annotated[
+        bool, typer.Option("--overlay", help="VXLAN flood lists on a routed (BGP) fabric.")
+    ] = False,
 ) -> None:
     """Show vmfabric at work: a leaf-spine namespace lab, a vCenter simulator, real pings."""
     from vmfabric.demo import run_demo, run_static_demo
 
     try:
-        if static:
+        if overlay:
+            from vmfabric.demo_overlay import run_overlay_demo
+
+            run_overlay_demo()
+        elif static:
             run_static_demo(pause=keep_going)
         else:
             run_demo(pause=keep_going)

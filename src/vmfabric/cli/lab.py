@@ -95,7 +95,9 @@ def _render(data: dict[str, object]) -> None:
 
 def _render_node(node: dict[str, object]) -> None:
     extra = " ".join(
-        f"{key} {node[key]}" for key in ("mgmt_ip", "loopback", "asn") if node.get(key)
+        f"{key} {node[key]}"
+        for key in ("mgmt_ip", "loopback", "asn", "vtep_address")
+        if node.get(key)
     )
     typer.echo(
         f"{node['name']} [{node['kind']}] netns {node['netns']} bridge {node['bridge']} "

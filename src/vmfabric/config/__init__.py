@@ -22,18 +22,28 @@ from pydantic import (
     PlainSerializer,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from vmfabric.config.api import ApiConfig
 from vmfabric.config.groups import (
     AnyFirewall,
     GroupConfig,
     PolicyConfig,
     check_security,
     firewall_schema_type,
+)
+from vmfabric.config.overlay import (
+    FabricLink,
+    OverlayConfig,
+    PruningConfig,
+    Vtep,
+    check_fabric,
+    check_fabric_ports,
 )
 from vmfabric.core.errors import ConfigError
 from vmfabric.core.vlans import format_vlans, parse_vlans
@@ -217,6 +227,12 @@ class SwitchConfig(_Model):
         "close it to the VLANs that are needed.",
     )
     mode: Mode = Field("enforce", description="enforce: apply plans; check: record them only.")
+    vtep: Vtep | None = Field(None, description="The switch's VXLAN tunnel endpoint (overlay).")
+    fabric_ports: list[str] = Field(
+        default_factory=list,
+        description="Inter-switch trunks vmfabric may prune to the VLANs needed beyond them "
+        "(opt-in: only these are written).",
+    )
 
     @field_validator("edge_ports")
     @classmethod
@@ -225,6 +241,11 @@ class SwitchConfig(_Model):
         if dup is not None:
             raise ValueError(f"edge port {dup!r} is listed twice")
         return ports
+
+    @field_validator("fabric_ports")
+    @classmethod
+    def _fabric_ports(cls, ports: list[str], info: ValidationInfo) -> list[str]:
+        return check_fabric_ports(ports, info.data.get("edge_ports") or ())
 
     def endpoint(self) -> str:
         """What identifies the device this entry writes (two entries must never share it):
@@ -300,6 +321,12 @@ class Config(_Model):
     groups: list[GroupConfig] = Field(default_factory=list, description="Security groups.")
     policies: list[PolicyConfig] = Field(default_factory=list, description="Ordered rules.")
     firewalls: list[AnyFirewall] = Field(default_factory=list, description="Group targets.")
+    overlay: OverlayConfig | None = Field(None, description="VXLAN flood lists from placement.")
+    fabric_links: list[FabricLink] = Field(
+        default_factory=list, description="Static switch-to-switch links (VLAN pruning)."
+    )
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
+    api: ApiConfig | None = Field(None, description="REST API, live events, web UI, metrics.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file.")
 
     @model_validator(mode="after")
@@ -319,6 +346,7 @@ class Config(_Model):
             if link.session is not None and link.session not in sessions:
                 raise ValueError(f"links[{i}]: session {link.session!r} is not configured")
         check_security(self.groups, self.policies, self.firewalls, sessions)
+        check_fabric(self.switches, self.fabric_links)
         return self
 
     def session(self, name: str) -> SessionConfig:
@@ -423,10 +451,27 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping", source)
+    base = base_dir or Path(".")
+    if isinstance(data.get("switches"), list):
+        data = {**data, "switches": [_anchor_secrets(sw, base) for sw in data["switches"]]}
     try:
-        return Config.model_validate({**data, "base_dir": base_dir or Path(".")})
+        return Config.model_validate({**data, "base_dir": base})
     except ValidationError as exc:
         raise format_validation_error(exc, source) from None
+
+
+def _anchor_secrets(entry: Any, base: Path) -> Any:
+    """A switch entry with relative ``file:`` secret references made absolute against the
+    config file's folder (drivers resolve them later, wherever vmfabric runs from)."""
+    if not isinstance(entry, dict):
+        return entry
+    out = dict(entry)
+    for key, value in entry.items():
+        if isinstance(value, str) and value.startswith("file:"):
+            path = Path(value.removeprefix("file:"))
+            if value.removeprefix("file:") and not path.is_absolute():
+                out[key] = f"file:{base / path}"
+    return out
 
 
 def load_config(path: str | Path | None = None) -> Config:

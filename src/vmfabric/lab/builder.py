@@ -8,7 +8,8 @@
   ``trunks=[4095]``, the ovs driver's closed-port placeholder); with ``underlay:
   none`` fabric links are trunks of every VLAN and the bridges run RSTP (the first switch
   with no host attached is the root) so the leaf-spine square is loop-free. With an
-  underlay, fabric links are routed /31s outside OVS and FRR runs in the namespace.
+  underlay, fabric links are routed /31s outside OVS (MTU 1600) and FRR runs in the
+  namespace, and every leaf gets a VXLAN tunnel endpoint of its own (``lab.vtep``).
 - a host (hypervisor) is a namespace with its own OVS bridge ``vs0`` standing for the
   vSwitch; two or more NICs form an active-backup bond ``uplink`` (a vSwitch never
   forwards between its uplinks), one NIC is a plain trunk port.
@@ -50,7 +51,7 @@ from pydantic import BaseModel, Field
 from vmfabric.core.errors import ConfigError, PermanentError, VmfabricError
 from vmfabric.core.vlans import check_vlan
 from vmfabric.inventory.topology.lldpd import read_neighbors
-from vmfabric.lab import frr
+from vmfabric.lab import frr, vtep
 from vmfabric.lab import netns as nsx
 from vmfabric.lab import topology as tp
 from vmfabric.lab.ovs import OvsInstance
@@ -91,6 +92,9 @@ class NodeState(BaseModel):
     asn: int | None = None
     lldpd_socket: str | None = None
     frr_dir: str | None = None
+    vtep_address: str | None = Field(default=None, description="the leaf's VTEP (underlay)")
+    vtep_netns: str | None = None
+    vtep_ovsdb: str | None = Field(default=None, description="the VTEP's OVSDB (br-int)")
 
 
 class VmState(BaseModel):
@@ -268,6 +272,7 @@ def lab_pids(directory: Path, namespaces: Iterable[str]) -> dict[str, int]:
 def _plan_state(topo: tp.Topology, source: str, root: str | Path | None) -> LabState:
     namespaces = [tp.netns_name(topo.name, "mgmt")]
     namespaces += [tp.netns_name(topo.name, item.name) for item in topo.nodes]
+    namespaces += [tp.vtep_netns(topo.name, leaf) for leaf in tp.vtep_leaves(topo)]
     links = [
         LinkState(name=tp.link_name(topo, i), a=link.endpoints[0], b=link.endpoints[1])
         for i, link in enumerate(topo.links)
@@ -294,7 +299,7 @@ def check_tools(topo: tp.Topology) -> None:
     """Raise PermanentError naming the first missing program ``up`` needs."""
     tools = ["ip", "ovs-vsctl", "ovsdb-server", "ovs-vswitchd", "lldpd", "lldpcli"]
     if topo.underlay != tp.Underlay.NONE:
-        tools += ["vtysh", str(frr.FRR_DIR / "zebra")]
+        tools += ["vtysh", str(frr.FRR_DIR / "zebra"), "ethtool"]
     for tool in tools:
         if shutil.which(tool) is None:
             raise PermanentError(f"lab up needs {tool!r}, which is not installed")
@@ -349,6 +354,10 @@ def _wait_ready(topo: tp.Topology, state: LabState, timeout: float) -> None:
             time.sleep(0.5)
         if failed:
             raise PermanentError(f"loopbacks not reachable: {_join(failed)}")
+        while (failed := vtep.unreachable(state)) and time.monotonic() - started < timeout:
+            time.sleep(0.5)
+        if failed:
+            raise PermanentError(f"VTEPs not reachable over the underlay: {_join(failed)}")
     else:
         while (pending := rstp_pending(state)) and time.monotonic() - started < timeout:
             time.sleep(0.2)
@@ -419,6 +428,8 @@ def _build(topo: tp.Topology, state: LabState) -> None:
         _build_link(topo, state, index)
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda item: _finish_node(topo, state, item), topo.nodes))
+    save_state(state)
+    vtep.start_all(topo, state)
     save_state(state)
 
 
@@ -584,6 +595,7 @@ def _attach_switch_ports(topo: tp.Topology, node_state: NodeState) -> None:
         else:
             address = p2p[node_state.name, port.name]
             nsx.add_address(port.name, str(address), node_state.netns)
+            nsx.set_up(port.name, node_state.netns, mtu=vtep.UNDERLAY_MTU)
             port.address = str(address)
 
 
@@ -771,6 +783,8 @@ def _plug_vm(state: LabState, vm: VmState) -> None:
     )
     nsx.add_address("eth0", vm.ip, vm.netns)
     nsx.set_up("eth0", vm.netns)
+    if shutil.which("ethtool"):  # TCP over OVS userspace tunnels needs real checksums
+        nsx.run(["ethtool", "-K", "eth0", "tx", "off"], vm.netns)
     nsx.set_up(vm.port, host.netns)
     _vsctl(host, "add-port", HOST_BRIDGE, vm.port, f"tag={vm.vlan}")
 

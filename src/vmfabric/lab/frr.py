@@ -6,11 +6,11 @@ Each switch runs its own FRR daemons in its namespace with a path space of its o
 one config file each, generated here from the topology:
 
 - ``bgp``: eBGP on every fabric /31, AS ``asn_base + node index`` (or the node's ``asn``),
-  ``bfd`` on every neighbour, the loopback announced, ECMP across spines
-  (``as-path multipath-relax``); datacenter timers.
+  ``bfd`` on every neighbour, the loopback (and a leaf's VTEP /31) announced, ECMP across
+  spines (``as-path multipath-relax``); datacenter timers.
 - ``ospf``: area 0 point-to-point on every fabric link (hello 1 s, dead 3 s) with BFD,
-  the loopback in area 0; LSAs retransmitted after 1 s (the default 5 s
-  holds adjacencies in Loading).
+  the loopback (and a leaf's VTEP /31, passive) in area 0; LSAs retransmitted after 1 s
+  (the default 5 s holds adjacencies in Loading).
 
 ``wait_converged`` polls ``vtysh`` until every session/adjacency is up and BFD agrees.
 Stopping is the builder's job (by PID file); ``remove_pathspaces`` deletes the
@@ -66,9 +66,10 @@ def bgpd_config(topo: tp.Topology, name: str) -> str:
             f" neighbor {address} bfd",
             f" neighbor {address} timers connect 1",
         ]
+    lines += [" address-family ipv4 unicast", f"  network {tp.loopback(topo, name)}/32"]
+    if name in tp.vtep_leaves(topo):
+        lines.append(f"  network {tp.vtep_link(topo, name)[0].network}")
     lines += [
-        " address-family ipv4 unicast",
-        f"  network {tp.loopback(topo, name)}/32",
         "  maximum-paths 8",
         " exit-address-family",
         "!",
@@ -87,6 +88,8 @@ def ospfd_config(topo: tp.Topology, name: str) -> str:
         " ip ospf passive",
         "!",
     ]
+    if name in tp.vtep_leaves(topo):
+        lines += [f"interface {tp.VTEP_UNDERLAY_PORT}", " ip ospf area 0", " ip ospf passive", "!"]
     for port, _address, _peer in fabric_neighbors(topo, name):
         lines += [
             f"interface {port}",

@@ -35,6 +35,8 @@ def _node_line(topo: tp.Topology, item: tp.Node) -> str:
     if item.kind == tp.Kind.SWITCH:
         label += f"\nlo {tp.loopback(topo, item.name)}"
         label += f"\nmgmt {tp.mgmt_address(topo, item.name).ip}"
+        if item.name in tp.vtep_leaves(topo):
+            label += f"\nvtep {tp.vtep_address(topo, item.name)}"
         style = "shape=box, style=filled, fillcolor=lightblue"
         return f"  {_quote(item.name)} [{style}, label={_quote(label)}];"
     return f"  {_quote(item.name)} [shape=ellipse, label={_quote(label)}];"

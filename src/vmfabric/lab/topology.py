@@ -39,6 +39,14 @@ management bridge, switch ``N`` gets host address ``N + 10`` of ``mgmt.subnet``;
 ``N``'s loopback (router id) is host address ``N`` of ``addressing.loopbacks``; the k-th
 fabric link (0-based, file order) gets the /31 ``p2p + 2k`` (first endpoint) and
 ``p2p + 2k + 1`` (second endpoint); switch ``N``'s BGP AS is ``asn_base + N``.
+
+VTEPs. With an underlay (``ospf``/``bgp``) every switch with an edge port (a leaf) is
+also a VXLAN tunnel endpoint: a namespace ``vfl-<lab>-vtep-<leaf>`` with an Open vSwitch
+of its own. Leaf ``N`` (1-based node index) reaches it over the /31
+``addressing.vteps + 2(N - 1)`` (leaf side, port ``vtepu``, announced into the underlay);
+the VTEP address is the other end, ``+ 1``. Port ``vtepb`` of the leaf's ``br0`` is the
+trunk into the VTEP. Node names ``vtep-*`` and port names ``vtepu``/``vtepb`` are
+reserved.
 """
 
 from __future__ import annotations
@@ -59,10 +67,12 @@ from vmfabric.core.errors import ConfigError
 from vmfabric.core.vlans import parse_vlans
 
 IFNAMSIZ = 15
-BUILTIN = ("leaf-spine",)
+BUILTIN = ("leaf-spine", "overlay")
 _LAB_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-_RESERVED_PORTS = frozenset({"lo", "mgmt0", "vs0"})
+VTEP_UNDERLAY_PORT = "vtepu"  # leaf side of the VTEP's routed /31
+VTEP_TRUNK_PORT = "vtepb"  # leaf br0 port: the trunk into the VTEP's br-int
+_RESERVED_PORTS = frozenset({"lo", "mgmt0", "vs0", VTEP_UNDERLAY_PORT, VTEP_TRUNK_PORT})
 
 
 class Kind(StrEnum):
@@ -110,6 +120,10 @@ class Addressing(_Strict):
 
     loopbacks: ipaddress.IPv4Network = Field(default=ipaddress.IPv4Network("10.255.0.0/24"))
     p2p: ipaddress.IPv4Network = Field(default=ipaddress.IPv4Network("10.254.0.0/24"))
+    vteps: ipaddress.IPv4Network = Field(
+        default=ipaddress.IPv4Network("10.253.0.0/24"),
+        description="One /31 per leaf: leaf side and VTEP address (underlay only).",
+    )
     asn_base: int = Field(default=65000, ge=1, le=4294900000)
 
 
@@ -216,7 +230,7 @@ def _validate_nodes(topo: Topology, where: str) -> None:
     for i, node in enumerate(topo.nodes):
         key = f"{where}: nodes[{i}].name"
         _check_ifname(node.name, "node name", key)
-        if node.name == "mgmt" or node.name.startswith("vm-"):
+        if node.name == "mgmt" or node.name.startswith(("vm-", "vtep-")):
             raise ConfigError(f"node name {node.name!r} is reserved", key)
         if node.name in seen:
             raise ConfigError(f"duplicate node name {node.name!r}", key)
@@ -270,6 +284,8 @@ def _validate_room(topo: Topology, where: str) -> None:
         raise ConfigError("too small for one loopback per switch", f"{where}: addressing.loopbacks")
     if topo.addressing.p2p.num_addresses < 2 * len(topo.links):
         raise ConfigError("too small for one /31 per fabric link", f"{where}: addressing.p2p")
+    if topo.addressing.vteps.num_addresses < 2 * len(topo.nodes):
+        raise ConfigError("too small for one /31 per leaf", f"{where}: addressing.vteps")
     for node in topo.nodes:
         if len(ports_of(topo, node.name)) > 250:
             raise ConfigError(f"node {node.name!r} has more than 250 ports", f"{where}: links")
@@ -427,3 +443,35 @@ def netns_name(lab: str, name: str) -> str:
 
 def vm_netns(lab: str, vm: str) -> str:
     return f"{prefix(lab)}vm-{vm}"
+
+
+# ---- VTEPs (underlay labs) -----------------------------------------------------------------
+
+
+def vtep_leaves(topo: Topology) -> list[str]:
+    """Switches that are VTEPs: those with an edge port, when the lab has an underlay."""
+    if topo.underlay == Underlay.NONE:
+        return []
+    return [item.name for item in switches(topo) if edge_ports(topo, item.name)]
+
+
+def vtep_link(topo: Topology, leaf: str) -> tuple[ipaddress.IPv4Interface, ipaddress.IPv4Interface]:
+    """The /31 between leaf ``leaf`` (first) and its VTEP (second: the VTEP address)."""
+    base = topo.addressing.vteps.network_address + 2 * (node_index(topo, leaf) - 1)
+    return ipaddress.IPv4Interface(f"{base}/31"), ipaddress.IPv4Interface(f"{base + 1}/31")
+
+
+def vtep_address(topo: Topology, leaf: str) -> ipaddress.IPv4Address:
+    """The VTEP address of leaf ``leaf`` (the tunnels' local and remote IP)."""
+    return vtep_link(topo, leaf)[1].ip
+
+
+def vtep_netns(lab: str, leaf: str) -> str:
+    """Namespace of leaf ``leaf``'s VTEP."""
+    return f"{prefix(lab)}vtep-{leaf}"
+
+
+def vtep_mac(topo: Topology, leaf: str, port: str) -> str:
+    """MACs of the VTEP veths: ``02:76:67:NN:PP:00``, PP 1 (uplink) 2 (trunk) 3/4 leaf side."""
+    pp = {"uplink": 1, "leaf": 2, VTEP_UNDERLAY_PORT: 3, VTEP_TRUNK_PORT: 4}[port]
+    return f"02:76:67:{node_index(topo, leaf):02x}:{pp:02x}:00"

@@ -41,6 +41,7 @@ from vmfabric.store import Store, StoreError
 log = logging.getLogger("vmfabric")
 BATCH = 5000  # events handled per pass at most
 Wake = Callable[[str, float], None]
+Notice = tuple[str, dict[str, Any]]  # a live event to publish once the batch is recorded
 
 
 def session_url(s: SessionConfig) -> str:
@@ -89,6 +90,7 @@ class Intake:
         self._problems: dict[str, dict[str, str]] = {}  # session -> port group -> problem
         self._unrecorded: set[str] = set()  # sessions whose inventory the store missed
         self._lock = threading.Lock()  # guards _unrecorded (set by the writer thread)
+        self.recording = True  # False on a standby controller: the leader records
 
     # ---- the queue ---------------------------------------------------------------------
 
@@ -119,13 +121,13 @@ class Intake:
         """Feed one batch to the inventory and the intents, wake dirty targets, record."""
         resolver = self.resolver
         events = [resolve_hosts(e, resolver) for e in batch] if resolver else list(batch)
-        before = {k: self.inventory.vms.get(k) for k in _vm_keys(events)}
+        before = {k: self.inventory.vms.get(k) for k in self._vm_keys(events)}
         delta = self.inventory.apply(events, now)
         self.wake_dirty(delta, now)
         self.events_handled += len(events)
-        self.bus.publish("events", {"count": len(events)})
-        self._publish_vms(before)
-        self._record(events, now)
+        notices: list[tuple[str, dict[str, Any]]] = [("events", {"count": len(events)})]
+        notices += self._vm_notices(before)
+        self._record(events, now, notices)
         return delta
 
     def wake_dirty(self, delta: Delta, now: float) -> None:
@@ -133,23 +135,49 @@ class Intake:
             for target in intent.update(self.inventory, delta, now):
                 self.wake(target, now)
 
-    def _publish_vms(self, before: dict[tuple[str, str], Vm | None]) -> None:
+    def _vm_keys(self, events: Iterable[SourceEvent]) -> list[tuple[str, str]]:
+        """The VMs a batch may change: named by upserts and removals, and every VM of a
+        session a snapshot replaces (before and after)."""
+        keys: list[tuple[str, str]] = []
+        for ev in events:
+            if isinstance(ev, VmUpsert):
+                keys.append(ev.vm.key)
+            elif isinstance(ev, VmRemoved):
+                keys.append((ev.session, ev.id))
+            elif isinstance(ev, Snapshot):
+                keys.extend(k for k in self.inventory.vms if k[0] == ev.session)
+                keys.extend(vm.key for vm in ev.vms)
+        return keys
+
+    def _vm_notices(self, before: dict[tuple[str, str], Vm | None]) -> list[Notice]:
+        out: list[Notice] = []
         for key, old in before.items():
             new = self.inventory.vms.get(key)
             change = _vm_change(old, new)
             if change:
                 vm = new or old
                 assert vm is not None
-                self.bus.publish("vm", {"session": vm.session, "vm": vm.name, "host": vm.host,
-                                        "power": str(vm.power), "change": change})  # fmt: skip
+                out.append(("vm", {"session": vm.session, "vm": vm.name, "host": vm.host,
+                                   "power": str(vm.power), "change": change}))  # fmt: skip
+        return out
 
     # ---- recording ---------------------------------------------------------------------
 
-    def _record(self, events: Sequence[SourceEvent], now: float) -> None:
+    def _record(self, events: Sequence[SourceEvent], now: float, notices: list[Notice]) -> None:
+        """Queue the batch for the store; its live events are published once written, so
+        that whoever reads a view on an event sees the change."""
+        if not self.recording:
+            self._track_problems(events)
+            for ev in events:
+                if isinstance(ev, SessionStatus):
+                    self.status[ev.session] = ev
+            self.recorder.submit(self._publish, notices)
+            return
         with self._lock:
             unrecorded = bool(self._unrecorded)
         if unrecorded:  # the inventory has this batch too: record its whole view
             self.rerecord(now)
+            self.recorder.submit(self._publish, notices)
             return
         problems = self._track_problems(events)
         steps: list[tuple[str, Any]] = []
@@ -159,7 +187,7 @@ class Intake:
                 if changes:
                     steps.append(("changes", changes))
                     changes = []
-                steps.append(("session", self._session_row(ev)))
+                steps.append(("session", self._session_row(ev, notices)))
                 problems.discard(ev.session)
             else:
                 changes.append(ev)
@@ -167,10 +195,17 @@ class Intake:
             steps.append(("changes", changes))
         for session in problems:  # a port group's problem changed: refresh the warnings
             status = self.status.get(session, SessionStatus(session, "connected"))
-            steps.append(("session", self._session_row(status)))
+            steps.append(("session", self._session_row(status, notices)))
         self.recorder.submit(self._write, steps, now)
+        self.recorder.submit(self._publish, notices)
 
-    def _session_row(self, ev: SessionStatus | Snapshot) -> dict[str, Any]:
+    def _publish(self, notices: list[Notice]) -> None:
+        for kind, data in notices:
+            self.bus.publish(kind, data)
+
+    def _session_row(
+        self, ev: SessionStatus | Snapshot, notices: list[Notice] | None = None
+    ) -> dict[str, Any]:
         row: dict[str, Any] = {"session": ev.session}
         if isinstance(ev, Snapshot):
             row["inventory"] = (ev.hosts, ev.portgroups, ev.vms)
@@ -186,8 +221,9 @@ class Intake:
         warnings = (*ev.warnings, *self._warnings(ev.session))
         row.update(state=ev.state, in_sync=self.inventory.in_sync(ev.session), error=ev.error,
                    version=ev.version, warnings=warnings)  # fmt: skip
-        self.bus.publish("session", {"name": ev.session, "state": ev.state,
-                                     "in_sync": row["in_sync"], "error": ev.error})  # fmt: skip
+        if notices is not None:
+            notices.append(("session", {"name": ev.session, "state": ev.state,
+                                        "in_sync": row["in_sync"], "error": ev.error}))  # fmt: skip
         return row
 
     def _write(self, steps: list[tuple[str, Any]], now: float) -> None:
@@ -228,6 +264,11 @@ class Intake:
             steps.append(("session", row))
         self.recorder.submit(self._write, steps, now)
 
+    def mark_unrecorded(self) -> None:
+        """Record every session's whole inventory at the next look (a new leader)."""
+        with self._lock:
+            self._unrecorded.update(self.inventory.sessions())
+
     def unrecorded(self) -> bool:
         with self._lock:
             return bool(self._unrecorded)
@@ -263,16 +304,6 @@ class Intake:
     def _warnings(self, session: str) -> tuple[str, ...]:
         found = self._problems.get(session, {})
         return tuple(f"port group {n}: {p}" for n, p in sorted(found.items()))
-
-
-def _vm_keys(events: Iterable[SourceEvent]) -> list[tuple[str, str]]:
-    keys: list[tuple[str, str]] = []
-    for ev in events:
-        if isinstance(ev, VmUpsert):
-            keys.append(ev.vm.key)
-        elif isinstance(ev, VmRemoved):
-            keys.append((ev.session, ev.id))
-    return keys
 
 
 def _vm_change(old: Vm | None, new: Vm | None) -> str:

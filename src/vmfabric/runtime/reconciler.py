@@ -43,6 +43,7 @@ from vmfabric.intents.base import Change, TargetPlan
 from vmfabric.intents.guard import GuardLimits, guard_verdict
 from vmfabric.runtime.approvals import Approvals, plan_keys
 from vmfabric.runtime.bus import EventBus
+from vmfabric.runtime.lease import LeaseLost
 from vmfabric.runtime.recorder import Recorder, audit_entries, plan_doc
 from vmfabric.runtime.target import Target
 from vmfabric.store import AuditEntry, StoreError
@@ -51,7 +52,11 @@ log = logging.getLogger("vmfabric")
 Clock = Callable[[], float]
 CHECK_TARGET = "switch is in check mode: nothing applied"
 CHECK_SESSIONS = "sessions in check mode would add these: nothing applied"
-UNITS = {"switchport": "(port, VLAN) memberships", "addrset": "(set, address) memberships"}
+UNITS = {
+    "switchport": "(port, VLAN) memberships",
+    "addrset": "(set, address) memberships",
+    "vtep": "(VNI, VTEP) flood-list entries",
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class LoopContext:
     bus: EventBus
     clock: Clock = time.time
     removals_waiting: Callable[[], None] = lambda: None  # the prune timer must look again
+    check_leader: Callable[[], None] = lambda: None  # raises LeaseLost when not the leader
 
 
 @dataclass
@@ -101,6 +107,7 @@ class Reconciler:
         self.bus = ctx.bus
         self.clock = ctx.clock
         self.removals_waiting = ctx.removals_waiting
+        self.check_leader = ctx.check_leader
         self.wake = asyncio.Event()
         self.connected = False
         self.state = "connecting"
@@ -142,6 +149,8 @@ class Reconciler:
         """One step; False (after logging and recording why) when it must be retried."""
         try:
             await self._step(stop)
+        except LeaseLost as exc:
+            log.warning("%s %s: nothing applied: %s", self._what(), self.name, exc)
         except StoreError as exc:
             log.error("store: %s (%s %s: plan held until it can be recorded)", exc,
                       self._what(), self.name)  # fmt: skip
@@ -230,6 +239,7 @@ class Reconciler:
     async def _apply(
         self, plan: TargetPlan, kept: Sequence[Change], now: float
     ) -> tuple[int, tuple[Change, ...]]:
+        self.check_leader()
         entries = audit_entries(self.name, kept, now)
         sessions = sorted({s for c in kept for s in c.sessions})
         doc = plan_doc(self.name, kept)
@@ -275,6 +285,11 @@ class Reconciler:
         self.bus.publish("plan", {"id": plan_id, "target": self.name, "status": "applied"})
 
     # ---- guard and approvals -------------------------------------------------------------
+
+    def forget_held(self, plan_id: int) -> None:
+        """The plan was approved: approvals settle it now, not the held-plan expiry."""
+        if self._held_plans is not None:
+            self._held_plans.pop(plan_id, None)
 
     async def _guard(
         self, plan: TargetPlan, now: float
@@ -368,7 +383,8 @@ class Reconciler:
                                     "error": error})  # fmt: skip
 
     def _what(self) -> str:
-        return {"switchport": "switch", "addrset": "firewall"}.get(self.target.kind, "target")
+        kinds = {"switchport": "switch", "addrset": "firewall", "vtep": "vtep"}
+        return kinds.get(self.target.kind, "target")
 
 
 def _change(entry: AuditEntry) -> Change:

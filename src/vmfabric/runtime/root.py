@@ -32,6 +32,9 @@ from vmfabric.runtime.approvals import Approvals, plan_keys
 from vmfabric.runtime.bus import EventBus
 from vmfabric.runtime.groups import build as build_groups
 from vmfabric.runtime.intake import Intake, register_sessions
+from vmfabric.runtime.lease import Lease, fence
+from vmfabric.runtime.overlay import build as build_overlay
+from vmfabric.runtime.overlay import build_pruning
 from vmfabric.runtime.reconciler import LoopContext, LoopSettings, Reconciler
 from vmfabric.runtime.recorder import Recorder
 from vmfabric.runtime.switchports import SwitchPortTarget
@@ -65,6 +68,22 @@ def loop_settings(config: Config, reread: float = PORT_REREAD) -> LoopSettings:
     return LoopSettings(config.engine.coalesce, config.engine.retry_max, reread, limits)
 
 
+Feature = tuple[Intent, Sequence[Target]]
+# what each feature is built from: a reload rebuilds the feature when it changed
+FEATURE_INPUTS: dict[str, Callable[[Config], tuple[object, ...]]] = {
+    "groups": lambda c: (c.groups, c.policies, c.firewalls),
+    "overlay": lambda c: (c.overlay, c.switches, c.engine),
+    "pruning": lambda c: (c.pruning, c.fabric_links, c.switches, c.engine),
+}
+
+
+LEASE_WATCH = 0.25  # seconds between looks at whether the lease is still ours
+
+
+def _always_leader() -> None:
+    """The lease check of a controller without a lease (it leads alone)."""
+
+
 class StoreReplacedError(VmfabricError):
     """The store file was deleted or replaced while running: stop rather than apply
     changes that cannot be recorded where ``show`` looks."""
@@ -89,6 +108,7 @@ class Controller:
         drivers: dict[str, Driver] | None = None,
         sources: Sequence[Source] | None = None,
         bus: EventBus | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -105,7 +125,8 @@ class Controller:
         self.intake.resolver = Resolver(config.switches, config.links)
         self.targets: dict[str, Target] = {}
         self.reconcilers: dict[str, Reconciler] = {}
-        self.groups = build_groups(config, self.inventory)
+        self.features: dict[str, Feature] = self._build_features(config)
+        self._intent_of: dict[str, Any] = {}  # target -> the intent whose removals it has
         self.port_reread = PORT_REREAD
         self._drivers = drivers
         self._sources = sources
@@ -116,14 +137,26 @@ class Controller:
         self._stop: asyncio.Event | None = None
         self.failure: VmfabricError | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.lease = lease  # None: this controller leads alone (SQLite lock held by the CLI)
+        self.leader = False
 
     # ---- parts -----------------------------------------------------------------------------
 
     def intents(self) -> list[Intent]:
-        found: list[Intent] = [self.autovlan]
-        if self.groups is not None:
-            found.append(self.groups[0])
-        return found
+        return [self.autovlan, *(intent for intent, _ in self.features.values())]
+
+    def _build_features(self, config: Config) -> dict[str, Feature]:
+        """The intents beyond autovlan that the configuration asks for, with their
+        targets: security groups, the VXLAN overlay, inter-switch VLAN pruning."""
+        built = {name: self._build_feature(name, config) for name in FEATURE_INPUTS}
+        return {name: feature for name, feature in built.items() if feature is not None}
+
+    def _build_feature(self, name: str, config: Config) -> Feature | None:
+        if name == "groups":
+            return build_groups(config, self.inventory)
+        if name == "overlay":
+            return build_overlay(config, self.inventory, self.removals)
+        return build_pruning(config, self.inventory, self.removals)
 
     @property
     def resolver(self) -> Resolver:
@@ -162,9 +195,11 @@ class Controller:
 
     def _context(self) -> LoopContext:
         settings = loop_settings(self.config, self.port_reread)
+        check = self.lease.check if self.lease is not None else _always_leader
         return LoopContext(
-            settings, self.recorder, self.approvals, self.bus, self.clock, self._timer_reset.set
-        )
+            settings, self.recorder, self.approvals, self.bus, self.clock, self._timer_reset.set,
+            check,
+        )  # fmt: skip
 
     # ---- running ---------------------------------------------------------------------------
 
@@ -180,14 +215,16 @@ class Controller:
             loop.call_soon_threadsafe(queue.put_nowait, ev)
 
         self._emit = emit
-        await self.recorder.call(register_sessions, self.config, self.store, self.clock())
-        for sw in self.config.switches:
-            self._start_target(sw)
-        self._start_groups()
+        if self.lease is None:
+            await self._lead()  # before the sources: their first events find it recorded
+        else:
+            self.intake.recording = False  # a standby records and applies nothing
         aux = [
             asyncio.create_task(self._prune_timer(stop), name="prune-timer"),
             asyncio.create_task(self._maintenance(stop), name="maintenance"),
         ]
+        if self.lease is not None:
+            aux.append(asyncio.create_task(self._leadership(stop), name="leadership"))
         for source in self._make_sources(self.config.sessions):
             self._start_source(source)
         if ready is not None:
@@ -199,7 +236,49 @@ class Controller:
         if self.failure is not None:
             raise self.failure
 
+    # ---- leadership (HA) ---------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        """Become the one writer: record the sessions, start every target's loop."""
+        self.leader = True
+        await self.recorder.call(register_sessions, self.config, self.store, self.clock())
+        if not self.intake.recording:  # a standby until now: record its warm inventory
+            self.intake.recording = True
+            self.intake.mark_unrecorded()
+        for sw in self.config.switches:
+            self._start_target(sw)
+        for name in self.features:
+            self._start_feature(name)
+
+    async def _leadership(self, stop: asyncio.Event) -> None:
+        """Standby until the lease is ours, lead while it is, stand by again if lost."""
+        lease = self.lease
+        assert lease is not None
+        while not stop.is_set():
+            if not await asyncio.to_thread(lease.acquire, True) or stop.is_set():
+                return
+            log.info("controller %s: leader (epoch %d)", lease.identity.id, lease.epoch)
+            if self.store.dialect() != "sqlite":  # a deposed leader's late writes refused
+                self.store.set_write_guard(lambda conn: fence(conn, lease.epoch))
+            await self._lead()
+            while not stop.is_set() and lease.is_leader():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=LEASE_WATCH)
+            if stop.is_set():
+                return
+            log.warning("controller %s: lease lost: standing by", lease.identity.id)
+            await self._stand_down()
+
+    async def _stand_down(self) -> None:
+        self.leader = False
+        self.intake.recording = False
+        self.store.set_write_guard(None)
+        for name in list(self._tasks):
+            await self._stop_target(name)
+
     async def _shutdown(self, aux: list[asyncio.Task[None]]) -> None:
+        if self.lease is not None:
+            await asyncio.to_thread(self.lease.release)
         for run in self._runs.values():
             run.stop.set()
         self._timer_reset.set()
@@ -231,11 +310,10 @@ class Controller:
             loop.run(self._stop), name=f"{target.kind}-{target.name}"
         )
 
-    def _start_groups(self) -> None:
-        """The security-group intent's targets (firewalls, hypervisor vSwitches)."""
-        if self.groups is None:
-            return
-        for target in self.groups[1]:
+    def _start_feature(self, name: str) -> None:
+        intent, targets = self.features[name]
+        for target in targets:
+            self._intent_of[target.name] = intent
             self._run_target(target)
 
     async def _stop_target(self, name: str) -> None:
@@ -261,15 +339,18 @@ class Controller:
             except TimeoutError:
                 self.wake_all()
 
-    def _gate_for(self, _target: str) -> Gate:
-        return self.autovlan.gate(self.inventory)
+    def _gate_for(self, target: str) -> Gate:
+        """The sync gate of the intent whose removals ``target`` holds."""
+        intent = self._intent_of.get(target, self.autovlan)
+        gate: Gate = intent.gate(self.inventory)
+        return gate
 
     async def _maintenance(self, stop: asyncio.Event) -> None:
         """Approvals made with `vmfabric approve`, a replaced store, unrecorded data."""
         while not stop.is_set():
             try:
                 await self._check_store(stop)
-                if self.intake.unrecorded():
+                if self.leader and self.intake.unrecorded():
                     self.intake.rerecord(self.clock())
                 await self._take_approvals()
             except StoreError as exc:
@@ -300,6 +381,7 @@ class Controller:
                                       "status": "approved"})  # fmt: skip
             loop = self.reconcilers.get(plan["switch"])
             if loop is not None:
+                loop.forget_held(plan["id"])
                 loop.wake.set()
 
     # ---- reload (SIGHUP) -----------------------------------------------------------------
@@ -314,7 +396,7 @@ class Controller:
         self.autovlan.set_policies(session_policies(new), self.inventory, now)
         self.autovlan.set_switches(switch_policies(new), self.inventory, now)
         await self._reload_switches(old, new)
-        await self._reload_groups(old, new, now)
+        await self._reload_features(old, new, now)
         settings = loop_settings(new, self.port_reread)
         for loop in self.reconcilers.values():
             loop.settings = settings
@@ -348,21 +430,22 @@ class Controller:
     def wake_dirty(self, delta: Any) -> None:
         self.intake.wake_dirty(delta, self.clock())
 
-    async def _reload_groups(self, old: Config, new: Config, now: float) -> None:
-        same = (old.groups, old.policies, old.firewalls) == (
-            new.groups,
-            new.policies,
-            new.firewalls,
-        )
-        if same:
-            return
-        for target in self.groups[1] if self.groups is not None else []:
-            await self._stop_target(target.name)
-        self.groups = build_groups(new, self.inventory)
-        if self.groups is not None:
-            everything = Delta(vms=set(self.inventory.vms), sessions=set(self.inventory.sessions()))
-            self.groups[0].update(self.inventory, everything, now)
-            self._start_groups()
+    async def _reload_features(self, old: Config, new: Config, now: float) -> None:
+        """Rebuild a feature whose configuration changed; its intent recomputes from the
+        whole inventory and its targets get new loops."""
+        for name, of in FEATURE_INPUTS.items():
+            if of(old) == of(new):
+                continue
+            for target in self.features.pop(name, (None, []))[1]:
+                await self._stop_target(target.name)
+                self.removals.forget_target(target.name)
+            feature = self._build_feature(name, new)
+            if feature is not None:
+                self.features[name] = feature
+                everything = Delta(set(self.inventory.vms), sessions=set(self.inventory.sessions()))
+                feature[0].update(self.inventory, everything, now)
+                if self.leader:
+                    self._start_feature(name)
 
     async def _reload_switches(self, old: Config, new: Config) -> None:
         before = {s.name: s for s in old.switches}
@@ -371,5 +454,5 @@ class Controller:
             if after.get(name) != sw:
                 await self._stop_target(name)
         for name, sw in after.items():
-            if before.get(name) != sw:
+            if before.get(name) != sw and self.leader:
                 self._start_target(sw)

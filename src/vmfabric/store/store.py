@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, get_args
 
@@ -51,6 +51,7 @@ class Store:
         self._serial: AbstractContextManager[Any] = (
             threading.RLock() if db.single_connection(parsed) else nullcontext()
         )
+        self._write_guard: Callable[[Connection], None] | None = None
         with db.store_errors(self.where, self._path):
             self._engine = db.open_engine(parsed, busy_timeout)
         self._prepare()
@@ -102,7 +103,19 @@ class Store:
             self._serial,
             db.transaction(self._engine, self.where, write=True, path=self._path) as conn,
         ):
+            guard = self._write_guard
+            if guard is not None:
+                guard(conn)
             yield conn
+
+    def dialect(self) -> str:
+        """The database's dialect name: "sqlite" or "postgresql"."""
+        return str(self._engine.dialect.name)
+
+    def set_write_guard(self, guard: Callable[[Connection], None] | None) -> None:
+        """Run ``guard`` inside every write transaction, before its statements (the HA
+        lease's fencing: a deposed leader's late writes raise and are rolled back)."""
+        self._write_guard = guard
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

@@ -1,0 +1,1 @@
+"""VTEP drivers: program VXLAN flood lists (head-end replication) on tunnel endpoints."""
