@@ -214,32 +214,38 @@ class Compiled:
         self.defs = {g.name: g for g in groups}
         self.preds: dict[str, Pred] = {}
         self.index: dict[ReqKey, list[str]] = {}  # key -> groups to evaluate
-        self.sure: dict[ReqKey, list[str]] = {}  # key -> groups whose match is the key
+        # key -> groups whose match is having all of some keys (this one among them)
+        self.keyed: dict[ReqKey, list[tuple[str, frozenset[ReqKey]]]] = {}
         self.always: list[str] = []
         self.fields: set[str] = set()  # Vm fields any match reads
         self.affixes: dict[tuple[str, str], set[int]] = {}  # (^ or $ + field) -> lengths
         reqs: dict[str, frozenset[ReqKey] | None] = {}
+        conj: dict[str, frozenset[ReqKey] | None] = {}
         for name in self.defs:
             self._requirement(name, reqs, set())
         for name, g in self.defs.items():
             if g.match is None:
                 continue
             self.preds[name] = self._compile(g.match)
+            keys = self._all_keys(name, conj, set())
+            if keys is not None:
+                self.keyed.setdefault(min(keys), []).append((name, keys))
+                self._note_affixes(keys)
+                continue
             req = reqs[name]
             if req is None:
                 self.always.append(name)
                 continue
-            index = self.sure if _is_key(g.match) else self.index
             for key in req:
-                index.setdefault(key, []).append(name)
-                if key[0][0] in "^$":
-                    self.affixes.setdefault((key[0][0], key[0][1:]), set()).add(len(key[1]))
+                self.index.setdefault(key, []).append(name)
+            self._note_affixes(req)
         self.static = {n: _networks(g.addresses) for n, g in self.defs.items() if g.addresses}
-        self._lookup = {  # key -> (groups it makes a VM a member of, groups to evaluate)
-            k: (tuple(self.sure.get(k, ())), tuple(self.index.get(k, ())))
-            for k in {*self.index, *self.sure}
+        self._lookup = {  # key -> (keyed groups, groups to evaluate)
+            k: (tuple(self.keyed.get(k, ())), tuple(self.index.get(k, ())))
+            for k in {*self.index, *self.keyed}
         }
         kinds = {k[0] for k in self._lookup}
+        kinds |= {k[0] for entries in self.keyed.values() for _, ks in entries for k in ks}
         self._exact = [(kind, fn) for kind, fn in _KEY_VALUES.items() if kind in kinds]
         self._affixes = [(k[0] + k[1], k[0] == "^", _KEY_VALUES[k[1]], sorted(ls))
                          for k, ls in sorted(self.affixes.items())]  # fmt: skip
@@ -248,6 +254,42 @@ class Compiled:
         self.relevant: Callable[[Vm], object] = (
             operator.attrgetter(*fields) if fields else lambda vm: ()
         )
+
+    def _note_affixes(self, keys: Iterable[ReqKey]) -> None:
+        for kind, value in keys:
+            if kind[0] in "^$":
+                self.affixes.setdefault((kind[0], kind[1:]), set()).add(len(value))
+
+    def _all_keys(
+        self, name: str, memo: dict[str, frozenset[ReqKey] | None], seen: set[str]
+    ) -> frozenset[ReqKey] | None:
+        """Keys such that a VM is in group ``name`` exactly when it has all of them (a tag,
+        an exact value, ``prefix*``, all of those, other such groups), or None."""
+        if name not in memo:
+            g = self.defs.get(name)
+            memo[name] = None  # until known (and for a cycle)
+            if g is not None and g.match is not None and name not in seen:
+                memo[name] = self._expr_keys(g.match, memo, {*seen, name})
+        return memo[name]
+
+    def _expr_keys(
+        self, e: Expr, memo: dict[str, frozenset[ReqKey] | None], seen: set[str]
+    ) -> frozenset[ReqKey] | None:
+        if isinstance(e, Tag):
+            return self._req(e, {}, set())
+        if isinstance(e, Glob):
+            return _glob_requirement(e.field, e.pattern) if _is_key(e) else None
+        if isinstance(e, Ref):
+            return self._all_keys(e.group, memo, seen)
+        if not isinstance(e, AllOf):
+            return None
+        out: frozenset[ReqKey] = frozenset()
+        for item in e.items:
+            keys = self._expr_keys(item, memo, seen)
+            if keys is None:
+                return None
+            out |= keys
+        return out
 
     # requirement: keys one of which a VM must have to match, or None (cannot tell)
     def _requirement(
@@ -347,11 +389,16 @@ class Compiled:
         lookup = self._lookup
         found: set[str] = set()
         candidates = set(self.always)
-        for key in self.keys(vm):
+        keys = self.keys(vm)
+        have: set[ReqKey] | None = None
+        for key in keys:
             hit = lookup.get(key)
-            if hit is not None:
-                found.update(hit[0])
-                candidates.update(hit[1])
+            if hit is None:
+                continue
+            for name, needed in hit[0]:
+                if len(needed) == 1 or needed <= (have := have or set(keys)):
+                    found.add(name)
+            candidates.update(hit[1])
         candidates -= found
         if not candidates:
             return frozenset(found) if found else _NO_GROUPS
