@@ -161,4 +161,22 @@ def test_who_last_used_an_address_is_forgotten_once_it_is_removed() -> None:
     assert gate("10.0.0.1") == ("", 1.0), "only s2 (in sync) could want it back"
     gi.removed("10.0.0.1")
     assert gate("10.0.0.1")[0] == "s1", "forgotten: any session out of sync holds it"
-    assert gi._vacated_by == {}
+    assert "10.0.0.1" not in gi._vacated_by
+
+
+def test_a_vm_leaving_a_host_is_not_held_by_another_session_out_of_sync() -> None:
+    inv = Inventory(["s1", "s2"])
+    gi = intent()
+    web = Vm("s2", "a", "web-1", "hv1", Power.ON, ips=("10.0.0.1",), tags=("tier:web",))
+    gi.update(
+        inv, inv.apply([Snapshot("s1", (), (), ()), Snapshot("s2", (), (), (web,))], 1.0), 1.0
+    )
+    state = gi.desired("dfw@hv1")
+    assert "vm-web-1" in state["egress"]
+    gi.update(inv, inv.apply([SessionStatus("s1", "disconnected")], 2.0), 2.0)
+    moved = Vm("s2", "a", "web-1", "hv2", Power.ON, ips=("10.0.0.1",), tags=("tier:web",))
+    gi.update(inv, inv.apply([VmUpsert(moved)], 3.0), 3.0)
+    plan = gi.plan("dfw@hv1", state, inv, 3.0)
+    gone = {(c.holder, c.member) for c in plan.changes if c.action == "remove"}
+    assert ("egress", "vm-web-1") in gone and ("ingress", "10.0.0.1=vm-web-1") in gone
+    assert not [c for c in plan.held if "web-1" in c.member], "s1 never had web-1"

@@ -725,7 +725,13 @@ class GroupsIntent:
                 add(g, a, key)
 
     def _dfw_dirty(self, old: Vm | None, vm: Vm | None) -> None:
-        """Every DFW target of the hosts the VM ran and runs on (its ports are there)."""
+        """Every DFW target of the hosts the VM ran and runs on (its ports are there). The
+        VM's session is a user of its port and addresses there: when they go (a vMotion,
+        a re-tag), only that session being out of sync holds their removal."""
+        if old is not None:
+            for t in self._dfw_by_host.get(old.host, ()):
+                for member in (t.port(old), *old.ips):
+                    self._vacated_by.setdefault(member, set()).add(old.session)
         for v in (old, vm):
             if v is not None:
                 self._dirty.update(t.name for t in self._dfw_by_host.get(v.host, ()))
