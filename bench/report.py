@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 P = ("p50", "p95", "p99")
@@ -411,5 +412,17 @@ def render(r: dict[str, Any]) -> str:
         *_filters(r),
         *_profile(r),
         METHOD,
+        *_components(),
     ]
     return "\n".join(out) + "\n"
+
+
+COMPONENTS = Path(__file__).with_name("components.md")
+
+
+def _components() -> list[str]:
+    """The wave-2 component benchmarks (drivers, groups, API, overlay, show), each run by its
+    own ``python -m bench.X``: their figures and commands, kept in bench/components.md."""
+    if not COMPONENTS.exists():
+        return []
+    return ["", COMPONENTS.read_text(encoding="utf-8").rstrip()]

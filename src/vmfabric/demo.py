@@ -27,13 +27,16 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -305,6 +308,16 @@ class Watch:
         return self.seen
 
 
+API_TOKEN_ENV = "VMFABRIC_DEMO_API_TOKEN"  # noqa: S105 (the variable's name, not a token)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 # ---- narration --------------------------------------------------------------------------
 
 
@@ -379,9 +392,13 @@ class FabricDemo(Narrator):
     """The steps of ``vmfabric demo`` on a ``Fabric``."""
 
     def __init__(self, workdir: Path, fabric: Fabric, pause: bool, password: str) -> None:
-        super().__init__(workdir, pause, env={PASSWORD_ENV: password})
+        self.api_token = secrets.token_urlsafe(24)
+        super().__init__(
+            workdir, pause, env={PASSWORD_ENV: password, API_TOKEN_ENV: self.api_token}
+        )
         self.fab = fabric
         self.timings: list[tuple[str, str]] = []
+        self.api_url = ""
 
     def timing(self, what: str, seconds: float) -> str:
         text = f"{max(seconds, 0.0) * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
@@ -416,9 +433,11 @@ class FabricDemo(Narrator):
         self.check_controller()
 
     def step_controller(self) -> None:
-        self.config_path.write_text(
-            yaml.safe_dump(self.fab.config(self.dir / "vmfabric.db"), sort_keys=False)
-        )
+        config = self.fab.config(self.dir / "vmfabric.db")
+        port = _free_port()
+        config["api"] = {"listen": f"127.0.0.1:{port}", "token": f"env:{API_TOKEN_ENV}"}
+        self.api_url = f"http://127.0.0.1:{port}/"
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.say(
             f"3. Start the controller (vmfabric run, a separate process). Its config names "
             f"vcsim as session {SESSION} (password from ${PASSWORD_ENV}, allowed VLANs "
@@ -430,6 +449,9 @@ class FabricDemo(Narrator):
         synced = poll(self._in_sync, 60, "the vCenter session in sync", every=0.3)
         took = self.timing("controller start to session in sync", synced - started)
         self.note(f"session {SESSION} in sync {took} after the start; uplinks learned:")
+        poll(self._api_up, 30, "the REST API", every=0.2)
+        self.note(f"web UI and REST API: {self.api_url} (up)")
+        self.note(f"API token: {self.api_token}")
         self.show("session")
         self.show("host")
 
@@ -559,6 +581,22 @@ class FabricDemo(Narrator):
         if got != ok:
             raise PermanentError(f"demo: ping {src} -> {dst} {'failed' if ok else 'succeeded'}")
 
+    def _api_up(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.api_url + "healthz", timeout=2) as answer:  # noqa: S310 (loopback)
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def keep_ui_open(self) -> None:
+        """In a terminal, the fabric stays up for the web UI until Enter or Ctrl-C."""
+        if not sys.stdin.isatty() or not self.api_url:
+            return
+        console.print(Rule(style="dim"))
+        console.print(f"[bold]The web UI is at {self.api_url}[/bold] (token {self.api_token}).")
+        with contextlib.suppress(EOFError):
+            input("  Enter (or Ctrl-C) ends the demo and removes the lab: ")
+
     def summary(self, wall: float) -> None:
         console.print(Rule(style="dim"))
         console.print("[bold]Timings[/bold]")
@@ -614,6 +652,7 @@ def _run_demo(pause: bool) -> float:
         stack.callback(demo.stop_controller)
         demo.run()
         demo.summary(time.monotonic() - started)
+        demo.keep_ui_open()
         console.print(Rule(style="dim"))
         console.print("[bold green]demo finished[/bold green]: cleaning up")
     except KeyboardInterrupt:

@@ -60,6 +60,9 @@ SWITCH_DRIVERS: Registry[Callable[..., Any]] = Registry(
         "fake": "vmfabric.targets.switchport.fake",
         "eos": "vmfabric.targets.switchport.eos",
         "nxos": "vmfabric.targets.switchport.nxos",
+        "junos": "vmfabric.targets.switchport.junos",
+        "cumulus": "vmfabric.targets.switchport.cumulus",
+        "cli": "vmfabric.targets.switchport.cli",
     },
 )
 

@@ -232,6 +232,7 @@ def test_demo_checks_its_story_and_leaves_nothing_behind() -> None:
     assert "web-01 -> web-02 (10.0.110.12): answers, as expected" in out
     assert "pay-01 -> pay-02 (10.0.201.12): no answer, as expected" in out
     assert "VLAN added after the relocate task completed" in out
+    assert re.search(r"web UI and REST API: http://127\.0\.0\.1:\d+/ \(up\)", out), out[-3000:]
     lab, workdir = _names(out)
     assert _leftovers(lab, proc.pid, workdir) == []
 

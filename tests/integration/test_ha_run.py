@@ -103,6 +103,9 @@ def test_kill_9_of_the_leader_hands_the_lead_to_the_standby(store_url: str, tmp_
         watcher.start()
         (first,) = leaders(store_url)
         assert first["pid"] == procs[0].pid
+        argv = [sys.executable, "-m", "vmfabric", "sync", "-c", str(cfg)]
+        refused = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode == 1 and "leads this fabric" in refused.stderr
         rewrite(tmp_path / "inv.yaml", inventory([("web-01", "esx2", "web")], PGS))
         wait_for(lambda: 110 in fake.read_ports()["e2"].vlans, 20, "the leader serves a move")
         procs[0].send_signal(signal.SIGKILL)

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,7 +33,7 @@ from vmfabric.core.vlans import format_vlans
 from vmfabric.runtime import Controller, SyncResult, sync_once
 from vmfabric.runtime.bus import EventBus
 from vmfabric.runtime.control import RuntimeControl
-from vmfabric.runtime.lease import Lease
+from vmfabric.runtime.lease import Lease, controllers
 from vmfabric.runtime.telemetry import Telemetry
 
 log = logging.getLogger("vmfabric")
@@ -89,6 +90,28 @@ def run(config: ConfigOpt = None, verbose: Verbose = 0) -> None:
         store.close()
 
 
+@contextlib.contextmanager
+def one_writer(cfg: Config) -> Iterator[None]:
+    """Hold the fabric's writer role for a one-shot command: the SQLite lock, or on
+    PostgreSQL the leader lease, refused at once while a controller leads."""
+    if cfg.store_url().startswith("sqlite"):
+        with controller_lock(cfg):
+            yield
+        return
+    host, pid = socket.gethostname(), os.getpid()
+    lease = Lease.for_store(cfg.store_url(), f"{host}:{pid}:sync", host, pid)
+    try:
+        if not lease.acquire(block=False):
+            leaders = [c for c in controllers(cfg.store_url()) if c["role"] == "leader"]
+            who = f"{leaders[0]['id']} (pid {leaders[0]['pid']})" if leaders else "another"
+            raise TransientError(
+                f"a vmfabric controller {who} leads this fabric; stop it, or use --dry-run"
+            )
+        yield
+    finally:
+        lease.release()
+
+
 def _lease(cfg: Config) -> Lease:
     """This controller's claim on the store: on SQLite the file lock, refused at once
     while another controller holds it; on PostgreSQL a lease it waits for as standby."""
@@ -132,7 +155,7 @@ def sync(
     try:
         cfg, store = open_store(config)
         try:
-            with contextlib.nullcontext() if dry_run else controller_lock(cfg):
+            with contextlib.nullcontext() if dry_run else one_writer(cfg):
                 result = sync_once(cfg, None if dry_run else store, dry_run, timeout=timeout)
         finally:
             store.close()
