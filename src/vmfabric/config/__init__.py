@@ -252,6 +252,11 @@ class VcenterSession(_SessionBase):
     hint_refresh: Period = Field(
         300.0, description="CDP/LLDP hint refresh period per host (0.1s-7d)."
     )
+    tag_refresh: Duration = Field(
+        60.0,
+        description="Re-read VM tags (vSphere sends no event when a tag is attached) this "
+        "often; 0 reads no tags.",
+    )
 
     @field_validator("url")
     @classmethod
