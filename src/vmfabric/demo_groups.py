@@ -127,26 +127,6 @@ def shop_config(config: dict[str, Any], lab: builder.LabState, inventory: Path) 
     }  # fmt: skip
 
 
-def missing_piece(workdir: Path) -> str:
-    """What this build lacks for the act ("" when nothing): the static source must read
-    per-VM ``ips:`` and ``tags:``."""
-    from vmfabric.core.errors import ConfigError
-    from vmfabric.sources.static import load_inventory
-
-    path = workdir / "probe-inventory.yaml"
-    vm = {"name": "v", "host": "h", "ips": ["10.0.0.1"], "tags": ["t:x"]}
-    path.write_text(yaml.safe_dump({"hosts": [{"name": "h"}], "vms": [vm]}))
-    try:
-        found = load_inventory(path, "probe").vms[0]
-    except ConfigError:
-        found = None
-    finally:
-        path.unlink()
-    if found is None or found.tags != ("t:x",):
-        return "the static source does not read per-VM ips:/tags: yet"
-    return ""
-
-
 class GroupsAct:
     """The act's steps on a running ``FabricDemo`` (see the module docstring)."""
 
@@ -161,10 +141,6 @@ class GroupsAct:
         self._listeners: list[subprocess.Popen[str]] = []
 
     def run(self) -> None:
-        missing = missing_piece(self.demo.dir)
-        if missing:
-            self.say(f"Security groups: not played here: {missing}.")
-            return
         try:
             self.step_setup()
             self.step_policy()

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from vmfabric.demo import Fabric, FabricDemo, poll, sigterm_as_interrupt
-from vmfabric.demo_groups import SHOP, GroupsAct, missing_piece, probe
+from vmfabric.demo_groups import SHOP, GroupsAct, probe
 from vmfabric.lab.ovs import ovs_installed
 
 pytestmark = pytest.mark.e2e
@@ -34,10 +34,6 @@ def demo(vcsim_binary: Path) -> Iterator[FabricDemo]:
         pytest.skip("Open vSwitch or lldpd is not installed")
     root = Path(tempfile.mkdtemp(prefix="vfl-test-", dir="/tmp"))
     root.chmod(0o755)  # lldpd drops privileges: the lab's state dir must be searchable
-    missing = missing_piece(root)
-    if missing:
-        shutil.rmtree(root)
-        pytest.skip(f"MISSING PIECE: {missing} (the sources helper adds it)")
     with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, root, ignore_errors=True)
         fabric = Fabric.build(stack, name=f"e2g{uuid.uuid4().hex[:5]}", root=root / "lab",
