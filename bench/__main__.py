@@ -33,6 +33,13 @@ class LabPlan:
     storm: int = 0
     baseline_reps: int = 0
     movers: int = 50
+    sims: int = 1  # vCenter simulators (one session each); hosts and VMs are per simulator
+
+    @property
+    def name(self) -> str:
+        return (
+            f"{self.hosts}x{self.vms}" if self.sims == 1 else f"{self.sims}x{self.hosts}x{self.vms}"
+        )
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ FULL = Plan(
         LabPlan(hosts=64, vms=2_000, cold_reps=5, k=200, storm=1_000, baseline_reps=5),
         LabPlan(hosts=64, vms=1_000, cold_reps=5),
         LabPlan(hosts=250, vms=10_000, cold_reps=5, k=200, storm=1_000, baseline_reps=5),
+        LabPlan(hosts=64, vms=2_500, cold_reps=3, k=200, sims=4),
     ),
 )
 QUICK = Plan(
@@ -64,8 +72,9 @@ QUICK = Plan(
     engine_rounds=3,
     static_vms=(10_000,),
     static_reps=2,
-    labs=(LabPlan(hosts=8, vms=200, cold_reps=2, k=8, storm=12, baseline_reps=2, movers=4),),
-)
+    labs=(LabPlan(hosts=8, vms=200, cold_reps=2, k=8, storm=12, baseline_reps=2, movers=4),
+          LabPlan(hosts=4, vms=100, cold_reps=1, k=4, movers=4, sims=2)),
+)  # fmt: skip
 
 
 class Clock:
@@ -79,9 +88,12 @@ class Clock:
 
 def run_lab(spec: LabPlan, intervals: tuple[int, ...], say: Clock) -> dict[str, Any]:
     name = f"{spec.hosts} hosts, {spec.vms} VMs"
+    if spec.sims > 1:
+        name = f"{spec.sims} vCenters x ({name})"
     say(f"lab {name}: starting vcsim and Open vSwitch")
-    out: dict[str, Any] = {"hosts": spec.hosts, "vms": spec.vms, "movers": spec.movers}
-    with Lab(spec.hosts, spec.vms, spec.movers, say) as lab:
+    out: dict[str, Any] = {"hosts": spec.hosts, "vms": spec.vms, "movers": spec.movers,
+                           "sims": spec.sims}  # fmt: skip
+    with Lab(spec.hosts, spec.vms, spec.movers, say, sims=spec.sims) as lab:
         out["setup_seconds"] = lab.setup_seconds
         say(f"lab {name}: ready {lab.setup_seconds}; cold start x{spec.cold_reps}")
         out["cold_start"], (runner, driver, store) = fabric.cold_start(lab, spec.cold_reps, say)
@@ -110,6 +122,28 @@ def run_lab(spec: LabPlan, intervals: tuple[int, ...], say: Clock) -> dict[str, 
     return out
 
 
+def run_parts(plan: Plan, parts: set[str], labs: set[str], say: Clock) -> dict[str, Any]:
+    """Only the named parts (``vcenter``, ``static``, ``profile``) and labs: what a change
+    to one part needs re-measured, on a shared machine, without the whole run."""
+    results: dict[str, Any] = {"machine": machine(), "started": time.strftime(
+        "%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "parts": sorted(parts)}  # fmt: skip
+    if "static" in parts:
+        results["cold_start_engine_only"] = {
+            str(n): coldstatic.run(n, plan.static_reps, say) for n in plan.static_vms
+        }
+    if "vcenter" in parts:
+        results["labs"] = {
+            spec.name: run_lab(spec, plan.intervals, say)
+            for spec in plan.labs
+            if not labs or spec.name in labs
+        }
+    if "profile" in parts:
+        results["profile"] = {"inventory": profile.profile_inventory(),
+                              "filters": profile.filters_experiment()}  # fmt: skip
+    results["seconds"] = round(time.monotonic() - say.start, 1)
+    return results
+
+
 def run(plan: Plan, say: Clock) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine(), "started": time.strftime(
         "%Y-%m-%d %H:%M:%S UTC", time.gmtime())}  # fmt: skip
@@ -126,7 +160,7 @@ def run(plan: Plan, say: Clock) -> dict[str, Any]:
     results["show_vm"] = showvm.run(max(plan.static_vms), plan.static_reps, say)
     results["labs"] = {}
     for spec in plan.labs:
-        results["labs"][f"{spec.hosts}x{spec.vms}"] = run_lab(spec, plan.intervals, say)
+        results["labs"][spec.name] = run_lab(spec, plan.intervals, say)
     if plan is FULL:
         say("profiles behind the targets (python -m bench.profile)")
         results["profile"] = {"engine": profile.profile_engine(),
@@ -146,7 +180,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-write", action="store_true", help="print, write no files")
     parser.add_argument("--render", action="store_true",
                         help="only re-render BENCHMARKS.md from bench/figures.json")  # fmt: skip
+    parser.add_argument("--part", action="append", choices=["vcenter", "static", "profile"],
+                        help="run only this part (repeatable); results go to "
+                        "bench/results/parts.json and are merged into figures.json with "
+                        "--merge")  # fmt: skip
+    parser.add_argument(
+        "--lab",
+        action="append",
+        default=[],
+        help="with --part vcenter: only this lab (64x2000, 250x10000, 4x64x2500)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="merge --part results into bench/figures.json and re-render",
+    )
     args = parser.parse_args(argv)
+    if args.part:
+        return _parts(args)
     if args.render:
         results = json.loads(FIGURES.read_text(encoding="utf-8"))
         if profile.OUT.exists():
@@ -171,6 +222,29 @@ def main(argv: list[str]) -> int:
     else:
         (RESULTS.parent / "BENCHMARKS-quick.md").write_text(report.render(results), "utf-8")
     say(f"done: {RESULTS}" + ("" if args.quick else f", {FIGURES}, {MARKDOWN}"))
+    return 0
+
+
+def _parts(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _stop)
+    say = Clock()
+    results = run_parts(QUICK if args.quick else FULL, set(args.part), set(args.lab), say)
+    text = json.dumps(results, indent=1, default=str)
+    out = RESULTS.parent / "parts.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n", encoding="utf-8")
+    if args.merge and not args.quick:
+        figures = json.loads(FIGURES.read_text(encoding="utf-8"))
+        figures.setdefault("labs", {}).update(results.get("labs", {}))
+        for key in ("cold_start_engine_only", "profile"):
+            if key in results:
+                figures[key] = {**figures.get(key, {}), **results[key]}
+        figures.setdefault("partial_runs", []).append(
+            {"started": results["started"], "parts": results["parts"],
+             "labs": sorted(results.get("labs", {})), "machine": results["machine"]})  # fmt: skip
+        FIGURES.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+        MARKDOWN.write_text(report.render(figures), encoding="utf-8")
+    say(f"done: {out}")
     return 0
 
 

@@ -1,20 +1,26 @@
-"""Cold start of the whole controller without a simulator: a static inventory file and
-fake switches (in-memory, the OVS driver's semantics), at 100,000 VMs.
+"""Cold start of the whole controller without a simulator, and a one-line edit: a static
+inventory file and fake switches (in-memory, the OVS driver's semantics), at 100,000 VMs.
 
-The inventory is the engine benchmark's (``bench.engine.make_inventory``), written as a
-JSON document (JSON is YAML, so the static source reads it as it is), with static links
-host -> (switch, port). Phases are timed from the outside: the source's file read and
-validation, the controller's snapshot handling (link resolution, engine, store) and the
-drivers' applies.
+The inventory is the engine benchmark's (``bench.engine.make_inventory``), written as the
+README shows it, one flow mapping per line (``- {name: vm1, host: h7, power: on,
+portgroups: [pg12]}``), with static links host -> (switch, port). Phases are timed from the
+outside: the source's file read and validation, the controller's snapshot handling (link
+resolution, engine, store) and the drivers' applies.
+
+The edit: with the controller running after its cold start, one VM line is rewritten to
+a port group whose VLAN its host's port does not carry yet; timed from the file's write to
+the source's emitting the change (``edit_to_source_s``: polling, re-read, diff) and to the
+fake switch carrying the VLAN (``edit_to_switch_s``).
 """
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +37,38 @@ from vmfabric.targets.switchport.fake import FakeDriver
 Progress = Callable[[str], None]
 
 
-def write_lab(n_vms: int, folder: Path) -> tuple[dict[str, Any], dict[tuple[str, str], set[int]]]:
-    """The inventory file and config data; returns the config and each port's VLANs."""
+@dataclass(frozen=True)
+class Edit:
+    """A one-line edit: ``old`` becomes ``new``, which needs ``vlan`` on ``port``."""
+
+    old: str
+    new: str
+    switch: str
+    port: str
+    vlan: int
+
+
+def write_lab(
+    n_vms: int, folder: Path
+) -> tuple[dict[str, Any], dict[tuple[str, str], set[int]], Edit]:
+    """The inventory file and config data; returns the config, each port's VLANs and a
+    one-line edit that needs a VLAN a port does not carry yet."""
     inv = make_inventory(n_vms)
     pg_vlan = {p.name: next(iter(p.vlans)) for p in inv.portgroups}
-    data = {
-        "hosts": [{"name": h.name, "nics": ["vmnic0"]} for h in inv.hosts],
-        "portgroups": [{"name": p.name, "vlan": pg_vlan[p.name]} for p in inv.portgroups],
-        "vms": [{"name": v.name, "host": v.host, "power": "on", "portgroups": list(v.networks)}
-                for v in inv.vms],
-    }  # fmt: skip
-    (folder / "inventory.yaml").write_text(json.dumps(data), encoding="utf-8")
+    lines = ["hosts:", *(f"  - {{name: {h.name}, nics: [vmnic0]}}" for h in inv.hosts),
+             "portgroups:", *(f"  - {{name: {p.name}, vlan: {pg_vlan[p.name]}}}"
+                              for p in inv.portgroups),
+             "vms:", *(vm_line(v.name, v.host, v.networks) for v in inv.vms)]  # fmt: skip
+    (folder / "inventory.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     expected: dict[tuple[str, str], set[int]] = {}
     for v in inv.vms:
         key = port_of(int(v.host[1:]))
         expected.setdefault(key, set()).update(pg_vlan[n] for n in v.networks)
+    vm = inv.vms[len(inv.vms) // 2]
+    switch, port = port_of(int(vm.host[1:]))
+    pg = next(p for p in inv.portgroups if pg_vlan[p.name] not in expected[(switch, port)])
+    edit = Edit(vm_line(vm.name, vm.host, vm.networks), vm_line(vm.name, vm.host, (pg.name,)),
+                switch, port, pg_vlan[pg.name])  # fmt: skip
     switches = [
         {"name": s.name, "driver": "fake", "edge_ports": sorted(s.edge_ports)} for s in inv.switches
     ]
@@ -60,7 +83,25 @@ def write_lab(n_vms: int, folder: Path) -> tuple[dict[str, Any], dict[tuple[str,
         "switches": switches,
         "links": links,
     }
-    return config, expected
+    return config, expected, edit
+
+
+def one_line_edit(folder: Path, edit: Edit, driver: Any) -> float:
+    """Rewrite the file with ``edit`` applied (atomically, as an editor saving it does);
+    return when the switch carries the VLAN, with the write's time."""
+    path = folder / "inventory.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert text.count(edit.old + "\n") == 1, "the edit must change exactly one line"
+    tmp = folder / ".inventory.yaml.tmp"
+    tmp.write_text(text.replace(edit.old + "\n", edit.new + "\n"), encoding="utf-8")
+    written = time.time()
+    os.replace(tmp, path)
+    driver.inner.wait_for(lambda states: edit.vlan in states[edit.port].vlans, 60)
+    return written
+
+
+def vm_line(name: str, host: str, portgroups: tuple[str, ...]) -> str:
+    return f"  - {{name: {name}, host: {host}, power: on, portgroups: [{', '.join(portgroups)}]}}"
 
 
 class _Hooks:
@@ -99,7 +140,7 @@ class _Hooks:
 
 
 def once(n_vms: int, folder: Path, config_data: dict[str, Any],
-         expected: dict[tuple[str, str], set[int]]) -> dict[str, Any]:  # fmt: skip
+         expected: dict[tuple[str, str], set[int]], edit: Edit) -> dict[str, Any]:  # fmt: skip
     for leftover in folder.glob("vmfabric.db*"):
         leftover.unlink()
     config = parse_config(config_data, base_dir=folder)
@@ -108,13 +149,13 @@ def once(n_vms: int, folder: Path, config_data: dict[str, Any],
     ctl = Controller(config, store, drivers=drivers)  # type: ignore[arg-type]
     hooks = _Hooks(ctl)
     read = static.StaticSource.read
-    reads: list[float] = []
+    reads: list[tuple[float, float]] = []
 
-    def timed_read(src: Any) -> Snapshot:
+    def timed_read(src: Any) -> Any:
         started = time.time()
-        snap = read(src)
-        reads.append(time.time() - started)
-        return snap
+        parsed = read(src)
+        reads.append((started, time.time()))
+        return parsed
 
     setattr(static.StaticSource, "read", timed_read)  # noqa: B010
     t0 = time.time()
@@ -128,16 +169,23 @@ def once(n_vms: int, folder: Path, config_data: dict[str, Any],
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(not d.applies for d in drivers.values()):
             time.sleep(0.01)
+        cold_applies = [a for d in drivers.values() for a in d.applies]
+        written = one_line_edit(folder, edit, drivers[edit.switch])
+        switched = time.time()
     finally:
         setattr(static.StaticSource, "read", read)  # noqa: B010
         runner.stop()
         store.close()
-    applies = [a for d in drivers.values() for a in d.applies]
+    applies = cold_applies
     done = max(a.end for a in applies)
     m = hooks.marks
+    edit_read = next(((a, b) for a, b in reads if a >= written), (written, switched))
     return {
         "total_s": done - t0,
-        "inventory_read_s": reads[0] if reads else 0.0,
+        "inventory_read_s": reads[0][1] - reads[0][0] if reads else 0.0,
+        "edit_to_source_s": edit_read[1] - written,
+        "edit_reread_s": edit_read[1] - edit_read[0],
+        "edit_to_switch_s": switched - written,
         "discovery_s": hooks.resolve,
         "compute_s": hooks.engine,
         "store_s": m["handle_end"] - m["handle_start"] - hooks.engine - hooks.resolve,
@@ -147,6 +195,7 @@ def once(n_vms: int, folder: Path, config_data: dict[str, Any],
         "memberships": sum(len(v) for v in expected.values()),
         "ports": sum(len(s.edge_ports) for s in config.switches),
         "switches": len(config.switches),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -154,15 +203,19 @@ def run(n_vms: int, reps: int, progress: Progress) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="vmfabric-bench-static-"))
     try:
         progress(f"engine-only cold start: writing a {n_vms}-VM inventory")
-        config_data, expected = write_lab(n_vms, folder)
+        config_data, expected, edit = write_lab(n_vms, folder)
         runs = []
         for r in range(reps):
-            figures = once(n_vms, folder, config_data, expected)
+            if r:  # every run starts from the unedited file
+                config_data, expected, edit = write_lab(n_vms, folder)
+            figures = once(n_vms, folder, config_data, expected, edit)
             runs.append(figures)
             progress(f"  cold start {r + 1}/{reps} ({n_vms} VMs, static + fake): "
                      f"{figures['total_s']:.2f} s (read {figures['inventory_read_s']:.2f}, "
                      f"compute {figures['compute_s']:.2f}, store {figures['store_s']:.2f}, "
-                     f"apply {figures['apply_s']:.2f})")  # fmt: skip
+                     f"apply {figures['apply_s']:.2f}); one-line edit to the source "
+                     f"{figures['edit_to_source_s']:.2f} s, to the switch "
+                     f"{figures['edit_to_switch_s']:.2f} s")  # fmt: skip
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     keys = [k for k in runs[0] if k.endswith("_s")]
@@ -170,4 +223,5 @@ def run(n_vms: int, reps: int, progress: Progress) -> dict[str, Any]:
     out.update({k: runs[0][k] for k in ("transactions", "memberships", "ports", "switches")})
     out["vms"] = n_vms
     out["runs"] = runs
+    out["loadavg_1min"] = summary([r["loadavg"][0] for r in runs], 1.0, 2)
     return out

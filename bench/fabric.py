@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -21,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.stats import summary
-from bench.vclab import SPARE, SWITCH, Admin, ControllerThread, Lab, TimedDriver
+from bench.vclab import SPARE, SWITCH, ControllerThread, Lab, TimedDriver
 from vmfabric.core.model import Host, PortGroup, Power, Snapshot, SourceEvent, Uplink, Vm
 from vmfabric.intents.autovlan import SessionPolicy, SwitchPolicy, full_desired
 from vmfabric.runtime import Controller
-from vmfabric.sources import vcenter
+from vmfabric.sources.vcenter import inventory as vc_inventory
+from vmfabric.sources.vcenter import session as vc_session
 from vmfabric.store import Store
 
 Progress = Callable[[str], None]
@@ -47,16 +49,16 @@ class Hooks:
 
     @contextlib.contextmanager
     def installed(self, ctl: Controller) -> Iterator[Hooks]:
-        watch: Any = vcenter._Watch
-        inventory: Any = vcenter.Inventory
+        watch: Any = vc_session._Watch
+        inventory: Any = vc_inventory.Inventory
         full_read, query_hints = watch.full_read, watch.query_hints
         snapshot = inventory.snapshot
         handle, apply = ctl.intake.handle, ctl.inventory.apply
         marks = self.marks
 
-        def timed_full_read(w: Any, query_hints: bool) -> None:
+        def timed_full_read(w: Any, stop: Any, query_hints: bool) -> bool:
             marks.setdefault("read_start", time.time())
-            full_read(w, query_hints)
+            return bool(full_read(w, stop, query_hints))
 
         def timed_snapshot(inv: Any) -> Snapshot:
             snap = snapshot(inv)
@@ -168,6 +170,7 @@ def cold_start_once(lab: Lab, tag: str) -> tuple[dict[str, Any], ControllerThrea
         "vms": lab.vms,
         "ports": len(expected),
         "memberships": sum(len(v) for v in expected.values()),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
     return figures, runner, driver, store
 
@@ -192,6 +195,7 @@ def cold_start(lab: Lab, reps: int, progress: Progress) -> tuple[dict[str, Any],
     keys = [k for k, v in runs[0].items() if k.endswith("_s")]
     out: dict[str, Any] = {k: summary([run[k] for run in runs]) for k in keys}
     out["runs"] = runs
+    out["loadavg_1min"] = summary([run["loadavg"][0] for run in runs], 1.0, 2)
     out["all_converged_exactly"] = all(r["converged"] and r["exact"] for r in runs)
     return out, kept
 
@@ -239,7 +243,7 @@ class Trace:
 
     @contextlib.contextmanager
     def installed(self, ctl: Controller) -> Iterator[Trace]:
-        watch: Any = vcenter._Watch
+        watch: Any = vc_session._Watch
         emit_changes, handle = watch._emit_changes, ctl.intake.handle
 
         def timed_emit(w: Any, touched: Any) -> None:
@@ -291,15 +295,14 @@ def convergence(
 def _convergence(
     lab: Lab, driver: TimedDriver, k: int, trace: Trace, progress: Progress
 ) -> dict[str, Any]:
-    assert lab.monitor is not None and lab.admin is not None
-    admin: Admin = lab.admin
+    assert lab.monitor is not None and lab.sites
     rng = random.Random(11)
     latencies: list[float] = []
     floor_a: list[float] = []
     misses = 0
     parts: dict[str, list[float]] = {}
     writes0, txns0 = driver.inner.writes, driver.inner.transactions
-    listener = lab.listener()
+    listeners = lab.listeners()  # floor (a): one bare listener per simulator
     started = time.time()
     try:
         for i in range(k):
@@ -308,12 +311,13 @@ def _convergence(
             port, vlan = lab.port_of_host(dest), lab.mover_vlan(mover)
             if vlan in lab.monitor.vlans(port):
                 raise RuntimeError(f"VLAN {vlan} already on {port}: the benchmark is wrong")
+            listener = listeners[lab.sites.index(lab.site_of(mover))]
             time.sleep(rng.uniform(0, 0.25))  # sample every phase of vcsim's 250 ms tick
             mark, lmark = lab.monitor.mark(), listener.mark()
             tmarks, amark = (len(trace.emits), len(trace.handles)), len(driver.applies)
-            done = admin.relocate(mover, dest)
+            done = lab.relocate(mover, dest)
             up = lab.monitor.wait_vlan(port, vlan, mark, 10)
-            seen = listener.wait(admin.vms[mover]._moId, admin.hosts[dest]._moId, lmark, 10)
+            seen = listener.wait(*lab.morefs(mover, dest), lmark, 10)
             if up is None or seen is None:
                 misses += 1
                 continue
@@ -325,20 +329,25 @@ def _convergence(
             if (i + 1) % 50 == 0:
                 progress(f"  vMotion {i + 1}/{k}: p50 so far {_ms(latencies)} ms")
     finally:
-        listener.close()
+        for listener in listeners:
+            listener.close()
     elapsed = time.time() - started
     assert lab.ovs is not None
     floor_b = bare_transactions(lab.ovs.db_url, k)
     a50 = summary(floor_a, 1000.0, 1).get("p50", 0.0)
     b50 = summary(floor_b, 1000.0, 2).get("p50", 0.0)
     v = summary(latencies, 1000.0, 1)
+    a = summary(floor_a, 1000.0, 1)
     return {
         "k": k,
         "misses": misses,
         "vmfabric_ms": v,
-        "floor_a_waitforupdates_ms": summary(floor_a, 1000.0, 1),
+        "floor_a_waitforupdates_ms": a,
         "floor_b_ovsdb_txn_ms": summary(floor_b, 1000.0, 2),
         "ratio_p50": round(v.get("p50", 0.0) / (a50 + b50), 2) if a50 + b50 > 0 else None,
+        "ratio_p99_to_floor_a_p99": (
+            round(v["p99"] / a["p99"], 2) if a.get("p99") and v.get("p99") else None
+        ),
         "vmfabric_minus_floor_a_ms": summary(
             [x - y for x, y in zip(latencies, floor_a, strict=True)], 1000.0, 1
         ),
@@ -346,6 +355,7 @@ def _convergence(
         "transactions": driver.inner.transactions - txns0,
         "workload_seconds": round(elapsed, 1),
         "inside_vmfabric_ms": {name: summary(v, 1000.0, 1) for name, v in parts.items()},
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -372,7 +382,7 @@ def storm(
     lab: Lab, ctl: Controller, driver: TimedDriver, n: int, progress: Progress
 ) -> dict[str, Any]:
     """``n`` vMotions issued back to back (no wait between them); count what reached OVSDB."""
-    assert lab.monitor is not None and lab.admin is not None
+    assert lab.monitor is not None and lab.sites
     coalesce = ctl.config.engine.coalesce
     plan = []
     for i in range(n):
@@ -384,7 +394,7 @@ def storm(
     with Warnings().watching() as warned:
         t0 = time.time()
         for mover, host in plan:
-            lab.admin.start_relocate(mover, host)
+            lab.start_relocate(mover, host)
         issued = time.time() - t0
         progress(f"  {n} relocations issued in {issued:.1f} s; waiting for the fabric")
         want = {p: frozenset(lab.mover_vlan(m) for m, q in final.items() if q == p)

@@ -5,8 +5,8 @@ password from ``$BENCH_VC_PASSWORD``, watches ``runtime.host`` of every VM throu
 ContainerView filter (the same long poll vmfabric's source makes: maxWaitSeconds 1), and
 prints ``ready`` after the initial read, then one line per change:
 ``<epoch seconds> <vm moref> <host moref>``. ``$BENCH_LISTENER_PATHS`` (comma-separated)
-widens the property list and ``$BENCH_LISTENER_FILTERS=source`` makes it watch through the
-vcenter source's five filters instead: experiments on what vcsim's update cost depends on.
+widens the property list and ``$BENCH_LISTENER_FILTERS=source`` makes it watch through wave
+1's five filters on one collector instead: experiments on what vcsim's update cost depends on.
 It exits when stdin closes.
 """
 
@@ -45,14 +45,27 @@ def vm_host_filter(content: Any, collector: Any, paths: list[str]) -> Any:
     return collector.CreateFilter(spec, partialUpdates=False)
 
 
-def source_filters(content: Any, collector: Any) -> None:
-    """The vcenter source's own five filters (one per kind, each over a ContainerView)."""
-    from vmfabric.sources import vcenter
+# Wave 1's vcenter source: five filters (one per kind) on one collector, kept here to show
+# what that layout costs on vcsim (the source now has one collector per kind).
+WAVE1_FILTERS = (
+    ("VirtualMachine", ("name", "runtime.host", "runtime.powerState", "network")),
+    ("HostSystem", ("name", "runtime.connectionState", "configManager.networkSystem",
+                    "config.network.pnic", "config.network.vswitch", "config.network.portgroup",
+                    "config.network.proxySwitch")),
+    ("Network", ("name",)),
+    ("dvs.DistributedVirtualPortgroup", ("name", "key", "config.defaultPortConfig",
+                                         "config.distributedVirtualSwitch")),
+    ("DistributedVirtualSwitch", ("uuid", "config.uplinkPortgroup")),
+)  # fmt: skip
 
-    for kind, paths in vcenter.WATCHED:
-        vim_type = vcenter._vim_type(kind)
-        view = content.viewManager.CreateContainerView(content.rootFolder, [vim_type], True)
-        collector.CreateFilter(vcenter.filter_spec(view, vim_type, paths), partialUpdates=False)
+
+def source_filters(content: Any, collector: Any) -> None:
+    """Wave 1's five filters (one per kind, each over a ContainerView) on one collector."""
+    from vmfabric.sources.vcenter.feeds import filter_spec, vim_type
+
+    for kind, paths in WAVE1_FILTERS:
+        view = content.viewManager.CreateContainerView(content.rootFolder, [vim_type(kind)], True)
+        collector.CreateFilter(filter_spec(view, vim_type(kind), paths), partialUpdates=False)
 
 
 def listen(url: str, user: str, password: str, stop: threading.Event) -> None:

@@ -4,12 +4,12 @@
   100,000 VMs (the functions are the same; each call gets slower as the working set
   outgrows the CPU caches).
 - ``inventory``: the vcenter source's full read against vcsim (250 hosts, 10,000 VMs by
-  default): cProfile of ``_Watch.full_read``, split into time waiting for the server and
-  time in pyVmomi's SOAP parsing, and the same read with and without
-  ``config.hardware.device`` (the VM property that dominates the answer's size).
+  default): when each feed's initial read arrived, and each VM feed's answer read by the
+  source's fast reader and by pyVmomi.
 
-- ``filters``: the vMotion delay seen by bare listeners with one filter vs. the vcenter
-  source's five filters (64 hosts, 2,000 VMs).
+- ``filters``: the vMotion delay seen by a bare listener through different filters (250
+  hosts, 10,000 VMs): the cost of property paths per VM and of filters per collector, which
+  is why the source has one collector per kind and splits the VMs in two feeds.
 
 Writes bench/results/profile.json and prints the top functions.
 """
@@ -19,18 +19,23 @@ from __future__ import annotations
 import cProfile
 import io
 import json
+import math
 import os
 import pstats
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import engine as eng
-from bench.listener import vim, vmodl
+from bench.listener import vim
 from vmfabric.config import VcenterSession
 from vmfabric.lab.vcsim import Vcsim
-from vmfabric.sources import vcenter
+from vmfabric.sources.vcenter import VcenterSource
+from vmfabric.sources.vcenter import session as vc_session
+from vmfabric.sources.vcenter.feeds import FEEDS, VM_MORE_PATHS, VM_PATHS, filter_spec
+from vmfabric.sources.vcenter.wire import WaitCall, parse_fast
 
 PASSWORD_ENV = "BENCH_PROFILE_PASSWORD"  # noqa: S105 (a variable name, not a password)
 OUT = Path(__file__).resolve().parent / "results" / "profile.json"
@@ -64,105 +69,140 @@ def profile_engine(sizes: tuple[int, ...] = (1_000, 100_000), events: int = 20_0
     return out
 
 
-def _read(content: Any, paths: tuple[str, ...]) -> float:
-    pc = vmodl.query.PropertyCollector
+def _best(fn: Any, reps: int = 3) -> float:
+    best = math.inf
+    for _ in range(reps):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _parse_costs(si: Any, content: Any) -> dict[str, Any]:
+    """Each VM feed's initial answer, read by the fast reader and by pyVmomi."""
+    out: dict[str, Any] = {}
     view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    spec = pc.FilterSpec(
-        objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[pc.TraversalSpec(
-            name="v", path="view", skip=False, type=vim.view.ContainerView)])],
-        propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=list(paths))],
-    )  # fmt: skip
-    started = time.perf_counter()
-    result = content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
-    while result is not None and result.token:
-        result = content.propertyCollector.ContinueRetrievePropertiesEx(result.token)
-    view.DestroyView()
-    return time.perf_counter() - started
+    try:
+        for spec in FEEDS[:2]:
+            collector = content.propertyCollector.CreatePropertyCollector()
+            spec_ = filter_spec(view, vim.VirtualMachine, spec.paths)
+            collector.CreateFilter(spec_, partialUpdates=False)
+            call = WaitCall(si._stub, collector, "fast")
+            started = time.perf_counter()
+            body = call.fetch("", 0, 100_000)
+            out[spec.name] = {
+                "paths": list(spec.paths), "bytes": len(body),
+                "server_and_transfer_s": round(time.perf_counter() - started, 3),
+                "fast_reader_s": round(_best(lambda body=body: parse_fast(body)), 3),
+                "pyvmomi_s": round(_best(lambda body=body, c=call: c.parse_pyvmomi(body), 1), 3),
+            }  # fmt: skip
+            call.close()
+            collector.DestroyPropertyCollector()
+    finally:
+        view.DestroyView()
+    return out
 
 
 def profile_inventory(hosts: int = 250, vms: int = 10_000) -> Any:
+    """The vcenter source's full read (every feed in parallel, hints included) with the
+    time each feed's initial read arrived, then each VM feed's answer parsed both ways."""
     sim = Vcsim(hosts=hosts, vms=vms)
     try:
         sim.start(timeout=600)
         os.environ[PASSWORD_ENV] = sim.password
         config = VcenterSession(name="p", kind="vcenter", url=sim.url, username=sim.username,
-                                password=f"env:{PASSWORD_ENV}")  # fmt: skip
-        source = vcenter.VcenterSource(config, Path("."))
-        si = source._connect()
+                                password=f"env:{PASSWORD_ENV}", tag_refresh=0)  # fmt: skip
+        source = VcenterSource(config, Path("."))
+        si = source._connect(None)
         content = si.RetrieveContent()
         events: list[Any] = []
-        watch = vcenter._Watch(source, content, events.append)
-        prof = cProfile.Profile()
+        watch: Any = vc_session._Watch(source, si, content, events.append, None)
+        arrived: dict[str, float] = {}
+        absorb = watch._absorb
         started = time.perf_counter()
-        prof.enable()
-        watch.full_read(query_hints=False)
-        prof.disable()
+
+        def timed_absorb(item: Any, touched: Any) -> None:
+            if item.initial:
+                arrived[item.feed] = round(time.perf_counter() - started, 3)
+            absorb(item, touched)
+
+        watch._absorb = timed_absorb
+        cpu = time.process_time()
+        watch.full_read(threading.Event(), query_hints=True)
         total = time.perf_counter() - started
-        stats = pstats.Stats(prof, stream=io.StringIO()).stats  # type: ignore[attr-defined]
-        waiting = sum(v[2] for k, v in stats.items() if k[2] in ("recv_into", "readinto"))
-        paths = vcenter.VM_PATHS
-        without = tuple(p for p in paths if p != "config.hardware.device")
+        cpu = time.process_time() - cpu
+        watch.close(polite=True)
         return {
-            "hosts": hosts, "vms": vms,
-            "full_read_s": round(total, 2),
-            "socket_wait_s": round(waiting, 2),
-            "top": _top(prof, 15),
-            "retrieve_vm_paths_s": round(_read(content, paths), 2),
-            "retrieve_without_devices_s": round(_read(content, without), 2),
-            "retrieve_host_and_network_only_s": round(
-                _read(content, ("runtime.host", "network")), 2),
+            "hosts": hosts, "vms": vms, "loadavg": os.getloadavg(),
+            "full_read_s": round(total, 3),
+            "full_read_cpu_s": round(cpu, 3),  # this process's, all threads
+            "hint_queries": source.hint_queries,
+            "initial_read_arrived_s": arrived,
+            "vm_feeds": _parse_costs(si, content),
         }  # fmt: skip
     finally:
         sim.cleanup()
 
 
-def filters_experiment(hosts: int = 64, vms: int = 2_000, moves: int = 30) -> Any:
-    """The same vMotions seen by three bare listeners (own processes, own collectors): one
-    filter on ``runtime.host``, one filter with all of the source's VM paths, and the
-    vcenter source's five filters. Shows where vcsim's update delay comes from."""
+LISTENERS: dict[str, dict[str, str]] = {
+    "one filter, runtime.host (floor a)": {},
+    "one filter, the vm feed's paths": {"BENCH_LISTENER_PATHS": ",".join(VM_PATHS)},
+    "one filter, wave 1's VM paths": {
+        "BENCH_LISTENER_PATHS": "name,runtime.host,runtime.powerState,network"},
+    "one filter, every VM path the source reads": {
+        "BENCH_LISTENER_PATHS": ",".join((*VM_PATHS, *VM_MORE_PATHS))},
+    "wave 1's five filters on one collector": {"BENCH_LISTENER_FILTERS": "source"},
+}  # fmt: skip
+
+
+def _listen(lab: Any, env: dict[str, str]) -> Any:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return lab.listener()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def filters_experiment(hosts: int = 250, vms: int = 10_000, moves: int = 15,
+                       rounds: int = 2) -> Any:  # fmt: skip
+    """The vMotion delay seen by a bare listener (its own process and collector) watching
+    through different filters, one listener at a time, in ``rounds`` alternating rounds of
+    ``moves`` vMotions each: what vcsim's cost per update depends on (property paths per
+    VM, filters per collector)."""
     import random
 
     from bench.stats import summary
     from bench.vclab import Lab
 
-    variants = {
-        "one filter, runtime.host": {},
-        "one filter, the source's VM paths": {"BENCH_LISTENER_PATHS": ",".join(vcenter.VM_PATHS)},
-        "the source's five filters": {"BENCH_LISTENER_FILTERS": "source"},
-    }
-    out: dict[str, Any] = {"hosts": hosts, "vms": vms, "moves": moves}
+    out: dict[str, Any] = {"hosts": hosts, "vms": vms, "moves": moves * rounds}
+    seen: dict[str, list[float]] = {name: [] for name in LISTENERS}
+    loads: list[float] = []
+    rng = random.Random(3)
     with Lab(hosts, vms, 10, lambda text: None) as lab:
         assert lab.admin is not None
-        listeners = {}
-        for name, env in variants.items():
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            try:
-                listeners[name] = lab.listener()
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
-        seen: dict[str, list[float]] = {name: [] for name in variants}
-        rng = random.Random(3)
-        try:
-            for i in range(moves):
-                mover = lab.mover(i % 10)
-                dest = lab.next_host(mover)
-                time.sleep(rng.uniform(0, 0.25))
-                marks = {name: li.mark() for name, li in listeners.items()}
-                done = lab.admin.relocate(mover, dest)
-                vm, host = lab.admin.vms[mover]._moId, lab.admin.hosts[dest]._moId
-                for name, li in listeners.items():
-                    at = li.wait(vm, host, marks[name], 10)
-                    if at is not None:
-                        seen[name].append(at - done)
-        finally:
-            for li in listeners.values():
-                li.close()
+        for _ in range(rounds):
+            for name, env in LISTENERS.items():
+                listener = _listen(lab, env)
+                loads.append(os.getloadavg()[0])
+                try:
+                    for i in range(moves):
+                        mover = lab.mover(i % 10)
+                        dest = lab.next_host(mover)
+                        time.sleep(rng.uniform(0, 0.25))
+                        mark = listener.mark()
+                        done = lab.relocate(mover, dest)
+                        at = listener.wait(*lab.morefs(mover, dest), mark, 10)
+                        if at is not None:
+                            seen[name].append(at - done)
+                finally:
+                    listener.close()
     out["ms"] = {name: summary(v, 1000.0, 1) for name, v in seen.items()}
+    out["loadavg_1min"] = summary(loads, 1.0, 2)
     return out
 
 

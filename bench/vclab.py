@@ -1,13 +1,15 @@
-"""The benchmark lab: vcsim (H hosts, N VMs), a real Open vSwitch with one edge port per
-host, a pyVmomi admin client, and the controller running in-process in a thread.
+"""The benchmark lab: vcsim (H hosts, N VMs; or S simulators of H hosts and N VMs each, one
+vCenter session per simulator), a real Open vSwitch with one edge port per host, a pyVmomi
+admin client per simulator, and the controller running in-process in a thread.
 
-Wiring: host ``hvNNN``'s ``vmnic1`` (its distributed-switch uplink) reports by CDP that it
-lands on port ``pNNN`` of switch ``leaf1``; bridge ``sw`` of a private OVS (own namespace)
-has the veth ports ``p001``..``pH`` (all edge ports, starting closed: trunks=[4095]) and a
-``spare`` port that vmfabric never writes (floor (b) transactions go there). The
-simulator's N model VMs sit on ``DC0_DVPG0``, given VLAN 100; ``movers`` more VMs each
-have a port group of their own (VLAN 1000 + i), so every vMotion of a mover to a host it
-has not visited needs a VLAN added on the destination port.
+Wiring: host ``hvNNN`` (``vcShvNNN`` with several simulators)'s ``vmnic1`` (its
+distributed-switch uplink) reports by CDP that it lands on its own port ``pNNN`` of switch
+``leaf1``; bridge ``sw`` of a private OVS (own namespace) has the veth ports ``p001``..
+(all edge ports, starting closed: trunks=[4095]) and a ``spare`` port that vmfabric never
+writes (floor (b) transactions go there). Each simulator's N model VMs sit on
+``DC0_DVPG0``, given VLAN 100; ``movers`` more VMs (spread over the simulators) each have
+a port group of their own (VLAN 1000 + i), so every vMotion of a mover to a host it has
+not visited needs a VLAN added on the destination port.
 
 Everything started here is stopped by ``Lab.close`` (by PID and name), also on errors and
 Ctrl-C: the controller thread, the listener process, the OVSDB monitor, vcsim, OVS and its
@@ -54,8 +56,8 @@ Progress = Callable[[str], None]
 Disconnect: Any = _connect.Disconnect
 
 
-def host_name(i: int) -> str:
-    return f"hv{i:03d}"
+def host_name(i: int, site: int = 0, sites: int = 1) -> str:
+    return f"hv{i:03d}" if sites == 1 else f"vc{site + 1}hv{i:03d}"
 
 
 def port_name(i: int) -> str:
@@ -359,32 +361,57 @@ class Listener:
 
 
 @dataclass
-class Lab:
-    """vcsim + OVS + admin client + OVSDB monitor. See the module docstring."""
+class Site:
+    """One simulator of the lab: its process, its admin client and its hosts' names."""
 
-    hosts: int
-    vms: int
+    sim: Vcsim
+    admin: Admin
+    hosts: list[str]
+    session: str
+
+
+@dataclass
+class Lab:
+    """vcsim(s) + OVS + admin client(s) + OVSDB monitor. See the module docstring."""
+
+    hosts: int  # per simulator
+    vms: int  # per simulator
     movers: int
     progress: Progress
     seed: int = 7
+    sims: int = 1
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vmfabric-bench-")))
     ovs: OvsInstance | None = None
-    sim: Vcsim | None = None
-    admin: Admin | None = None
+    sites: list[Site] = field(default_factory=list)
     monitor: OvsMonitor | None = None
     setup_seconds: dict[str, float] = field(default_factory=dict)
     itinerary: dict[str, list[str]] = field(default_factory=dict)
     where: dict[str, str] = field(default_factory=dict)  # mover -> host now
 
     @property
+    def sim(self) -> Vcsim | None:
+        return self.sites[0].sim if self.sites else None
+
+    @property
+    def admin(self) -> Admin | None:
+        return self.sites[0].admin if self.sites else None
+
+    @property
     def ports(self) -> list[str]:
-        return [port_name(i) for i in range(1, self.hosts + 1)]
+        return [port_name(i) for i in range(1, self.hosts * self.sims + 1)]
+
+    def host_names(self, site: int) -> list[str]:
+        return [host_name(i, site, self.sims) for i in range(1, self.hosts + 1)]
 
     def port_of_host(self, host: str) -> str:
-        return "p" + host[2:]
+        site, index = (0, int(host[2:])) if self.sims == 1 else (int(host[2]) - 1, int(host[5:]))
+        return port_name(site * self.hosts + index)
 
     def mover(self, j: int) -> str:
         return f"mover{j:03d}"
+
+    def site_of(self, mover: str) -> Site:
+        return self.sites[int(mover[5:]) % self.sims]
 
     def start(self) -> Lab:
         try:
@@ -423,30 +450,38 @@ class Lab:
         self.ovs.vsctl(*args[1:])
 
     def _start_vcsim(self) -> None:
-        hints = {
-            host_name(i): {"vmnic1": {"cdp": {"devId": SWITCH, "portId": port_name(i)}}}
-            for i in range(1, self.hosts + 1)
-        }
-        hints_file = self.workdir / "hints.json"
-        write_hints(hints_file, hints)
-        names = [host_name(i) for i in range(1, self.hosts + 1)]
-        self.sim = Vcsim(hosts=self.hosts, vms=max(self.vms - self.movers, 0),
-                         host_names=names, hints_file=hints_file)  # fmt: skip
-        self.sim.start(timeout=600)
-        self.admin = Admin(self.sim.url, self.sim.username, self.sim.password)
+        for site in range(self.sims):
+            names = self.host_names(site)
+            hints = {
+                name: {"vmnic1": {"cdp": {"devId": SWITCH, "portId": self.port_of_host(name)}}}
+                for name in names
+            }
+            hints_file = self.workdir / f"hints{site}.json"
+            write_hints(hints_file, hints)
+            movers = len([j for j in range(self.movers) if j % self.sims == site])
+            sim = Vcsim(hosts=self.hosts, vms=max(self.vms - movers, 0), host_names=names,
+                        hints_file=hints_file)  # fmt: skip
+            try:
+                sim.start(timeout=600)
+                admin = Admin(sim.url, sim.username, sim.password)
+            except BaseException:
+                sim.cleanup()
+                raise
+            session = "vc" if self.sims == 1 else f"vc{site + 1}"
+            self.sites.append(Site(sim, admin, names, session))
 
     def _populate(self) -> None:
-        assert self.admin is not None
-        self.admin.set_vlan("DC0_DVPG0", BASE_VLAN)
-        self.admin.add_portgroups({f"mv{j:03d}": MOVER_VLAN + j for j in range(self.movers)})
         rng = random.Random(self.seed)
-        names = [host_name(i) for i in range(1, self.hosts + 1)]
-        for j in range(self.movers):
-            order = names[:]
-            rng.shuffle(order)
-            start, self.itinerary[self.mover(j)] = order[0], order[1:]
-            self.admin.create_vm(self.mover(j), start, f"mv{j:03d}")
-            self.where[self.mover(j)] = start
+        for index, site in enumerate(self.sites):
+            site.admin.set_vlan("DC0_DVPG0", BASE_VLAN)
+            mine = [j for j in range(self.movers) if j % self.sims == index]
+            site.admin.add_portgroups({f"mv{j:03d}": MOVER_VLAN + j for j in mine})
+            for j in mine:
+                order = site.hosts[:]
+                rng.shuffle(order)
+                start, self.itinerary[self.mover(j)] = order[0], order[1:]
+                site.admin.create_vm(self.mover(j), start, f"mv{j:03d}")
+                self.where[self.mover(j)] = start
 
     def next_host(self, mover: str) -> str:
         """A host ``mover`` has never been on (so its VLAN is not on that port yet)."""
@@ -457,19 +492,30 @@ class Lab:
     def mover_vlan(self, mover: str) -> int:
         return MOVER_VLAN + int(mover[5:])
 
+    def relocate(self, mover: str, host: str) -> float:
+        return self.site_of(mover).admin.relocate(mover, host)
+
+    def start_relocate(self, mover: str, host: str) -> Any:
+        return self.site_of(mover).admin.start_relocate(mover, host)
+
+    def morefs(self, mover: str, host: str) -> tuple[str, str]:
+        """(VM moref, host moref) of a mover and a host of its simulator."""
+        admin = self.site_of(mover).admin
+        return admin.vms[mover]._moId, admin.hosts[host]._moId
+
     def expected(self) -> dict[str, frozenset[int]]:
-        """Every edge port's VLANs, computed here from the simulator's placement."""
-        assert self.admin is not None
-        host_port = {ref._moId: self.port_of_host(n) for n, ref in self.admin.hosts.items()}
+        """Every edge port's VLANs, computed here from the simulators' placement."""
         vlan_of = {"DC0_DVPG0": BASE_VLAN}
         vlan_of.update({f"mv{j:03d}": MOVER_VLAN + j for j in range(self.movers)})
         out: dict[str, set[int]] = {p: set() for p in self.ports}
-        for _, host, power, nets in self.admin.placement():
-            if power != "poweredOn" or host not in host_port:
-                continue
-            for net in nets:
-                if net in vlan_of:
-                    out[host_port[host]].add(vlan_of[net])
+        for site in self.sites:
+            host_port = {ref._moId: self.port_of_host(n) for n, ref in site.admin.hosts.items()}
+            for _, host, power, nets in site.admin.placement():
+                if power != "poweredOn" or host not in host_port:
+                    continue
+                for net in nets:
+                    if net in vlan_of:
+                        out[host_port[host]].add(vlan_of[net])
         return {p: frozenset(v) for p, v in out.items()}
 
     def reset_ports(self) -> None:
@@ -486,16 +532,20 @@ class Lab:
             raise RuntimeError("ports did not reset")
 
     def config(self, store: Path, **engine: Any) -> Config:
-        assert self.sim is not None and self.ovs is not None
-        os.environ[PASSWORD_ENV] = self.sim.password
+        assert self.sites and self.ovs is not None
+        sessions = []
+        for site in self.sites:
+            env = f"{PASSWORD_ENV}_{site.session.upper()}"
+            os.environ[env] = site.sim.password
+            sessions.append({
+                "name": site.session, "kind": "vcenter", "url": site.sim.url,
+                "username": site.sim.username, "password": f"env:{env}",
+                "audit_interval": 3600, "hint_refresh": 3600,
+            })  # fmt: skip
         data = {
             "store": f"sqlite:///{store}",
             "engine": {"prune_delay": 3600, "coalesce": 0.02, **engine},
-            "sessions": [{
-                "name": "vc", "kind": "vcenter", "url": self.sim.url,
-                "username": self.sim.username, "password": f"env:{PASSWORD_ENV}",
-                "audit_interval": 3600, "hint_refresh": 3600,
-            }],
+            "sessions": sessions,
             "switches": [{
                 "name": SWITCH, "driver": "ovs", "ovsdb": self.ovs.db_url, "bridge": BRIDGE,
                 "edge_ports": self.ports,
@@ -511,13 +561,25 @@ class Lab:
         ctl = Controller(config, store, drivers={SWITCH: driver})
         return ctl, driver, store
 
-    def listener(self) -> Listener:
-        assert self.sim is not None
-        return Listener(self.sim.url, self.sim.username, self.sim.password)
+    def listener(self, site: int = 0) -> Listener:
+        sim = self.sites[site].sim
+        return Listener(sim.url, sim.username, sim.password)
+
+    def listeners(self) -> list[Listener]:
+        """A bare listener per simulator (each its own process)."""
+        started: list[Listener] = []
+        try:
+            for site in range(len(self.sites)):
+                started.append(self.listener(site))
+        except BaseException:
+            for listener in started:
+                listener.close()
+            raise
+        return started
 
     def close(self) -> None:
         errors = []
-        for step in (self._close_monitor, self._close_admin, self._close_sim, self._close_ovs):
+        for step in (self._close_monitor, self._close_sites, self._close_ovs):
             try:
                 step()
             except Exception as exc:
@@ -531,15 +593,11 @@ class Lab:
             self.monitor.stop()
             self.monitor = None
 
-    def _close_admin(self) -> None:
-        if self.admin is not None:
-            self.admin.close()
-            self.admin = None
-
-    def _close_sim(self) -> None:
-        if self.sim is not None:
-            self.sim.cleanup()
-            self.sim = None
+    def _close_sites(self) -> None:
+        sites, self.sites = self.sites, []
+        for site in sites:
+            site.admin.close()
+            site.sim.cleanup()
 
     def _close_ovs(self) -> None:
         if self.ovs is not None:

@@ -49,6 +49,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from vmfabric.core.errors import ConfigError, PermanentError, TransientError
+from vmfabric.demo_groups import GroupsAct
 from vmfabric.lab import builder
 from vmfabric.lab import netns as nsx
 from vmfabric.lab import topology as tp
@@ -428,6 +429,7 @@ class FabricDemo(Narrator):
         moved, old = self.step_vmotion()
         self.step_prune(moved, old)
         self.step_protected()
+        GroupsAct(self).run()
         self.check_controller()
 
     def step_controller(self) -> None:

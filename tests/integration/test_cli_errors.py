@@ -147,6 +147,33 @@ def test_readable_secret_file_is_bad_input_for_a_vcenter_session(tmp_path: Path)
     assert "s3cret-value" not in done.stderr + done.stdout
 
 
+def test_version_is_the_package_version() -> None:
+    from importlib.metadata import version
+
+    done = vmfabric("--version")
+    assert (done.returncode, done.stdout.strip()) == (0, f"vmfabric {version('vmfabric')}")
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["show", "vm", "--bogus"], "show vm: No such option: --bogus"),
+        (["show", "vm", "--jsn"], "show vm: No such option: --jsn"),
+        (["approve"], "approve: Missing argument"),
+        (["approve", "seven"], "approve: Invalid value for"),
+        (["show", "audit", "--limit", "x"], "show audit: Invalid value for '--limit'"),
+        (["show", "vlan", "5000"], "show vlan: Invalid value for 'ID'"),
+        (["show", "plan", "--status", "maybe"], "'maybe' is not one of applied, applying"),
+        (["show", "session", "--autovlan"], "--autovlan needs a session NAME"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
+def test_argument_errors_are_one_line_and_exit_2(args: list[str], text: str) -> None:
+    done = vmfabric(*args)
+    assert_one_line_error(done, 2, text)
+    assert "╭" not in done.stderr + done.stdout, "no framed box"
+
+
 def test_two_entries_for_one_bridge_are_bad_input_and_nothing_is_applied(
     ovs_switch: MakeSwitch, tmp_path: Path
 ) -> None:
@@ -209,30 +236,3 @@ def test_show_does_not_need_the_secrets_that_run_needs(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     refused = vmfabric("sync", "--dry-run", "-c", str(path))
     assert_one_line_error(refused, 2, "VMF_CLI_UNSET_PASSWORD (from env:VMF_CLI_UNSET_PASSWORD)")
-
-
-def test_version_is_the_package_version() -> None:
-    from importlib.metadata import version
-
-    done = vmfabric("--version")
-    assert (done.returncode, done.stdout.strip()) == (0, f"vmfabric {version('vmfabric')}")
-
-
-@pytest.mark.parametrize(
-    ("args", "text"),
-    [
-        (["show", "vm", "--bogus"], "show vm: No such option: --bogus"),
-        (["show", "vm", "--jsn"], "show vm: No such option: --jsn"),
-        (["approve"], "approve: Missing argument"),
-        (["approve", "seven"], "approve: Invalid value for"),
-        (["show", "audit", "--limit", "x"], "show audit: Invalid value for '--limit'"),
-        (["show", "vlan", "5000"], "show vlan: Invalid value for 'ID'"),
-        (["show", "plan", "--status", "maybe"], "'maybe' is not one of applied, applying"),
-        (["show", "session", "--autovlan"], "--autovlan needs a session NAME"),
-        (["frobnicate"], "No such command 'frobnicate'"),
-    ],
-)
-def test_argument_errors_are_one_line_and_exit_2(args: list[str], text: str) -> None:
-    done = vmfabric(*args)
-    assert_one_line_error(done, 2, text)
-    assert "╭" not in done.stderr + done.stdout, "no framed box"

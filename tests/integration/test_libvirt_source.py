@@ -484,3 +484,62 @@ def test_hosts_disagreeing_on_a_portgroup_get_the_union_and_a_warning(
     assert statuses[-1].warnings == (
         "port group prod/web differs between hosts; using VLANs 130-131",
     )
+
+
+# ---- what the intents beyond autovlan read -------------------------------------------------
+
+METADATA = """<metadata>
+  <vmfabric:vm xmlns:vmfabric="urn:vmfabric:domain:1">
+    <vmfabric:tag>tier:web</vmfabric:tag><vmfabric:tag>env:prod</vmfabric:tag>
+    <vmfabric:attribute name="owner">team-a</vmfabric:attribute>
+  </vmfabric:vm>
+  <libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0">
+    <libosinfo:os id="http://ubuntu.com/ubuntu/22.04"/>
+  </libosinfo:libosinfo>
+</metadata>"""
+
+
+def test_macs_addresses_and_metadata_are_read_from_the_domain(
+    tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    uid = str(uuid.uuid4())
+    nic = ("<interface type='bridge'><mac address='52:54:00:AB:CD:01'/>"
+           "<source bridge='br-int'/><target dev='vnet0'/><virtualport type='openvswitch'/>"
+           "<vlan><tag id='110'/></vlan></interface>")  # fmt: skip
+    xml = domain_xml("web-01", uid, nic).replace("<os>", METADATA + "<os>")
+    run = start({"hv1": node_file(tmp_path, "hv1", xml)})
+    (vm,) = run.wait_for(Snapshot, lambda s: True).vms
+    assert vm.macs == ("52:54:00:ab:cd:01",)
+    assert vm.tags == ("env:prod", "tier:web")
+    assert vm.attributes == (("owner", "team-a"),)
+    assert vm.guest_os == "http://ubuntu.com/ubuntu/22.04"  # libosinfo's, none of ours
+    dom = run.conn("hv1").lookupByUUIDString(uid)
+    reported = dom.interfaceAddresses(libvirt_const("VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT"))
+    expected = {a["addr"] for i in reported.values() for a in i["addrs"]}
+    assert expected and set(vm.ips) == expected  # what the test driver's agent answers
+    dom.destroy()
+    off = run.wait_for(VmUpsert, lambda e: e.vm.id == uid and e.vm.power is Power.OFF).vm
+    assert off.ips == () and off.macs == vm.macs  # a stopped VM has no address
+
+
+def test_a_metadata_change_reaches_the_source_as_an_event(
+    tmp_path: Path, start: Callable[..., Running]
+) -> None:
+    uid = str(uuid.uuid4())
+    run = start({"hv1": node_file(tmp_path, "hv1", domain_xml("db-01", uid, access_nic(140)))})
+    (vm,) = run.wait_for(Snapshot, lambda s: True).vms
+    assert vm.tags == () and vm.guest_os == ""
+    ours = ("<vm><tag>tier:db</tag><attribute name='backup'>daily</attribute>"
+            "<guest-os>debian12</guest-os></vm>")  # fmt: skip
+    dom = run.conn("hv1").lookupByUUIDString(uid)
+    element = libvirt_const("VIR_DOMAIN_METADATA_ELEMENT")
+    dom.setMetadata(element, ours, "vmfabric", "urn:vmfabric:domain:1", 0)
+    changed = run.wait_for(VmUpsert, lambda e: e.vm.id == uid and e.vm.tags == ("tier:db",)).vm
+    assert changed.attributes == (("backup", "daily"),) and changed.guest_os == "debian12"
+
+
+def libvirt_const(name: str) -> int:
+    import libvirt
+
+    value: int = getattr(libvirt, name)
+    return value

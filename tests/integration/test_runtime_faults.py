@@ -293,6 +293,8 @@ def test_sighup_applies_a_new_link_and_refuses_a_bad_file(
         cfg_path.write_text(yaml.safe_dump(data))
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: trunks(sw, "e1") == {110}, 20, "VLAN 110 on e1 after SIGHUP")
+        (session,) = store.show_sessions("inv")
+        assert session["state"] == "connected" and session["in_sync"], "an unchanged session"
         cfg_path.write_text("switches: [unclosed\n")
         proc.send_signal(signal.SIGHUP)
         data["links"].pop()  # the refused file must not have taken the link away

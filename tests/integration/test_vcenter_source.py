@@ -326,3 +326,68 @@ def test_full_read_figure_64_hosts_2000_vms(
         f"audits {', '.join(f'{r:.2f}' for r in reads[1:])} s"
     )
     assert max(reads) < 30
+
+
+# ---- what the intents beyond autovlan read -------------------------------------------------
+
+
+def test_snapshot_carries_mac_guest_os_folder_and_cluster(
+    vcsim_lab: Lab, source_run: SourceRunner
+) -> None:
+    snap = _first_snapshot(source_run(vcsim_lab.sim))
+    vm = next(v for v in snap.vms if v.name == "web-01")
+    assert vm.guest_os == "otherGuest"
+    assert vm.folder == "/DC0/vm"
+    assert vm.cluster == "DC0_C0"
+    assert len(vm.macs) == 1 and vm.macs[0].count(":") == 5 and vm.macs[0] == vm.macs[0].lower()
+    assert vm.ips == () and vm.tags == () and vm.attributes == ()
+
+
+def test_guest_address_and_folder_move_arrive_as_changes(
+    vcsim_lab: Lab, source_run: SourceRunner
+) -> None:
+    run = source_run(vcsim_lab.sim)
+    _first_snapshot(run)
+    ctl, vm_id = vcsim_lab.control, vcsim_lab.control.vm_id("web-01")
+    start = len(run.events)
+    ctl.set_guest_ip("web-01", "10.0.110.11")
+    run.events.wait(VmUpsert, _vm(vm_id, lambda v: v.ips == ("10.0.110.11",)), start=start)
+    start = len(run.events)
+    ctl.move_to_folder("web-01", "prod")
+    _, moved = run.events.wait(VmUpsert, _vm(vm_id, lambda v: v.folder == "/DC0/vm/prod"),
+                               start=start)  # fmt: skip
+    assert moved.vm.host == "hv1" and moved.vm.ips == ("10.0.110.11",)
+    assert run.source.full_reads == 1
+
+
+def test_custom_attributes_are_named_through_the_custom_fields_manager(
+    vcsim_lab: Lab, source_run: SourceRunner
+) -> None:
+    """vcsim sends no update for SetField: the audit's full read sees it."""
+    vcsim_lab.control.set_custom_value("web-01", "owner", "team-a")
+    run = source_run(vcsim_lab.sim, audit_interval=1)
+    first = _first_snapshot(run)
+    vm = next(v for v in first.vms if v.name == "web-01")
+    assert vm.attributes == (("owner", "team-a"),)
+    vcsim_lab.control.set_custom_value("web-01", "owner", "team-b")
+    _, later = run.events.wait(Snapshot, lambda s: s is not first, timeout=10)
+    assert next(v for v in later.vms if v.name == "web-01").attribute("owner") == "team-b"
+
+
+def test_tags_are_read_before_the_snapshot_and_refreshed(
+    vcsim_lab: Lab, source_run: SourceRunner
+) -> None:
+    ctl = vcsim_lab.control
+    ctl.tag("web-01", "tier", "web")
+    run = source_run(vcsim_lab.sim, tag_refresh=0.5)
+    vm_id = ctl.vm_id("web-01")
+    snap = _first_snapshot(run)
+    assert next(v for v in snap.vms if v.id == vm_id).tags == ("tier:web",)
+    start = len(run.events)
+    ctl.tag("web-01", "env", "prod")
+    run.events.wait(VmUpsert, _vm(vm_id, lambda v: v.tags == ("env:prod", "tier:web")),
+                    start=start)  # fmt: skip
+    start = len(run.events)
+    ctl.untag("web-01", "tier", "web")
+    run.events.wait(VmUpsert, _vm(vm_id, lambda v: v.tags == ("env:prod",)), start=start)
+    assert not [e for e in run.events.of(VmUpsert) if e.vm.name == "std-01"]  # untouched VMs

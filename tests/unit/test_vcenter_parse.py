@@ -1,4 +1,5 @@
-"""vSphere data objects -> model values, without a server (pyVmomi data objects are local)."""
+"""vSphere data objects and answers -> model values, without a server (pyVmomi data objects
+are local; the answers are written here as a vSphere server writes them)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,29 @@ from vmfabric.config import VcenterSession
 from vmfabric.core.model import HostRemoved, HostUpsert, Neighbor, Power, Vm, VmRemoved, VmUpsert
 from vmfabric.core.vlans import ALL_VLANS
 from vmfabric.sources.base import SOURCES
-from vmfabric.sources.vcenter import (
+from vmfabric.sources.vcenter import VcenterSource
+from vmfabric.sources.vcenter.inventory import Emitted, Inventory, apply_update, in_order
+from vmfabric.sources.vcenter.mapping import (
     PVLAN_PROBLEM,
-    Emitted,
-    Inventory,
-    VcenterSource,
-    apply_update,
+    custom_attributes,
     dvpg_vlans,
+    guest_addresses,
     neighbor_from_hint,
-    nic_backings,
     standard_vlans,
     vim,
-    vmodl,
     vswitch_nics,
+)
+from vmfabric.sources.vcenter.session import vmodl
+from vmfabric.sources.vcenter.wire import (
+    Change,
+    GuestNic,
+    ObjectUpdate,
+    Updates,
+    parse_fast,
+    parse_tree,
 )
 
 DVS = vim.dvs.VmwareDistributedVirtualSwitch
-CARD = vim.vm.device.VirtualEthernetCard
 
 
 def _config(**options: Any) -> VcenterSession:
@@ -118,49 +125,151 @@ def test_vswitch_nics_maps_standard_portgroups_per_vswitch_and_dvs_by_uuid() -> 
     }
 
 
-def test_nic_backings_name_dvpg_keys_and_standard_networks_in_order() -> None:
-    port = vim.dvs.PortConnection(portgroupKey="dvportgroup-7", switchUuid="u-1")
-    devices = [
-        vim.vm.device.VirtualDisk(key=2000),
-        vim.vm.device.VirtualVmxnet3(backing=CARD.DistributedVirtualPortBackingInfo(port=port)),
-        vim.vm.device.VirtualE1000(backing=CARD.NetworkBackingInfo(deviceName="VM Network")),
-    ]
-    assert list(nic_backings(devices)) == [("dvpg", "dvportgroup-7"), ("net", "VM Network")]
+def _enter(moref: str, type_: str = "VirtualMachine", **props: Any) -> ObjectUpdate:
+    changes = tuple(Change(k.replace("__", "."), "assign", v) for k, v in props.items())
+    return ObjectUpdate("enter", type_, moref, changes)
 
 
-def _change(name: str, val: Any, op: str = "assign") -> Any:
-    return vmodl.query.PropertyCollector.Change(name=name, op=op, val=val)
-
-
-def _update(obj: Any, kind: str, *changes: Any) -> Any:
-    return vmodl.query.PropertyCollector.ObjectUpdate(obj=obj, kind=kind, changeSet=list(changes))
-
-
-def test_inventory_resolves_vm_host_name_and_dvpg_name_from_cached_properties() -> None:
+def _vm_inventory() -> Inventory:
     inv = Inventory("vc")
-    host, vm = vim.HostSystem("host-1"), vim.VirtualMachine("vm-9")
-    pg = vim.dvs.DistributedVirtualPortgroup("dvportgroup-7")
-    apply_update(inv.hosts, _update(host, "enter", _change("name", "esx01")))
-    apply_update(
-        inv.networks, _update(pg, "enter", _change("name", "web"), _change("key", "dvportgroup-7"))
+    apply_update(inv.hosts, ObjectUpdate("enter", "HostSystem", "host-1", (
+        Change("name", "assign", "esx01"), Change("parent", "assign", vim.ClusterComputeResource(
+            "domain-c7")))))  # fmt: skip
+    apply_update(inv.clusters, _enter("domain-c7", "ClusterComputeResource", name="prod"))
+    apply_update(inv.networks, _enter("dvportgroup-7", "DistributedVirtualPortgroup", name="web"))
+    apply_update(inv.folders, _enter("group-d1", "Folder", name="Datacenters"))
+    apply_update(inv.folders, _enter("datacenter-2", "Datacenter", name="DC0", parent="group-d1"))
+    apply_update(inv.folders, _enter("group-v3", "Folder", name="vm", parent="datacenter-2"))
+    apply_update(inv.folders, _enter("group-v9", "Folder", name="apps", parent="group-v3"))
+    field = vim.CustomFieldsManager.FieldDef(key=101, name="owner")
+    inv.fields["cfm"] = {"field": [field]}
+    return inv
+
+
+def test_a_vm_is_built_once_both_of_its_feeds_have_reported_it() -> None:
+    inv = _vm_inventory()
+    apply_update(inv.vms, _enter("vm-9", runtime__host="host-1", runtime__powerState="poweredOn"))
+    assert inv.vm("vm-9") is None  # pending: the second feed has not reported it yet
+    apply_update(inv.vm_more, _enter(
+        "vm-9", name="web-01", network=("dvportgroup-7",), config__guestId="ubuntu64Guest",
+        parent="group-v9", customValue=((101, "team-a"), (102, "x")),
+        guest__net=(GuestNic("00:50:56:AB:CD:EF", ("10.0.0.10", "fe80::1", "10.0.0.9")),),
+    ))  # fmt: skip
+    inv.tags["vm-9"] = ("env:prod", "tier:web")
+    assert inv.vm("vm-9") == Vm(
+        "vc", "vm-9", "web-01", "esx01", Power.ON, ("web",),
+        ips=("10.0.0.9", "10.0.0.10"), macs=("00:50:56:ab:cd:ef",),
+        tags=("env:prod", "tier:web"), attributes=(("102", "x"), ("owner", "team-a")),
+        guest_os="ubuntu64Guest", folder="/DC0/vm/apps", cluster="prod",
+    )  # fmt: skip
+    apply_update(inv.vms, ObjectUpdate("leave", "VirtualMachine", "vm-9"))
+    assert inv.vm("vm-9") is None and inv.vms == {}
+
+
+def test_guest_addresses_drop_link_local_and_keep_each_address_once() -> None:
+    nics = [
+        GuestNic("00:50:56:00:00:01", ("2001:DB8::1", "169.254.3.4", "10.1.1.1")),
+        GuestNic("00:50:56:00:00:02", ("10.1.1.1", "fe80::250:56ff:fe00:2", "::1", "junk")),
+    ]
+    assert guest_addresses(nics) == (
+        ("10.1.1.1", "2001:db8::1"),
+        ("00:50:56:00:00:01", "00:50:56:00:00:02"),
     )
-    port = vim.dvs.PortConnection(portgroupKey="dvportgroup-7")
-    nic = vim.vm.device.VirtualVmxnet3(backing=CARD.DistributedVirtualPortBackingInfo(port=port))
-    devices = vim.vm.device.VirtualDevice.Array([nic])
-    apply_update(
-        inv.vms,
-        _update(
-            vm,
-            "enter",
-            _change("name", "web-01"),
-            _change("runtime.host", host),
-            _change("runtime.powerState", "poweredOn"),
-            _change("config.hardware.device", devices),
-        ),
-    )
-    assert inv.vm("vm-9") == Vm("vc", "vm-9", "web-01", "esx01", Power.ON, ("web",))
-    apply_update(inv.vms, _update(vm, "leave"))
-    assert inv.vms == {}
+
+
+def test_custom_attributes_take_the_last_value_and_name_unknown_keys_by_number() -> None:
+    values = [(1, "a"), (2, "b"), (1, "c")]
+    assert custom_attributes(values, {1: "owner"}) == (("2", "b"), ("owner", "c"))
+
+
+def test_a_leave_and_enter_of_one_object_in_one_answer_mean_it_is_back() -> None:
+    enter, leave = _enter("vm-1", name="a"), ObjectUpdate("leave", "VirtualMachine", "vm-1")
+    modify = ObjectUpdate("modify", "VirtualMachine", "vm-2", (Change("name", "assign", "b"),))
+    gone = ObjectUpdate("leave", "VirtualMachine", "vm-2")
+    assert in_order([enter, modify, leave, gone]) == [leave, enter, modify, gone]
+    table: dict[str, dict[str, Any]] = {}
+    for update in in_order([enter, modify, leave, gone]):
+        apply_update(table, update)
+    assert table == {"vm-1": {"name": "a"}}
+
+
+_XSI = ' xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" XMLSchema-instance'
+
+
+def _answer(objects: str, version: str = "7", truncated: bool = False) -> bytes:
+    tail = "<truncated>true</truncated>" if truncated else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
+        '<soapenv:Body><WaitForUpdatesExResponse xmlns="urn:vim25"><returnval>'
+        f'<version>{version}</version><filterSet><filter type="PropertyFilter">f-1</filter>'
+        f"{objects}</filterSet>{tail}</returnval></WaitForUpdatesExResponse></soapenv:Body>"
+        "</soapenv:Envelope>"
+    ).encode()
+
+
+def _change_xml(name: str, val: str, xsi: str = "xsd:string", attrs: str = "") -> str:
+    return (f"<changeSet><name>{name}</name><op>assign</op>"
+            f'<val{_XSI}:type="{xsi}"{attrs}>{val}</val></changeSet>')  # fmt: skip
+
+
+NICS = (
+    "<GuestNicInfo><network>web</network><ipAddress>10.0.0.5</ipAddress>"
+    "<ipAddress>fe80::1</ipAddress><macAddress>00:50:56:01:02:03</macAddress>"
+    "<connected>true</connected><deviceConfigId>4000</deviceConfigId>"
+    "<dnsConfig><dhcp>false</dhcp><ipAddress>192.0.2.53</ipAddress></dnsConfig>"
+    "<ipConfig><ipAddress><ipAddress>10.0.0.5</ipAddress><prefixLength>24</prefixLength>"
+    "</ipAddress></ipConfig></GuestNicInfo>"
+    "<GuestNicInfo><macAddress>00:50:56:01:02:04</macAddress></GuestNicInfo>"
+)
+VM_ANSWER = _answer(
+    "<objectSet><kind>enter</kind><obj type=\"VirtualMachine\">vm-9</obj>"
+    + _change_xml("name", "web &amp; db &lt;1&gt;")
+    + _change_xml("runtime.host", "host-1", "ManagedObjectReference", ' type="HostSystem"')
+    + _change_xml("network", '<ManagedObjectReference type="Network">network-7'
+                  "</ManagedObjectReference><ManagedObjectReference type=\"Network\">"
+                  "dvportgroup-9</ManagedObjectReference>", "ArrayOfManagedObjectReference")
+    + _change_xml("customValue", "<CustomFieldValue XMLSchema-instance:type="
+                  '"CustomFieldStringValue"><key>101</key><value>team-a</value></CustomFieldValue>',
+                  "ArrayOfCustomFieldValue")
+    + _change_xml("guest.net", NICS, "ArrayOfGuestNicInfo")
+    + "<changeSet><name>config.guestId</name><op>remove</op></changeSet>"
+    + f'<changeSet><name>summary</name><op>assign</op><val{_XSI}:type="VirtualMachineSummary">'
+    "<vm>vm-9</vm></val></changeSet></objectSet>"
+    "<objectSet><kind>leave</kind><obj type=\"VirtualMachine\">vm-3</obj></objectSet>"
+)  # fmt: skip
+
+
+def test_the_fast_reader_reads_what_a_vsphere_server_writes() -> None:
+    updates = parse_fast(VM_ANSWER)
+    assert updates == Updates("7", False, (
+        ObjectUpdate("enter", "VirtualMachine", "vm-9", (
+            Change("name", "assign", "web & db <1>"),
+            Change("runtime.host", "assign", "host-1"),
+            Change("network", "assign", ("network-7", "dvportgroup-9")),
+            Change("customValue", "assign", ((101, "team-a"),)),
+            Change("guest.net", "assign", (
+                GuestNic("00:50:56:01:02:03", ("10.0.0.5", "fe80::1")),
+                GuestNic("00:50:56:01:02:04"))),
+            Change("config.guestId", "remove", None),
+            Change("summary", "assign", None),  # a structure it does not read
+        )),
+        ObjectUpdate("leave", "VirtualMachine", "vm-3"),
+    ))  # fmt: skip
+    assert parse_tree(VM_ANSWER) == updates
+
+
+def test_an_answer_written_differently_is_read_by_the_tree_reader() -> None:
+    spaced = VM_ANSWER.replace(b"<changeSet><name>name", b"<changeSet>\n <name>name")
+    assert parse_fast(spaced) == parse_tree(VM_ANSWER)
+
+
+def test_an_empty_answer_and_a_truncated_one() -> None:
+    empty = b'<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"><Body>' + (
+        b'<WaitForUpdatesExResponse xmlns="urn:vim25"/></Body></Envelope>')  # fmt: skip
+    assert parse_fast(empty) is None
+    page = parse_fast(_answer("", version="3", truncated=True))
+    assert page == Updates("3", True, ())
 
 
 def test_emitted_sends_only_differences() -> None:
@@ -170,7 +279,7 @@ def test_emitted_sends_only_differences() -> None:
     assert emitted.vm_changes({"vm-1": vm}, []) == []
     assert emitted.vm_changes({}, ["vm-1"]) == [VmRemoved("vc", "vm-1")]
     inv = Inventory("vc")
-    apply_update(inv.hosts, _update(vim.HostSystem("host-1"), "enter", _change("name", "esx01")))
+    apply_update(inv.hosts, _enter("host-1", "HostSystem", name="esx01"))
     (upsert,) = emitted.host_changes(inv.hosts_by_name())
     assert isinstance(upsert, HostUpsert) and upsert.host.name == "esx01"
     assert emitted.host_changes(inv.hosts_by_name()) == []
@@ -197,3 +306,41 @@ def test_unverified_tls_warns_at_every_connect(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and "verification is off" in warnings[0].getMessage()
     assert source._warnings() == ("TLS certificate verification is off (verify_tls: false)",)
+
+
+HOST_ANSWER = _answer(
+    '<objectSet><kind>enter</kind><obj type="HostSystem">host-7</obj>'
+    + _change_xml("name", "esx01")
+    + _change_xml("config.network.pnic",
+                  "<PhysicalNic><key>key-vim.host.PhysicalNic-vmnic0</key><device>vmnic0</device>"
+                  "<linkSpeed><speedMb>10000</speedMb></linkSpeed><mac>00:50:56:00:00:00</mac>"
+                  "</PhysicalNic><PhysicalNic><key>key-vim.host.PhysicalNic-vmnic1</key>"
+                  "<device>vmnic1</device></PhysicalNic>", "ArrayOfPhysicalNic")
+    + _change_xml("config.network.vswitch",
+                  "<HostVirtualSwitch><name>vSwitch0</name><key>k</key><numPorts>1536</numPorts>"
+                  "<pnic>key-vim.host.PhysicalNic-vmnic0</pnic><spec><bridge "
+                  'XMLSchema-instance:type="HostVirtualSwitchBondBridge"><nicDevice>vmnic0'
+                  "</nicDevice></bridge></spec></HostVirtualSwitch>", "ArrayOfHostVirtualSwitch")
+    + _change_xml("config.network.portgroup",
+                  "<HostPortGroup><key>k</key><vswitch>v</vswitch><spec><name>VM Network</name>"
+                  "<vlanId>42</vlanId><vswitchName>vSwitch0</vswitchName><policy></policy></spec>"
+                  "</HostPortGroup>", "ArrayOfHostPortGroup")
+    + _change_xml("config.network.proxySwitch",
+                  "<HostProxySwitch><dvsUuid>u-1</dvsUuid><key>u-1</key>"
+                  "<pnic>key-vim.host.PhysicalNic-vmnic1</pnic><spec><backing><pnicSpec>"
+                  "<pnicDevice>vmnic1</pnicDevice></pnicSpec></backing></spec></HostProxySwitch>",
+                  "ArrayOfHostProxySwitch")
+    + "</objectSet>"
+)  # fmt: skip
+
+
+def test_the_tree_reader_reads_a_hosts_network_configuration_as_the_mapping_needs() -> None:
+    updates = parse_tree(HOST_ANSWER)
+    assert updates is not None
+    inv = Inventory("vc")
+    apply_update(inv.hosts, updates.objects[0])
+    host = inv.host("host-7")
+    assert [n.name for n in host.nics] == ["vmnic0", "vmnic1"]
+    assert host.vswitch_nics == {"pg:VM Network": {"vmnic0"}, "dvs:u-1": {"vmnic1"}}
+    (pg,) = inv.portgroups().values()
+    assert (pg.name, pg.vlans, pg.vswitch) == ("VM Network", frozenset({42}), "pg:VM Network")

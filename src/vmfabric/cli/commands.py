@@ -52,7 +52,7 @@ def run(config: ConfigOpt = None, verbose: Verbose = 0) -> None:
     PostgreSQL several can run: one leads, the others stand by and take over."""
     setup_logging(verbose)
     try:
-        cfg, store = open_store(config, connect=True)
+        cfg, store = open_store(config, connect=True, write=True)
         lease = _lease(cfg)
     except VmfabricError as exc:
         raise _guard(exc) from None

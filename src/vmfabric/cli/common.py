@@ -35,13 +35,16 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def open_store(
-    config_path: Path | None, *, readonly: bool = False, connect: bool = False
+    config_path: Path | None,
+    *,
+    readonly: bool = False,
+    connect: bool = False,
+    write: bool = False,
 ) -> tuple[Config, Store]:
-    """The config and its store: a writer (creates or upgrades the store; its folder must
-    take new files), or with ``readonly`` a reader that never writes it (``show``, ``sync
-    --dry-run``). ``connect``: the command logs in to managers, so every secret must
-    resolve (see ``vmfabric.config.local``)."""
-    config = load_config(config_path, connect=connect, write=not readonly)
+    """The config (checked for a command that ``connect``s to managers and ``write``s the
+    store; see ``vmfabric.config.local``) and its store: a writer (creates or upgrades the
+    store), or with ``readonly`` a reader that never writes it (``show``)."""
+    config = load_config(config_path, connect=connect, write=write)
     return config, Store(config.store_url(), readonly=readonly)
 
 
@@ -49,7 +52,7 @@ def open_sync_store(config_path: Path | None, dry_run: bool) -> tuple[Config, St
     """``sync``'s store: a writer, or for ``--dry-run`` a reader of the store if there is
     one (a dry run records nothing, so it works on a read-only store or none at all)."""
     if not dry_run:
-        return open_store(config_path, connect=True)
+        return open_store(config_path, connect=True, write=True)
     config = load_config(config_path, connect=True)
     try:
         return config, Store(config.store_url(), readonly=True)

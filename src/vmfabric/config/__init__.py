@@ -34,7 +34,13 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from vmfabric.config import crosscheck
 from vmfabric.config.api import ApiConfig
-from vmfabric.config.groups import AnyFirewall, GroupConfig, PolicyConfig, check_security
+from vmfabric.config.groups import (
+    AnyFirewall,
+    GroupConfig,
+    PolicyConfig,
+    check_security,
+    firewall_schema_type,
+)
 from vmfabric.config.local import SecretUnavailableError, check_local
 from vmfabric.config.overlay import (
     FabricLink,
@@ -245,6 +251,11 @@ class VcenterSession(_SessionBase):
     audit_interval: Period = Field(600.0, description="Full inventory audit period (0.1s-7d).")
     hint_refresh: Period = Field(
         300.0, description="CDP/LLDP hint refresh period per host (0.1s-7d)."
+    )
+    tag_refresh: Duration = Field(
+        60.0,
+        description="Re-read VM tags (vSphere sends no event when a tag is attached) this "
+        "often; 0 reads no tags.",
     )
 
     @field_validator("url")
@@ -510,12 +521,15 @@ class Config(_Model):
 
 def json_schema() -> dict[str, Any]:
     """The JSON schema of vmfabric.yaml, with every known driver's options (a union on
-    ``driver``), for `vmfabric config schema`."""
+    ``driver``) and every firewall kind's (a union on ``kind``), for `vmfabric config
+    schema`."""
     models = tuple(switch_options(name) for name in SWITCH_DRIVERS.names())
     entry: Any = Annotated[Union[models], Field(discriminator="driver")]  # noqa: UP007
+    firewall: Any = firewall_schema_type()
     full = create_model(
-        "Config", __base__=Config, switches=(list[entry], Field(default_factory=list))
-    )
+        "Config", __base__=Config, switches=(list[entry], Field(default_factory=list)),
+        firewalls=(list[firewall], Field(default_factory=list)),
+    )  # fmt: skip
     schema = full.model_json_schema(mode="validation")
     schema["properties"].pop("base_dir", None)  # set from the file's folder, never written
     return schema

@@ -451,6 +451,94 @@ class VcsimControl:
             _wait(obj.PowerOffVM_Task())
         _wait(obj.Destroy_Task())
 
+    # -- what the intents beyond autovlan read: guest addresses, folders, attributes, tags
+
+    def set_guest_ip(self, vm: str, address: str) -> None:
+        """Report ``address`` as the guest's address on its first NIC (what VMware Tools
+        would report; vcsim takes it from the extraConfig key ``SET.guest.ipAddress``)."""
+        option = vim.option.OptionValue(key="SET.guest.ipAddress", value=address)
+        spec = vim.vm.ConfigSpec(extraConfig=[option])
+        _wait(self._find(vim.VirtualMachine, vm).ReconfigVM_Task(spec))
+
+    def move_to_folder(self, vm: str, folder: str) -> None:
+        """Move ``vm`` into VM folder ``folder`` under the datacenter's VM folder (created
+        when missing)."""
+        root = self._all(vim.Datacenter)[0].vmFolder
+        found = {str(f.name): f for f in root.childEntity if isinstance(f, vim.Folder)}
+        target = found.get(folder) or root.CreateFolder(folder)
+        _wait(target.MoveIntoFolder_Task([self._find(vim.VirtualMachine, vm)]))
+
+    def set_custom_value(self, vm: str, key: str, value: str) -> None:
+        """Set custom attribute ``key`` of ``vm`` (the field is defined when missing).
+        vcsim sends no property update for this: a session sees it at its next full read."""
+        manager = self._content.customFieldsManager
+        field = next((f for f in manager.field or () if f.name == key), None)
+        if field is None:
+            field = manager.AddCustomFieldDef(name=key, moType=vim.VirtualMachine)
+        manager.SetField(entity=self._find(vim.VirtualMachine, vm), key=field.key, value=value)
+
+    def tag(self, vm: str, category: str, name: str) -> None:
+        """Attach tag ``category:name`` to ``vm`` through the tagging REST API (the category
+        and tag are created when missing)."""
+        rest = _Rest(self._url, self._username, self._password, self._tls)
+        cat_id = rest.find_or_create("category", category, {
+            "name": category, "description": "", "cardinality": "MULTIPLE",
+            "associable_types": []})  # fmt: skip
+        tag_id = rest.find_or_create("tag", name, {
+            "name": name, "description": "", "category_id": cat_id}, category=cat_id)  # fmt: skip
+        obj = {"object_id": {"id": self.vm_id(vm), "type": "VirtualMachine"}}
+        rest.call("POST", f"/tagging/tag-association/id:{tag_id}?~action=attach", obj)
+
+    def untag(self, vm: str, category: str, name: str) -> None:
+        """Detach tag ``category:name`` from ``vm``."""
+        rest = _Rest(self._url, self._username, self._password, self._tls)
+        cat_id = rest.find("category", category)
+        tag_id = rest.find("tag", name, category=cat_id) if cat_id else ""
+        if not tag_id:
+            raise ConfigError(f"no tag {category}:{name} in the simulator")
+        obj = {"object_id": {"id": self.vm_id(vm), "type": "VirtualMachine"}}
+        rest.call("POST", f"/tagging/tag-association/id:{tag_id}?~action=detach", obj)
+
+
+class _Rest:
+    """The simulator's tagging REST API (``/rest/com/vmware/cis``), logged in per use."""
+
+    def __init__(self, url: Any, username: str, password: str, tls: ssl.SSLContext) -> None:
+        self.url = url
+        self.tls = tls
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        self.session = str(
+            self._send("POST", "/session", None, {"Authorization": f"Basic {token}"})
+        )
+
+    def _send(self, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
+        url = urlunsplit((self.url.scheme, self.url.netloc, "/rest/com/vmware/cis" + path, "", ""))
+        data = json.dumps(body).encode() if body is not None else None
+        request = Request(url, data=data, method=method,  # noqa: S310 (the harness URL)
+                          headers={"Content-Type": "application/json", **headers})  # fmt: skip
+        try:
+            with urlopen(request, timeout=10, context=self.tls) as answer:  # noqa: S310
+                raw = answer.read()
+        except HTTPError as exc:
+            raise ConfigError(f"tagging API {method} {path}: {exc.code} {exc.reason}") from None
+        return json.loads(raw).get("value") if raw else None
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        return self._send(method, path, body, {"vmware-api-session-id": self.session})
+
+    def find(self, kind: str, name: str, category: str = "") -> str:
+        for item_id in self.call("GET", f"/tagging/{kind}") or ():
+            item = self.call("GET", f"/tagging/{kind}/id:{item_id}") or {}
+            if item.get("name") == name and item.get("category_id", category) == category:
+                return str(item_id)
+        return ""
+
+    def find_or_create(self, kind: str, name: str, spec: dict[str, Any], category: str = "") -> str:
+        found = self.find(kind, name, category)
+        if found:
+            return found
+        return str(self.call("POST", f"/tagging/{kind}", {"create_spec": spec}))
+
 
 def _wait(task: Any, timeout: float = 60.0) -> Any:
     """Wait for a vSphere task; return its result or raise PermanentError with its fault."""

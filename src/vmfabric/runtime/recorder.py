@@ -63,10 +63,14 @@ def audit_entries(
 
 
 def plan_doc(target: str, changes: Sequence[Change]) -> dict[str, Any]:
-    """A switch-port plan as JSON for the store, ``show plan`` and ``sync --json``:
+    """A plan as JSON for the store, ``show plan``, ``approve`` and ``sync --json``:
+    ``changes`` lists every change with its member as text (any target kind); ``ports``
+    groups VLAN changes per switch port:
     {"ports": [{"switch", "port", "add", "remove", "reasons": [{vlan, action, note}]}]}."""
     ports: dict[str, dict[str, Any]] = {}
     for c in changes:
+        if not (c.member.isdigit() or c.member == "all"):
+            continue
         entry = ports.setdefault(
             c.holder, {"switch": target, "port": c.holder, "add": [], "remove": [], "reasons": []}
         )
@@ -78,4 +82,8 @@ def plan_doc(target: str, changes: Sequence[Change]) -> dict[str, Any]:
     for entry in ports.values():
         entry["add"].sort()
         entry["remove"].sort()
-    return {"ports": [ports[k] for k in sorted(ports)]}
+    listed = [
+        {"holder": c.holder, "member": c.member, "action": c.action, "reason": c.reason}
+        for c in changes
+    ]
+    return {"ports": [ports[k] for k in sorted(ports)], "changes": listed}

@@ -26,6 +26,14 @@ one VM: when copies exist on several hosts (during a migration) the running copy
 else the most recently seen one. A "stopped"/"undefined" from the host a VM has already
 left changes nothing.
 
+What a VM carries besides placement. Its MACs (``<interface><mac address=.../>``); its
+addresses from ``interfaceAddresses`` (the guest agent's, else the DHCP leases' of libvirt
+networks) while it runs, re-read at every domain event, when its guest agent connects and
+at every ``lldp_refresh`` (libvirt has no event for a new lease); and tags, custom
+attributes and a guest OS from the domain's ``<metadata>`` (see ``METADATA_NS``; a
+``libosinfo`` os id, as virt-install writes it, is the guest OS when vmfabric's metadata
+names none), re-read when the metadata changes.
+
 Port groups from domain XML. An interface with its own ``<vlan>`` tags becomes port group
 ``vlan110`` (a trunk ``vlan110,120``) on the interface's ``<source bridge=...>``; one on a
 libvirt network uses the ``<portgroup>`` it names (or the network's default port group) as
@@ -70,6 +78,12 @@ from vmfabric.core.model import (
 )
 from vmfabric.core.vlans import check_vlan, format_vlans
 from vmfabric.inventory.topology.lldpd import LldpdOutputError, read_neighbors
+from vmfabric.sources.addresses import (
+    guest_ips,
+    normalize_attributes,
+    normalize_macs,
+    normalize_tags,
+)
 from vmfabric.sources.base import SOURCES, Backoff, Emit
 
 _POWER = {
@@ -87,6 +101,19 @@ _loop_lock = threading.Lock()
 _loop_started = False
 
 NetworkLookup = Callable[[str], "ET.Element | None"]
+
+# vmfabric's domain metadata (``virsh metadata DOMAIN --uri URI --key vmfabric --set XML``):
+#   <vmfabric:vm xmlns:vmfabric="urn:vmfabric:domain:1">
+#     <vmfabric:tag>tier:web</vmfabric:tag>
+#     <vmfabric:attribute name="owner">team-a</vmfabric:attribute>
+#     <vmfabric:guest-os>ubuntu22.04</vmfabric:guest-os>
+#   </vmfabric:vm>
+METADATA_NS = "urn:vmfabric:domain:1"
+_LIBOSINFO_NS = "http://libosinfo.org/xmlns/libvirt/domain/1.0"
+_ADDRESS_SOURCES = (
+    libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+    libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+)
 
 
 def ensure_event_loop() -> None:
@@ -175,10 +202,35 @@ def _interface_portgroup(
     return _network_portgroup(session, net, src.get("portgroup", ""), where)
 
 
+def _metadata(root: ET.Element) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], str]:
+    """(tags, attributes, guest OS) from the domain's ``<metadata>``."""
+    meta = root.find("metadata")
+    ours = meta.find(f"{{{METADATA_NS}}}vm") if meta is not None else None
+    if ours is None:
+        ours = ET.Element("vm")
+    tags = normalize_tags(t.text.strip() for t in ours.findall(f"{{{METADATA_NS}}}tag") if t.text)
+    attributes = normalize_attributes({
+        a.get("name", ""): (a.text or "").strip()
+        for a in ours.findall(f"{{{METADATA_NS}}}attribute") if a.get("name")
+    })  # fmt: skip
+    guest_os = (ours.findtext(f"{{{METADATA_NS}}}guest-os") or "").strip()
+    if not guest_os and meta is not None:
+        os_el = meta.find(f"{{{_LIBOSINFO_NS}}}libosinfo/{{{_LIBOSINFO_NS}}}os")
+        guest_os = os_el.get("id", "") if os_el is not None else ""
+    return tags, attributes, guest_os
+
+
 def parse_domain(
-    xml: str, session: str, host: str, power: Power, networks: NetworkLookup
+    xml: str,
+    session: str,
+    host: str,
+    power: Power,
+    networks: NetworkLookup,
+    *,
+    addresses: Iterable[str] = (),
 ) -> DomainView:
-    """A domain's XML -> its VM, port groups and warnings (one per unplaceable NIC)."""
+    """A domain's XML (and the addresses libvirt reported for it) -> its VM, port groups
+    and warnings (one per unplaceable NIC)."""
     root = ET.fromstring(xml)  # noqa: S314 - XML from the hypervisor we connected to
     name = root.findtext("name", "")
     uuid = root.findtext("uuid", "")
@@ -193,7 +245,10 @@ def parse_domain(
             continue
         if group is not None:
             groups.setdefault(group.name, group)
-    vm = Vm(session, uuid, name, host, power, tuple(groups))
+    macs = normalize_macs(m.get("address", "") for m in root.findall("./devices/interface/mac"))
+    tags, attributes, guest_os = _metadata(root)
+    vm = Vm(session, uuid, name, host, power, tuple(groups), ips=guest_ips(addresses),
+            macs=macs, tags=tags, attributes=attributes, guest_os=guest_os)  # fmt: skip
     return DomainView(vm, tuple(groups.values()), tuple(warnings))
 
 
@@ -403,6 +458,7 @@ class _Worker:
         self._callbacks: list[int] = []
         self._net_callbacks: list[int] = []
         self._networks: dict[str, ET.Element | None] = {}
+        self.test_driver = uri.startswith("test")  # libvirt's test driver: see _view
 
     # -- callbacks (libvirt's event thread: queue only; ``gen`` is the opaque argument).
     # Every domain event re-reads the domain: an "undefined" domain may still run
@@ -412,6 +468,12 @@ class _Worker:
 
     def _on_device(self, _conn: Any, dom: Any, _device: str, gen: int) -> None:
         self.inbox.put((gen, "domain", dom.UUIDString()))
+
+    def _on_metadata(self, _conn: Any, dom: Any, _kind: int, _uri: str, gen: int) -> None:
+        self.inbox.put((gen, "domain", dom.UUIDString()))
+
+    def _on_agent(self, _conn: Any, dom: Any, _state: int, _reason: int, gen: int) -> None:
+        self.inbox.put((gen, "domain", dom.UUIDString()))  # addresses may be known now
 
     def _on_network(self, _conn: Any, _net: Any, _event: int, _detail: int, gen: int) -> None:
         self.inbox.put((gen, "networks", ""))
@@ -452,6 +514,8 @@ class _Worker:
             (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_domain),
             (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, self._on_device),
             (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, self._on_device),
+            (libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, self._on_metadata),
+            (libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._on_agent),
         )
         self._callbacks = [
             self.conn.domainEventRegisterAny(None, event, callback, gen)
@@ -481,10 +545,11 @@ class _Worker:
         while True:
             try:
                 gen, kind, arg = self.inbox.get(timeout=self.source.lldp_refresh)
-            except queue.Empty:  # quiet for a while: refresh this host's LLDP neighbours
+            except queue.Empty:  # quiet for a while: refresh LLDP neighbours and addresses
                 nics, warnings = self.source.read_nics(self.host)
                 info = Host(self.source.name, self.host, nics=nics)
                 self.source.report(_Report("nics", self.host, info=info, warnings=warnings))
+                self.source.report(self._read_all())  # only what changed is emitted
                 continue
             if kind == "stop" or stop.is_set():
                 return "stopped"
@@ -512,9 +577,25 @@ class _Worker:
         return self._networks[name]
 
     def _view(self, dom: Any) -> DomainView:
-        state = dom.state()[0]
-        session = self.source.name
-        return parse_domain(dom.XMLDesc(0), session, self.host, _power(state), self._network)
+        power = _power(dom.state()[0])
+        xml = dom.XMLDesc(0)
+        asked = power is not Power.OFF and (not self.test_driver or self._test_driver_answers(xml))
+        addresses = _addresses(dom) if asked else ()
+        return parse_domain(
+            xml, self.source.name, self.host, power, self._network, addresses=addresses
+        )
+
+    def _test_driver_answers(self, xml: str) -> bool:
+        """libvirt 9's test driver crashes the process answering ``interfaceAddresses`` for
+        a domain on a libvirt network without an ``<ip>`` range: ask it only when every
+        network interface's network has one."""
+        root = ET.fromstring(xml)  # noqa: S314 - XML from the hypervisor we connected to
+        for iface in root.findall("./devices/interface[@type='network']"):
+            source = iface.find("source")
+            net = self._network(source.get("network", "")) if source is not None else None
+            if net is None or net.find("ip") is None:
+                return False
+        return True
 
     def _read_domain(self, uuid: str) -> DomainView | None:
         try:
@@ -538,6 +619,22 @@ class _Worker:
         return _Report(
             "read", self.host, info=info, views=tuple(views), warnings=warnings, version=version
         )
+
+
+def _addresses(dom: Any) -> list[str]:
+    """The domain's addresses from the first source that answers: the guest agent (every
+    address the guest has), else the DHCP leases of libvirt networks; none otherwise."""
+    for source in _ADDRESS_SOURCES:
+        try:
+            interfaces = dom.interfaceAddresses(source, 0) or {}
+        except libvirt.libvirtError:
+            continue  # no agent, no lease source for this domain: try the next
+        found = [
+            a["addr"] for i in interfaces.values() for a in i.get("addrs") or () if "addr" in a
+        ]
+        if found:
+            return found
+    return []
 
 
 def _version(number: int) -> str:

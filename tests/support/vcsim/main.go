@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
+	_ "github.com/vmware/govmomi/vapi/simulator" // the vSphere Automation REST API (tags)
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
@@ -341,6 +342,7 @@ func run() error {
 	configureHosts(names, *nics, *hintsFile)
 
 	m.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(user, pass)}
+	m.Service.RegisterEndpoints = true // the tagging REST API at /rest
 	m.Service.HandleFunc("/vmfabric/rename", hostHandler(user, pass, renameChange))
 	m.Service.HandleFunc("/vmfabric/connection", hostHandler(user, pass, connectionChange))
 	if *tlsCert != "" {

@@ -1,0 +1,223 @@
+"""A fast reader for inventory files written as one flow mapping per line.
+
+Generated inventories look like this (the README's format)::
+
+    hosts:
+      - {name: esx01, nics: [vmnic0, vmnic1]}
+    vms:
+      - {name: web-01, host: esx01, power: on, portgroups: [web], ips: [10.0.110.11]}
+
+libyaml takes about 10 s for 100,000 such lines (a node, then a Python object, per token).
+``read_document`` reads a document made only of top-level section keys and one-line
+flow-mapping items itself: one regular expression classifies every line, a few passes
+quote every plain scalar (constant replacements, no Python call per scalar), and
+``json.loads`` reads the result at C speed. JSON cannot tell a quoted ``"on"`` from a
+plain ``on`` (which YAML reads as True): ``reading`` gives YAML's reading of a plain
+scalar, and the caller (``entries``) accepts a value only when both readings lead to the
+same result (``power: on`` and ``power: "on"`` are both on), else asks the YAML loader.
+
+What this reader cannot read exactly as the YAML loader would is left to the loader, per
+line (``Item.value`` is ``SLOW``) or for the whole document (``read_document`` returns
+None): backslashes, single quotes, colons or ``#`` in plain scalars, a quoted string
+holding a delimiter, anchors, aliases, tags, multi-line flows, block mappings, tabs.
+``tests/unit/test_static_flow.py`` and ``test_static_source.py`` check equality with the
+YAML loader on generated documents.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Container
+from typing import Any, NamedTuple
+
+import yaml
+
+SLOW: Any = object()  # an item value the YAML loader must read
+KNOWN: Any = object()  # an item the caller has read before
+
+# Line breaks str.split("\n") misses, a byte-order mark, tabs, and what YAML refuses to read
+_ODD = re.compile(
+    "[\x85\u2028\u2029\ufeff\t]|\r(?!\n)"
+    "|[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+_ODD_ASCII = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
+# Every line is an item, a section key (possibly "key: []") or blank/comment.
+LINE = re.compile(
+    r"^(?:( *)- +(\{.*?\})(?: +#.*)? *|([A-Za-z_][A-Za-z0-9_]*): *(\[\])? *(?:#.*)?"
+    r"| *(?:#.*)?)\r?$",
+    re.M,
+)
+# Quoting: every pass starts with a literal delimiter (fast to find) and replaces it with
+# itself and quotes, a constant. A plain scalar starts after "[", "{", ", " or ": " and ends
+# right before ", ", ": ", "]" or "}"; a ", " or ": " between two plain scalars closes one
+# and opens the next in one pass. Anything else leaves a scalar unquoted (JSON then fails
+# and the line goes to the YAML loader). "<" and "=" (YAML's merge and value keys) never
+# start one: JSON would silently drop a duplicate key's value the loader refuses.
+_BODY = r"[^,\[\]{}#:\"'\\\n]*+"
+_LAST = r"[^\s,\[\]{}\"':\\]"  # a plain scalar's last character
+# A plain scalar ahead that an end pass will close: its body, its last character, and (a
+# quote a previous pass put there, then) a delimiter. A quote in the file there would be a
+# quoted string holding a delimiter: ``_UNSAFE_QUOTES`` sent such lines away.
+_START = (
+    r"(?=(?:[^\s\"'\-?:,\[\]{}#&*!|>%@`\\<=]|-(?![ ,\]}]))"
+    + _BODY
+    + f"(?<={_LAST})"
+    + r'"?(?:, |: |\]|\}))'
+)
+
+
+def _passes() -> list[tuple[re.Pattern[str], str]]:
+    both = [(d, f"(?<={_LAST}{d}){_START}", f'"{d}"') for d in (", ", ": ")]
+    start = [(d, _START, f'{d}"') for d in (", ", ": ", "{", "[")]
+    end = [(d, f"(?<={_LAST}{re.escape(d)})", f'"{d}') for d in (", ", ": ", "]", "}")]
+    return [(re.compile(re.escape(d) + look), text) for d, look, text in (*both, *start, *end)]
+
+
+_PASSES = _passes()
+# A double-quoted string holding a delimiter (or left open): the passes could quote inside it
+_UNSAFE_QUOTES = re.compile(r'(?:[^"]*"[^"]*")*[^"]*"[^"]*(?:[,\[\]{}]|: |$)')
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+_BOOL = {k: True for k in ("yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON")}
+_BOOL.update({k: False for k in ("no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF")})
+_RESOLVER: Any = yaml.resolver.Resolver()
+_STR, _BOOL_TAG, _NULL, _INT = (f"tag:yaml.org,2002:{t}" for t in ("str", "bool", "null", "int"))
+# First characters of every plain scalar YAML may read as something else than a string
+SPECIAL_FIRST = frozenset("0123456789+-.yYnNtTfFoO~")
+_READINGS: dict[str, Any] = {}
+
+
+class SlowError(ValueError):
+    """This value must be read by the YAML loader."""
+
+
+class Item(NamedTuple):
+    """One item: its 1-based line number, its flow-mapping text and its value (``SLOW``
+    when the YAML loader must read it, ``KNOWN`` when the caller has read it before)."""
+
+    line: int
+    text: str
+    value: Any
+
+
+Document = dict[str, list[Item] | None]  # a section without items (nor "[]") is None
+
+
+def reading(text: str) -> Any:
+    """YAML's reading of ``text`` as a plain scalar: the str itself, a bool, None, a decimal
+    int, or ``SLOW`` (floats, dates, other integer forms: the loader's to read)."""
+    if text[:1] not in SPECIAL_FIRST:
+        return text
+    found = _READINGS.get(text, _READINGS)
+    if found is _READINGS:
+        found = _READINGS[text] = _resolve(text)
+    return found
+
+
+def _resolve(text: str) -> Any:
+    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))
+    if tag == _STR:
+        return text
+    if tag == _BOOL_TAG:
+        return _BOOL[text]
+    if tag == _NULL:
+        return None
+    if tag == _INT and _DECIMAL.fullmatch(text):
+        return int(text)
+    return SLOW
+
+
+def to_json(flow: str) -> str:
+    """Flow text with every plain scalar quoted (see ``_PASSES``)."""
+    for pattern, replacement in _PASSES:
+        flow = pattern.sub(replacement, flow)
+    return flow
+
+
+def _values(flows: list[str]) -> list[Any]:
+    """The JSON values of ``flows``, all at once when they all read, else one by one
+    (``SLOW`` for each that JSON cannot read)."""
+    try:
+        values: list[Any] = json.loads(to_json("[" + ",".join(flows) + "]"))
+        return values
+    except ValueError:
+        pass
+    out = []
+    for flow in flows:
+        try:
+            out.append(json.loads(to_json(flow)))
+        except ValueError:
+            out.append(SLOW)
+    return out
+
+
+def read_document(text: str, known: Container[tuple[str, str]] = ()) -> Document | None:
+    """Sections of one-line flow-mapping items, with line numbers; None when the document
+    has any other shape (the YAML loader must read it whole). Items whose (section, flow
+    text) is in ``known`` are not read again: their value is ``KNOWN``."""
+    if odd(text) or "&" in text or "*" in text or "!" in text:
+        return None  # characters YAML refuses, odd line breaks, tabs; anchors, aliases, tags
+    lines = LINE.findall(text)
+    if len(lines) != text.count("\n") + 1:
+        return None  # a line of another shape
+    sections: dict[str, list[tuple[int, str]]] = {}
+    empty: set[str] = set()  # sections written as "key: []"
+    current: list[tuple[int, str]] | None = None
+    indent = ""
+    for number, (item_indent, flow, section, brackets) in enumerate(lines, start=1):
+        if flow:
+            if current is None or (current and item_indent != indent):
+                return None  # an item outside a section, or items that do not line up
+            indent = item_indent
+            current.append((number, flow))
+        elif section:
+            if section in sections:
+                return None  # a key used twice: the loader decides
+            current = sections[section] = []
+            if brackets:
+                empty.add(section)
+                current = None
+    return {
+        name: items_of(name, entries, known) if entries or name in empty else None
+        for name, entries in sections.items()
+    }
+
+
+def odd(text: str) -> bool:
+    """Whether ``text`` holds what this reader leaves to the YAML loader whole."""
+    if not text.isascii():
+        return bool(_ODD.search(text))
+    if "\r" in text:
+        return bool(_ODD_ASCII.search(text))
+    return not text.replace("\n", "").isprintable()
+
+
+def items_of(
+    section: str, entries: list[tuple[int, str]], known: Container[tuple[str, str]]
+) -> list[Item]:
+    if known:
+        states = [KNOWN if (section, f) in known else _readable(f) for _, f in entries]
+    else:
+        states = [_readable(flow) for _, flow in entries]
+    values = iter(
+        _values([flow for (_, flow), s in zip(entries, states, strict=True) if s is None])
+    )
+    return [
+        Item(n, flow, next(values) if state is None else state)
+        for (n, flow), state in zip(entries, states, strict=True)
+    ]
+
+
+def _readable(flow: str) -> Any:
+    """None when JSON may read ``flow``, else ``SLOW``."""
+    if "\\" in flow or "'" in flow:
+        return SLOW
+    return SLOW if '"' in flow and _UNSAFE_QUOTES.match(flow) else None
+
+
+def load_flow(text: str) -> Any:
+    """The value of one item's flow text through the YAML loader."""
+    return yaml.load(text, Loader=LOADER)  # noqa: S506 - a safe loader
+
+
+LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

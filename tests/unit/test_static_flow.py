@@ -1,0 +1,116 @@
+"""The fast reader of one-line flow mappings reads exactly what the YAML loader reads, or
+leaves the line (or the document) to the loader: generated lines, compared with libyaml."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vmfabric.sources.static.flow import KNOWN, LOADER, SLOW, read_document, reading, to_json
+
+# Characters chosen to hit YAML's corners: indicators, quotes, colons, comments, spaces,
+# resolver first characters (digits, signs, dots, y/n/t/f/o, ~), non-ASCII.
+ALPHABET = st.sampled_from(list("aZ09-_.:/#@&*!%|>'\" ,+~<=yYnNtTfFoOé\\"))
+WORDS = st.sampled_from(["on", "Off", "yes", "NO", "null", "~", "110", "0x1F", "010", "1:20",
+                         "1e3", "1.5", ".inf", "2001-12-14", "200-210", "10.0.0.1", "<<", "=",
+                         "tier:web", "web-01", "a b", "-5", "- x", "", "true"])  # fmt: skip
+SCALARS = st.one_of(WORDS, st.text(ALPHABET, min_size=0, max_size=8))
+
+
+def _scalar(text: str) -> st.SearchStrategy[str]:
+    quoted = '"' + text.replace("\\", "").replace('"', "") + '"'
+    return st.sampled_from([text, quoted, f"'{text}'"])
+
+
+def _flow_value(depth: int) -> st.SearchStrategy[str]:
+    leaf = SCALARS.flatmap(_scalar)
+    if depth == 0:
+        return leaf
+    inner = _flow_value(depth - 1)
+    seq = st.lists(inner, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]")
+    mapping = st.lists(st.tuples(leaf, inner), max_size=3).map(
+        lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}"
+    )
+    return st.one_of(leaf, seq, mapping)
+
+
+LINES = st.lists(st.tuples(SCALARS.flatmap(_scalar), _flow_value(1)), max_size=4).map(
+    lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}"
+)
+
+
+def _yaml(text: str) -> Any:
+    try:
+        return ("ok", yaml.load(text, Loader=LOADER))  # noqa: S506 - a safe loader
+    except yaml.YAMLError:
+        return ("error", None)
+
+
+def same(fast: Any, loaded: Any) -> bool:
+    """Whether the fast value is the loader's, up to how each string was written: JSON
+    keeps ``on`` a string where YAML reads a plain ``on`` as True (the caller settles that,
+    see ``entries``)."""
+    if isinstance(fast, dict) and isinstance(loaded, dict):
+        if len(fast) != len(loaded):
+            return False
+        pairs = [(k, v, next((lk for lk in loaded if same(k, lk)), SLOW)) for k, v in fast.items()]
+        return all(lk is not SLOW and same(v, loaded[lk]) for k, v, lk in pairs)
+    if isinstance(fast, list) and isinstance(loaded, list):
+        return len(fast) == len(loaded) and all(map(same, fast, loaded))
+    if isinstance(fast, str):
+        plain = reading(fast)
+        return (fast == loaded and type(loaded) is str) or (
+            plain == loaded and type(plain) is type(loaded)
+        )
+    return False
+
+
+def strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*strings(k), *strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def keys(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *keys(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in keys(v)]
+    return []
+
+
+@settings(max_examples=3000, deadline=None)
+@given(LINES)
+def test_a_line_the_fast_reader_reads_is_what_the_yaml_loader_reads(line: str) -> None:
+    document = f"vms:\n  - {line}\n"
+    doc = read_document(document)
+    if doc is None:
+        return  # left to the loader whole
+    (item,) = doc["vms"] or []
+    if (
+        item.value is SLOW
+        or any(reading(s) is SLOW for s in strings(item.value))
+        or any(reading(k) != k for k in keys(item.value))
+    ):
+        return  # left to the loader by the caller: a float, a date, a key YAML may not
+        # read as a string (JSON merges a plain `on` key with a quoted "on")
+    status, loaded = _yaml(document)
+    assert status == "ok", (line, to_json(line))
+    assert same(item.value, loaded["vms"][0]), (line, to_json(line), item.value, loaded)
+
+
+def test_known_lines_are_not_read_again_and_documents_of_another_shape_are_refused() -> None:
+    text = "hosts:\n  - {name: a}\nvms:\n  - {name: v, host: a}\n"
+    doc = read_document(text, known={("vms", "{name: v, host: a}")})
+    assert doc is not None and doc["vms"] is not None and doc["vms"][0].value is KNOWN
+    assert doc["hosts"] is not None and doc["hosts"][0].value == {"name": "a"}
+    assert read_document("vms:\n  - name: v\n    host: a\n") is None  # block mappings
+    assert read_document("vms:\n  - {name: v}\n   - {name: w}\n") is None  # misaligned
+    assert read_document("vms:\n  - {name: &x v}\n") is None  # anchors
+    assert read_document("vms:\n\t- {name: v}\n") is None  # tabs
+    assert read_document("vms: []\nhosts:\n") == {"vms": [], "hosts": None}
