@@ -33,6 +33,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from vmfabric.config.yamlfile import StrictLoader
+
 SLOW: Any = object()  # an item value the YAML loader must read
 KNOWN: Any = object()  # an item the caller has read before
 
@@ -220,4 +222,4 @@ def load_flow(text: str) -> Any:
     return yaml.load(text, Loader=LOADER)  # noqa: S506 - a safe loader
 
 
-LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+LOADER: Any = StrictLoader  # libyaml's safe loader that refuses duplicate keys
