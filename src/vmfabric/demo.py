@@ -49,6 +49,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from vmfabric.core.errors import ConfigError, PermanentError, TransientError
+from vmfabric.demo_groups import GroupsAct
 from vmfabric.lab import builder
 from vmfabric.lab import netns as nsx
 from vmfabric.lab import topology as tp
@@ -428,6 +429,7 @@ class FabricDemo(Narrator):
         moved, old = self.step_vmotion()
         self.step_prune(moved, old)
         self.step_protected()
+        GroupsAct(self).run()
         self.check_controller()
 
     def step_controller(self) -> None:
@@ -560,7 +562,14 @@ class FabricDemo(Narrator):
 
     def _in_sync(self) -> bool:
         self.check_controller()
-        sessions = self.show_json("session") if self.config_path.exists() else []
+        if not self.config_path.exists():
+            return False
+        done = self.vmfabric("show", "session", "--json")
+        if done.returncode == 1:  # no store yet: the controller is still starting
+            return False
+        if done.returncode != 0:
+            raise PermanentError(f"vmfabric show session: {done.stderr.strip()}")
+        sessions = json.loads(done.stdout)
         return bool(sessions) and bool(
             sessions[0].get("in_sync", sessions[0]["state"] == "connected")
         )

@@ -17,7 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from support.api_fixtures import TOKEN_ENV, Api, api_config, config_data, move_vm, populate, port
-from vmfabric import __version__
+from vmfabric import __version__, views
 from vmfabric.api.server import start
 from vmfabric.cli import app as cli_app
 from vmfabric.config import parse_config
@@ -121,7 +121,7 @@ def test_api_answers_exactly_what_show_json_prints(api: Api, path: str, show: li
 def test_switches_are_the_store_view(api: Api) -> None:
     with api.client() as client:
         got = client.get("/api/v1/switches").json()
-    assert got == api.store.show_switches()
+    assert got == views.switches(api.store)
     assert [(s["name"], s["state"]) for s in got] == [("leaf1", "ok"), ("leaf2", "unreachable")]
 
 

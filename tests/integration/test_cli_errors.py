@@ -145,3 +145,94 @@ def test_readable_secret_file_is_bad_input_for_a_vcenter_session(tmp_path: Path)
     done = vmfabric("sync", "--timeout", "5", "-c", str(path))
     assert_one_line_error(done, 2, "has mode 0644; make it 0600 or stricter")
     assert "s3cret-value" not in done.stderr + done.stdout
+
+
+def test_version_is_the_package_version() -> None:
+    from importlib.metadata import version
+
+    done = vmfabric("--version")
+    assert (done.returncode, done.stdout.strip()) == (0, f"vmfabric {version('vmfabric')}")
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["show", "vm", "--bogus"], "show vm: No such option: --bogus"),
+        (["show", "vm", "--jsn"], "show vm: No such option: --jsn"),
+        (["approve"], "approve: Missing argument"),
+        (["approve", "seven"], "approve: Invalid value for"),
+        (["show", "audit", "--limit", "x"], "show audit: Invalid value for '--limit'"),
+        (["show", "vlan", "5000"], "show vlan: Invalid value for 'ID'"),
+        (["show", "plan", "--status", "maybe"], "'maybe' is not one of applied, applying"),
+        (["show", "session", "--autovlan"], "--autovlan needs a session NAME"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
+def test_argument_errors_are_one_line_and_exit_2(args: list[str], text: str) -> None:
+    done = vmfabric(*args)
+    assert_one_line_error(done, 2, text)
+    assert "╭" not in done.stderr + done.stdout, "no framed box"
+
+
+def test_two_entries_for_one_bridge_are_bad_input_and_nothing_is_applied(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=2, trunks=frozenset({4095}))
+    path = setup(tmp_path, switch_dict(sw))
+    cfg = yaml.safe_load(path.read_text())
+    cfg["switches"].append(switch_dict(sw, name="leaf2", edge_ports=["e2"]))
+    path.write_text(yaml.safe_dump(cfg))
+    for command in (("sync",), ("run",), ("config", "check")):
+        done = vmfabric(*command, "-c", str(path))
+        assert_one_line_error(done, 2, "switches[1]: leaf2 writes the same device as leaf1")
+    assert trunks(sw, "e1") == {4095}, "nothing may be applied"
+    assert not (tmp_path / "vf.db").exists(), "a refused config must not create the store"
+
+
+def test_a_link_outside_the_edge_ports_is_bad_input_and_nothing_is_applied(
+    ovs_switch: MakeSwitch, tmp_path: Path
+) -> None:
+    sw = ovs_switch(n=2, trunks=frozenset({4095}))
+    path = setup(tmp_path, switch_dict(sw, edge_ports=["e2"]))
+    done = vmfabric("sync", "-c", str(path))
+    assert_one_line_error(done, 2, "links[0].port: 'e1' is not an edge port of switch leaf1")
+    assert trunks(sw, "e1") == {4095} and trunks(sw, "e2") == {4095}
+
+
+def test_config_check_says_what_it_checked(tmp_path: Path) -> None:
+    secret = tmp_path / "vc.secret"
+    secret.write_text("s3cret-value\n")
+    secret.chmod(0o600)
+    path = setup(tmp_path, {"name": "leaf1", "driver": "fake", "edge_ports": ["e1", "e2"]})
+    cfg = yaml.safe_load(path.read_text())
+    cfg["sessions"].append({"name": "vc", "kind": "vcenter", "url": "https://vc.example/sdk",
+                            "username": "ro", "password": "file:vc.secret"})  # fmt: skip
+    path.write_text(yaml.safe_dump(cfg))
+    done = vmfabric("config", "check", "-c", str(path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == [
+        "store", "engine", "sessions", "secrets", "inventories", "switches", "links", "config OK",
+    ]  # fmt: skip
+    assert "sessions: 2 ok (inv static, vc vcenter)" in lines
+    assert "inventories: 1 ok (inv: 1 hosts, 1 port groups, 1 VMs)" in lines
+    assert f"store: sqlite {tmp_path}/vf.db (folder writable)" in lines
+    assert "s3cret-value" not in done.stdout + done.stderr
+
+
+def test_show_does_not_need_the_secrets_that_run_needs(tmp_path: Path) -> None:
+    from vmfabric.store import Store
+
+    path = tmp_path / "vmfabric.yaml"
+    path.write_text(
+        yaml.safe_dump({
+            "store": "sqlite:///vf.db",
+            "sessions": [{"name": "vc", "kind": "vcenter", "url": "https://vc.example/sdk",
+                          "username": "ro", "password": "env:VMF_CLI_UNSET_PASSWORD"}],
+        })
+    )  # fmt: skip
+    Store(f"sqlite:///{tmp_path}/vf.db").close()
+    shown = vmfabric("show", "session", "--json", "-c", str(path))
+    assert shown.returncode == 0, shown.stderr
+    refused = vmfabric("sync", "--dry-run", "-c", str(path))
+    assert_one_line_error(refused, 2, "VMF_CLI_UNSET_PASSWORD (from env:VMF_CLI_UNSET_PASSWORD)")

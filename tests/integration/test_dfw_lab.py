@@ -155,6 +155,9 @@ def test_policy_follows_vms_across_hosts_vmotion_and_tag_changes(lab: LabState) 
     assert probe(ns["app1"], ADDR["db1"], 5432) == "open", "now across hosts"
     assert probe(ns["web1"], ADDR["db1"], 5432) == "timeout", "same host, still dropped"
     assert not any("vm-db1" in m for m in targets[1].state.get("egress", ())), "left hv2"
+    stale = [f for f in flows(lab, "hv2") if "nw_dst=10.60.0.13 " in f and "REG6" in f]
+    assert stale == [], "db1's port left hv2: its classification flows must go with it"
+    assert not any("#" in m for ms in targets[1].state.values() for m in ms)
     assert "vm-db1" in targets[0].state["egress"]
 
     delta = inv.apply([VmUpsert(vm("web1", "hv1", "app"))], 4.0)  # web1 becomes an app VM

@@ -38,6 +38,10 @@ from vmfabric.inventory.topology.lldpd import (
 
 pytestmark = pytest.mark.integration
 DATA = Path(__file__).parent.parent / "data" / "lldpd"
+# Waits end as soon as their condition holds; the deadline only bounds a failure, and is
+# sized for daemons starved on a loaded 2-core machine (frames every second, see NUDGE).
+WAIT = 90.0
+NUDGE = 2.0
 NODE = (
     "<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>1</cores><threads>1</threads>"
     "<active>1</active><mhz>1000</mhz><model>i686</model></cpu><memory>1048576</memory></node>"
@@ -56,6 +60,7 @@ class Lab:
     folder: Path
     namespaces: list[str] = field(default_factory=list)
     daemons: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
 
     def ns(self, role: str) -> str:
         return f"{self.prefix}{role}"
@@ -88,21 +93,37 @@ class Lab:
                 "-u", self.sock(role), "-p", pidfile, "-O", str(conf)]  # fmt: skip
         log = (self.folder / f"{role}.log").open("wb")
         self.daemons.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+        self.roles.append(role)
 
     def cli(self, role: str, fmt: str = "json") -> str:
         return run_lldpcli(lldpcli_argv(netns=self.ns(role), socket=self.sock(role), fmt=fmt))
 
-    def wait_neighbors(self, role: str, count: int, timeout: float = 20) -> None:
+    def wait_neighbors(self, role: str, count: int, timeout: float = WAIT) -> None:
+        """Wait until ``role``'s lldpd knows ``count`` neighbours. Every ``NUDGE`` seconds
+        without them, every daemon is asked to send its frames now (``lldpcli update``): a
+        frame sent while its peer was still starting is lost, and the next one would wait
+        for the tx interval (30 s until the daemon has read its configuration)."""
         deadline = time.monotonic() + timeout
+        nudge = time.monotonic() + NUDGE
         while True:
             try:
-                found = read_neighbors(netns=self.ns(role), socket=self.sock(role))
+                known = len(read_neighbors(netns=self.ns(role), socket=self.sock(role)))
             except TransientError:
-                found = {}  # lldpd still starting
-            if len(found) >= count:
+                known = -1  # lldpd still starting
+            if known >= count:
                 return
-            assert time.monotonic() < deadline, f"{role}: {len(found)} of {count} neighbours"
+            now = time.monotonic()
+            assert now < deadline, f"{role}: {known} of {count} neighbours after {timeout}s"
+            if now >= nudge:
+                self.send_now()
+                nudge = now + NUDGE
             time.sleep(0.2)
+
+    def send_now(self) -> None:
+        """Ask every daemon to send its LLDP/CDP frames at once (failures: still starting)."""
+        for role in self.roles:
+            argv = ["ip", "netns", "exec", self.ns(role), "lldpcli", "-u", self.sock(role)]
+            subprocess.run([*argv, "update"], capture_output=True, timeout=30, check=False)
 
     def cleanup(self) -> None:
         for proc in self.daemons:
@@ -145,8 +166,11 @@ def three_nodes(lab: Lab) -> Lab:
     lab.lldpd("h", "hv-ünï.example", "-c")
     lab.lldpd("s", "leaf1", "-m", "192.0.2.11", portid_ifname=True)
     lab.lldpd("c", "cdp-sw1.lab", "-ll", "-cc")  # CDPv1 only, no LLDP
+    # Every side the tests read. The hypervisor speaks CDP on h2 only once it has heard
+    # cdpsw's CDP, so cdpsw hears it last: waiting for the hypervisor alone left a race.
     lab.wait_neighbors("h", 3)
     lab.wait_neighbors("s", 2)
+    lab.wait_neighbors("c", 1)
     return lab
 
 
@@ -227,7 +251,7 @@ def test_record_samples(three_nodes: Lab) -> None:
     lab = three_nodes
     lab.add_ns("x")
     lab.lldpd("x", "lonely")
-    time.sleep(1)
+    lab.wait_neighbors("x", 0)  # its socket answers
     for role, stem in (("h", "hv_lldp_and_cdp"), ("s", "switch_two_ports"),
                        ("c", "cdp_switch_one_port"), ("x", "empty")):  # fmt: skip
         for fmt, suffix in (("json", ".json"), ("json0", ".json0.json")):

@@ -5,8 +5,10 @@ after a tag change too; other tables are never touched."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +21,7 @@ from vmfabric.inventory.index import Inventory
 from vmfabric.lab import netns as nsx
 from vmfabric.runtime.groups import GroupTarget, build, step
 from vmfabric.targets.addrset.base import MemberChange
+from vmfabric.targets.addrset.netns import NetnsRunner
 from vmfabric.targets.addrset.nftables import NftablesDriver
 
 pytestmark = [
@@ -152,3 +155,26 @@ def test_a_group_whose_session_is_out_of_sync_keeps_its_members(net: RoutedNet) 
     assert {c.member for c in plan.held} == {"10.1.0.2", "10.2.0.2", "10.3.0.2"}
     assert all("not in sync" in c.reason for c in plan.held)
     assert net.probe("app", "db", 5432) == "open", "fail-static: access kept"
+
+
+def test_commands_run_in_the_namespace_from_a_thread_that_returns_to_its_own() -> None:
+    ns = nsx.add_netns(f"vfgr{uuid.uuid4().hex[:6]}")
+    runner = NetnsRunner(ns)
+    try:
+        nsx.add_veth("vfgdummy0", "vfgdummy1", ns, ns)
+        inside = runner.run(["ip", "-o", "link", "show"], timeout=10)
+        assert inside.returncode == 0 and "vfgdummy0" in inside.stdout
+        assert "vfgdummy0" not in nsx.run(["ip", "-o", "link", "show"]).stdout
+        assert runner._pool is not None
+        here = os.readlink("/proc/thread-self/ns/net")
+        there = runner._pool.submit(os.readlink, "/proc/thread-self/ns/net").result()
+        assert there == here, "the runner's thread stayed in the namespace"
+    finally:
+        runner.close()
+        nsx.delete_netns(ns)
+    gone = NetnsRunner(ns)
+    try:
+        failed = gone.run(["true"], timeout=10)
+    finally:
+        gone.close()
+    assert failed.returncode == 1 and "Cannot open network namespace" in failed.stderr

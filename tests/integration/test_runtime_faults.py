@@ -293,6 +293,8 @@ def test_sighup_applies_a_new_link_and_refuses_a_bad_file(
         cfg_path.write_text(yaml.safe_dump(data))
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: trunks(sw, "e1") == {110}, 20, "VLAN 110 on e1 after SIGHUP")
+        (session,) = store.show_sessions("inv")
+        assert session["state"] == "connected" and session["in_sync"], "an unchanged session"
         cfg_path.write_text("switches: [unclosed\n")
         proc.send_signal(signal.SIGHUP)
         data["links"].pop()  # the refused file must not have taken the link away
@@ -313,6 +315,11 @@ def test_sighup_applies_a_new_link_and_refuses_a_bad_file(
 # ---- closing an open port (open_ports: close) ------------------------------------------------
 
 
+def port_entries(store: Store) -> list[dict[str, Any]]:
+    """The switch-port entries of the audit log (approvals are audited too)."""
+    return [e for e in store.audit(10) if e["kind"] == "switchport"]
+
+
 def test_closing_an_open_port_is_audited_and_held_by_the_guard(
     ovs_switch: MakeSwitch, tmp_path: Path
 ) -> None:
@@ -328,8 +335,9 @@ def test_closing_an_open_port_is_audited_and_held_by_the_guard(
         assert ctl.store.audit(10) == []
         ctl.store.approve_plan(held["id"], time.time())
         wait_for(lambda: trunks(sw, "e1") == {110}, 10, "closed to VLAN 110 once approved")
-        wait_for(lambda: len(ctl.store.audit(10)) == 2, 10, "both changes audited")
-        audit = {(e["port"], e["vlan"], e["action"]): e["reason"] for e in ctl.store.audit(10)}
+        wait_for(lambda: len(port_entries(ctl.store)) == 2, 10, "both changes audited")
+        audit = {(e["port"], e["vlan"], e["action"]): e["reason"] for e in port_entries(ctl.store)}
+        assert [e["plan"] for e in ctl.store.audit(10) if e["kind"] == "approval"] == [held["id"]]
     assert "port carried every VLAN" in audit[("e1", 0, "remove")]
     assert ("e1", 110, "add") in audit
 

@@ -27,7 +27,7 @@ from support.controller import running_controller, wait_for
 from support.controller import trunks as ovs_trunks
 from support.ovs_fixtures import MakeSwitch, OvsSwitch
 from support.setup import cli, inventory, ovs_cfg, record, rewrite, write_setup
-from vmfabric.config import Config, parse_switch
+from vmfabric.config import Config, LinkConfig, parse_switch
 from vmfabric.core.errors import PermanentError
 from vmfabric.core.model import PortChange
 from vmfabric.runtime import Controller
@@ -115,8 +115,11 @@ def test_c_ports_outside_edge_ports_are_never_written(
     sw = ovs_switch(n=3)
     edge = ovs_cfg(sw, edge_ports=["e1", "e2"])  # e3 exists but is not an edge port
     inv = inventory([("web-01", "esx1", "web"), ("db-01", "esx3", "db")], {"web": 110, "db": 130})
-    links = [("esx1", "leaf1", "e1"), ("esx3", "leaf1", "e3")]
-    config = write_setup(tmp_path, inv, [edge], links)
+    config = write_setup(tmp_path, inv, [edge], [("esx1", "leaf1", "e1")])
+    # A static link to a non-edge port is refused as bad config; discovery can still land
+    # a host there (a neighbour naming e3): modelled by a link added after validation.
+    stray = LinkConfig(host="esx3", nic="vmnic0", switch="leaf1", port="e3")
+    config = config.model_copy(update={"links": [*config.links, stray]})
     with running(config):
         wait_for(lambda: trunks(sw, "e1") == {110}, 10, "VLAN 110 on e1")
         time.sleep(0.3)
@@ -186,7 +189,7 @@ def test_e_failed_writes_are_retried_with_backoff_until_the_vlans_arrive(tmp_pat
     driver.fail_next = 2  # the first two transactions fail: retried after 1 s, then 2 s
     with running(config, {"leaf1": driver}) as run:
         took = wait_for(lambda: 120 in driver.ports["e2"].trunks, 15, "VLANs applied")
-        assert run.store.show_switches()[0]["state"] == "ok"
+        wait_for(lambda: run.store.show_switches()[0]["state"] == "ok", 10, "the switch ok")
     assert driver.fail_next == 0 and driver.transactions == 1
     assert driver.ports["e1"].trunks == {110} and driver.ports["e2"].trunks == {120}
     assert took >= 2.5, f"converged in {took:.2f}s: the retries did not back off (1 s + 2 s)"

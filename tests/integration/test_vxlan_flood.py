@@ -138,7 +138,7 @@ def test_the_runtime_reconcile_loop_drives_the_vtep_targets(
     assert fab.flood("leaf2") == {10110: {leaf1, leaf3}}
     assert leaf2 in fab.flood("leaf1")[10110] and leaf2 in fab.flood("leaf3")[10110]
     audit = store.audit(switch="leaf1:vtep")
-    assert [(e["port"], e["action"]) for e in audit] == [("10110", "add")]
+    assert [(e["holder"], e["action"]) for e in audit] == [("10110", "add")]
     assert "y" in audit[0]["reason"]
     store.close()
     assert probe.ping(fab.lab, "y", fab.ip("a"))

@@ -113,10 +113,11 @@ def populate(store: Store) -> int:
     store.set_port_states(fabric_ports(), NOW)
     store.set_switch_status("leaf1", "ok", now=NOW)
     store.set_switch_status("leaf2", "unreachable", "connection refused", now=NOW)
+    entry = AuditEntry.switchport
     store.record_audit([
-        AuditEntry(NOW - 20, "leaf1", "p1", 110, "add", "VMs web-01 (port group web)", SESSION),
-        AuditEntry(NOW - 10, "leaf1", "p1", 120, "add", "VMs db-01 (port group db)", SESSION),
-        AuditEntry(NOW - 5, "leaf2", "p1", 110, "add", "VMs web-02 (port group web)", SESSION),
+        entry(NOW - 20, "leaf1", "p1", 110, "add", "VMs web-01 (port group web)", SESSION),
+        entry(NOW - 10, "leaf1", "p1", 120, "add", "VMs db-01 (port group db)", SESSION),
+        entry(NOW - 5, "leaf2", "p1", 110, "add", "VMs web-02 (port group web)", SESSION),
     ])  # fmt: skip
     return store.save_plan("leaf1", "held", held_plan(), "removes 1 of 2 dynamic VLANs",
                            NOW, sessions=[SESSION])  # fmt: skip

@@ -204,7 +204,8 @@ def test_incremental_equals_full_recompute_after_every_batch(
     ref = Reference()
     history: list[SourceEvent] = [start_a, start_b, start_c, *changes]
     nonempty = 0
-    for step, batch in enumerate(_batches(history, sizes)):
+    batches = _batches(history, sizes)
+    for step, batch in enumerate(batches):
         av.apply(batch, now=float(step))
         for ev in batch:
             ref.apply(ev)
@@ -222,7 +223,7 @@ def test_incremental_equals_full_recompute_after_every_batch(
             assert av.intent.users(sw, port, vlan) == users, where
         assert av.intent.checked() == ref.checked(), where
         nonempty += bool(full)
-    DENSITY.append(nonempty / len(history))
+    DENSITY.append(nonempty / len(batches))
 
 
 def _batches(history: list[SourceEvent], sizes: list[int]) -> list[list[SourceEvent]]:

@@ -54,15 +54,26 @@ def maybe(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 VLANS = st.sampled_from(["2-1000", "110", "1-4094", "100-10", "0", "5000", "1,,2", " 7 "])
-DURATION = st.sampled_from(["30s", "500ms", "5m", "-1s", "1h", "forever", "1.5", ""])
+DURATION = st.sampled_from(
+    ["30s", "500ms", "5m", "-1s", "1h", "forever", "1.5", "", 0, 1e308, -0.0,
+     float("nan"), float("inf"), float("-inf"), True]
+)  # fmt: skip
 SESSION = st.fixed_dictionaries(
     {"name": maybe(st.sampled_from(["lab", "inv", "bad name", ""])),
      "kind": maybe(st.sampled_from(["vcenter", "libvirt", "static", "esx"]))},
     optional={
-        "url": maybe(st.sampled_from(["https://vc/sdk", "ftp://x", "vc"])),
+        "url": maybe(st.sampled_from(
+            ["https://vc/sdk", "ftp://x", "vc", "https://vc:99999/sdk", "https://u:p@vc/",
+             "https://[::1/sdk", "http://"])),
         "username": maybe(ODD_TEXT),
-        "password": maybe(st.sampled_from(["env:PW", "file:/nonexistent", "hunter2"])),
-        "path": maybe(st.sampled_from(["inv.yaml", "/etc/passwd"])),
+        "password": maybe(st.sampled_from(
+            ["env:PW", "env:VMF_FUZZ_EMPTY", "env:", "env:1x", "file:/nonexistent",
+             "file:pw.secret", "file:", "hunter2"])),
+        "path": maybe(st.sampled_from(["inv.yaml", "/etc/passwd", "", "."])),
+        "ca_file": maybe(st.sampled_from(["ca.pem", "/nonexistent/ca.pem", "pw.secret"])),
+        "verify_tls": maybe(st.booleans()),
+        "lldp_command": maybe(st.sampled_from(["lldpcli {host}", "'unclosed", "", "cat x"])),
+        "hint_refresh": maybe(DURATION),
         "uris": maybe(st.dictionaries(KEY, ODD_TEXT, max_size=2)),
         "allowed_vlans": maybe(VLANS),
         "audit_interval": maybe(DURATION),
@@ -70,31 +81,42 @@ SESSION = st.fixed_dictionaries(
     },
 )  # fmt: skip
 SWITCH = st.fixed_dictionaries(
-    {"name": maybe(st.sampled_from(["leaf1", "leaf2", "bad name"])),
+    {"name": maybe(st.sampled_from(["leaf1", "leaf2", "LEAF1", "bad name"])),
      "driver": maybe(st.sampled_from(["ovs", "fake", "nope"])),
      "edge_ports": maybe(st.lists(ODD_TEXT, max_size=3))},
     optional={
         "ovsdb": maybe(st.sampled_from(["unix:/x.sock", "tcp:1.2.3.4:6640", "ssl:x"])),
+        "bridge": maybe(st.sampled_from(["br0", "br1", ""])),
+        "timeout": maybe(st.sampled_from([1, -1, 0, 1e9, float("nan"), float("inf"), "5"])),
+        "latency": maybe(st.floats(allow_nan=True)),
+        "state_file": maybe(st.sampled_from(["fake.json", "/nonexistent/x.json"])),
         "open_ports": maybe(st.sampled_from(["keep", "close", "open"])),
         "options": maybe(st.dictionaries(KEY, SCALAR, max_size=3)),
         "aliases": maybe(st.lists(ODD_TEXT, max_size=2)),
+        "mgmt_address": maybe(st.sampled_from(["192.0.2.1", "2001:db8::1", "leaf1", ""])),
     },
 )  # fmt: skip
+STORES = st.sampled_from([
+    "sqlite:///v.db", "sqlite://", "sqlite:///", "nonsense", "sqlite:////proc/v.db",
+    "sqlite:///missing/v.db", "postgresql://u@h/db", "postgresql://u:pw@h/db",
+    "postgresql://u@h:x/db", "postgresql://u@h:99999/db", "mysql://u@h/db", "postgresql+x://h/d",
+])  # fmt: skip
 CONFIG = st.fixed_dictionaries(
     {},
     optional={
-        "store": maybe(st.sampled_from(["sqlite:///v.db", "sqlite://", "nonsense"])),
+        "store": maybe(STORES),
         "engine": maybe(st.fixed_dictionaries({}, optional={
             "prune_delay": maybe(DURATION), "coalesce": maybe(DURATION),
+            "retry_max": maybe(DURATION),
             "max_removals": maybe(st.integers(-3, 100)),
-            "max_removal_share": maybe(st.floats(-1, 2)),
+            "max_removal_share": maybe(st.floats(-1, 2) | st.floats(allow_nan=True)),
         })),
         "sessions": maybe(st.lists(SESSION, max_size=3)),
         "switches": maybe(st.lists(SWITCH, max_size=3)),
         "links": maybe(st.lists(st.fixed_dictionaries({
             "host": maybe(ODD_TEXT), "nic": maybe(ODD_TEXT),
             "switch": maybe(st.sampled_from(["leaf1", "leaf9"])), "port": maybe(ODD_TEXT),
-        }), max_size=3)),
+        }, optional={"session": maybe(st.sampled_from(["lab", "inv", None]))}), max_size=3)),
         "unknown_key": JSONISH,
     },
 ) | st.dictionaries(KEY, JSONISH, max_size=3)  # fmt: skip
@@ -177,22 +199,79 @@ def outcome(fn: Any, *args: Any) -> Any:
         return None
 
 
+def config_outcome(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Config loading refuses with ConfigError alone (one line), never anything else."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # the property under test
+        assert isinstance(exc, ConfigError), f"{type(exc).__name__}: {exc}"
+        assert_clean(exc)
+        return None
+
+
 # ---- config files ------------------------------------------------------------------------
 
 
 @FUZZ
 @given(CONFIG)
 def test_config_from_the_schema_loads_or_is_refused_in_one_line(data: Any) -> None:
-    result = outcome(parse_config, data, "vmfabric.yaml")
+    result = config_outcome(parse_config, data, "vmfabric.yaml")
     assert result is None or isinstance(result, Config)
+    if result is not None:
+        assert_sane(result)
+
+
+def assert_sane(config: Config) -> None:
+    """What any accepted config guarantees: bounded finite durations, links on configured
+    edge ports, one entry per device, a store vmfabric can open."""
+    e = config.engine
+    assert 0 <= e.prune_delay <= 7 * 86400 and 0 <= e.coalesce <= 5 and 1 <= e.retry_max <= 3600
+    assert 0 <= e.max_removal_share <= 1
+    for session in config.sessions:
+        for key in ("audit_interval", "hint_refresh", "lldp_refresh"):
+            value = getattr(session, key, 1.0)
+            assert 0.1 <= value <= 7 * 86400, f"{session.name}.{key} = {value}"
+    edge = {s.name: s.edge_ports for s in config.switches}
+    assert all(link.port in edge[link.switch] for link in config.links)
+    devices = [s.endpoint() for s in config.switches if s.endpoint()]
+    assert len(devices) == len(set(devices))
+    nics = [(k.host, k.nic, k.session) for k in config.links]
+    assert len(nics) == len(set(nics))
+    assert config.store.split(":", 1)[0].split("+")[0] in ("sqlite", "postgresql")
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder with the files the generated configs may name: a private secret, a CA
+    file that is not one, an inventory; and an environment with an empty secret."""
+    (tmp_path / "pw.secret").write_text("s3cret\n")
+    (tmp_path / "pw.secret").chmod(0o600)
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    (tmp_path / "inv.yaml").write_text(VALID_INVENTORY)
+    monkeypatch.setenv("VMF_FUZZ_EMPTY", "")
+    monkeypatch.setenv("PW", "s3cret")
+    return tmp_path
+
+
+@FUZZ
+@given(CONFIG, st.booleans())
+def test_config_files_load_or_are_refused_with_one_config_error(
+    config_dir: Path, data: Any, runs: bool
+) -> None:
+    path = config_dir / "vmfabric.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    result = config_outcome(load_config, path, connect=runs, write=runs)
+    assert result is None or isinstance(result, Config)
+    if result is not None:
+        assert_sane(result)
 
 
 @FUZZ
 @given(mutated(VALID_CONFIG))
-def test_mutated_config_yaml_loads_or_is_refused_in_one_line(tmp_path: Path, text: str) -> None:
-    path = tmp_path / "vmfabric.yaml"
+def test_mutated_config_yaml_loads_or_is_refused_in_one_line(config_dir: Path, text: str) -> None:
+    path = config_dir / "vmfabric.yaml"
     path.write_text(text, encoding="utf-8")
-    result = outcome(load_config, path)
+    result = config_outcome(load_config, path, connect=True, write=True)
     assert result is None or isinstance(result, Config)
 
 

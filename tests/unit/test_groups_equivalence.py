@@ -38,6 +38,12 @@ GROUPS = [
     GroupDef("pg-a", Glob("portgroup", "pg-a")),
     GroupDef("folder", Glob("folder", "/dc/prod/*")),
     GroupDef("static", None, ("192.0.2.0/28",)),
+    # globs indexed by literal prefix, suffix or neither
+    GroupDef("ends-1", Glob("name", "*-1")),
+    GroupDef("hv12", Glob("host", "hv[12]")),
+    GroupDef("has-p", Glob("name", "*p*")),
+    GroupDef("pg-any", AnyOf((Glob("portgroup", "*-b"), Glob("folder", "/dc/t*")))),
+    GroupDef("lin-db", AllOf((Glob("guest_os", "*64Guest"), Glob("name", "db-1?")))),
 ]
 RULES = [
     RuleDef("web-to-app", ("web",), ("app",)),
@@ -51,7 +57,7 @@ ADDRESS = [
 ]
 DFW = [DfwTarget(f"dfw@{h}", h, tuple(r.name for r in RULES)) for h in ("hv1", "hv2")]
 
-names = st.sampled_from(["web-1", "app-1", "app-2", "db-1", "db-12", "x"])
+names = st.sampled_from(["web-1", "app-1", "app-2", "app-", "db-1", "db-12", "x", "-1"])
 tags = st.lists(st.sampled_from(["tier:web", "env:prod", "app", "x:app", "tier:db"]), max_size=3)
 ips = st.lists(
     st.sampled_from(["10.0.0.1", "10.0.0.2", "10.9.0.5", "fd00::1", "fd00:9::5", "192.0.2.3"]),
@@ -142,3 +148,35 @@ def test_why_names_the_matching_conditions() -> None:
     other = Vm("s1", "b", "app-7", "hv1", Power.ON)
     assert gi.compiled.why("not-web", other) == "session s1 and not (group web)"
     assert gi.compiled.why("app", other) == "name app-*"
+
+
+def test_who_last_used_an_address_is_forgotten_once_it_is_removed() -> None:
+    inv = Inventory(["s1", "s2"])
+    gi = intent()
+    vm = Vm("s2", "a", "web-1", "hv1", Power.ON, ips=("10.0.0.1",), tags=("tier:web",))
+    gi.update(inv, inv.apply([Snapshot("s2", (), (), (vm,))], 1.0), 1.0)
+    gi.update(inv, inv.apply([Snapshot("s2", (), (), ())], 2.0), 2.0)
+    gi.update(inv, inv.apply([SessionStatus("s1", "disconnected")], 3.0), 3.0)
+    gate = gi.gate(inv)
+    assert gate("10.0.0.1") == ("", 1.0), "only s2 (in sync) could want it back"
+    gi.removed("10.0.0.1")
+    assert gate("10.0.0.1")[0] == "s1", "forgotten: any session out of sync holds it"
+    assert "10.0.0.1" not in gi._vacated_by
+
+
+def test_a_vm_leaving_a_host_is_not_held_by_another_session_out_of_sync() -> None:
+    inv = Inventory(["s1", "s2"])
+    gi = intent()
+    web = Vm("s2", "a", "web-1", "hv1", Power.ON, ips=("10.0.0.1",), tags=("tier:web",))
+    gi.update(
+        inv, inv.apply([Snapshot("s1", (), (), ()), Snapshot("s2", (), (), (web,))], 1.0), 1.0
+    )
+    state = gi.desired("dfw@hv1")
+    assert "vm-web-1" in state["egress"]
+    gi.update(inv, inv.apply([SessionStatus("s1", "disconnected")], 2.0), 2.0)
+    moved = Vm("s2", "a", "web-1", "hv2", Power.ON, ips=("10.0.0.1",), tags=("tier:web",))
+    gi.update(inv, inv.apply([VmUpsert(moved)], 3.0), 3.0)
+    plan = gi.plan("dfw@hv1", state, inv, 3.0)
+    gone = {(c.holder, c.member) for c in plan.changes if c.action == "remove"}
+    assert ("egress", "vm-web-1") in gone and ("ingress", "10.0.0.1=vm-web-1") in gone
+    assert not [c for c in plan.held if "web-1" in c.member], "s1 never had web-1"

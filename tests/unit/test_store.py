@@ -3,6 +3,7 @@ sharing between processes, file modes, failures as StoreError, and bulk speed.""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -10,7 +11,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -20,130 +20,39 @@ from pathlib import Path
 
 import pytest
 
+from support.store_data import (
+    ALL,
+    NOW,
+    esx01,
+    esx02,
+    fill,
+    lldp,
+    port_states,
+    portgroups,
+    postgres_url,
+    url_of,
+    vms,
+)
+from vmfabric import views
 from vmfabric.core.errors import ConfigError, TransientError
 from vmfabric.core.model import (
     Host,
     HostRemoved,
     HostUpsert,
-    Neighbor,
     Nic,
     PortGroup,
     PortGroupRemoved,
     PortGroupUpsert,
-    PortMode,
-    PortState,
     Power,
     Uplink,
     Vm,
     VmRemoved,
     VmUpsert,
 )
-from vmfabric.store import AuditEntry, Store, StoreError
+from vmfabric.store import AuditEntry, Store, StoreError, StoreReplacedError
 from vmfabric.store.schema import metadata
 
-NOW = 1_700_000_000.0
-ALL = frozenset(range(1, 4095))
-
-# ---- the public JSON contract (DESIGN.md "show ... --json") and the extras we add --------
-SESSION_KEYS = {
-    "name",
-    "kind",
-    "url",
-    "state",
-    "hosts",
-    "vms",
-    "autovlan",
-    "allowed_vlans",
-    "last_update",
-    "last_error",
-}
-SESSION_EXTRA = {"in_sync", "version", "mode", "warnings", "held_plans"}
-VM_KEYS = {"name", "session", "host", "power_state", "networks", "attachments"}
-VM_EXTRA = {"id", "carriage"}
-NETWORK_KEYS = {"portgroup", "vlan"}
-ATTACHMENT_KEYS = {"switch", "port"}
-HOST_KEYS = {"name", "session", "vms", "uplinks"}
-HOST_EXTRA = {"neighbors", "nics"}
-UPLINK_KEYS = {"nic", "switch", "port", "source"}
-NEIGHBOR_KEYS = {
-    "nic",
-    "protocol",
-    "system_name",
-    "port_id",
-    "mgmt_addr",
-    "matched",
-    "chassis_id",
-    "port_descr",
-}
-INTERFACE_KEYS = {"switch", "port", "hosts", "vlans", "dynamic_vlans", "static_vlans"}
-INTERFACE_EXTRA = {"mode"}
-VLAN_KEYS = {"switch", "vlan", "ports", "dynamic"}
-VLAN_EXTRA = {"dynamic_ports", "static_ports"}
-
-
-# ---- inventory builders ------------------------------------------------------------------
-
-
-def lldp(switch: str, port: str) -> Neighbor:
-    return Neighbor(protocol="lldp", system_name=switch, port_id=port, mgmt_addr="192.0.2.1")
-
-
-def esx01(session: str = "lab") -> Host:
-    """Two NICs on leaf1 p1/p2 carrying dvs; vmnic2 heard an unknown switch (unmatched)."""
-    return Host(
-        session=session,
-        name="esx01",
-        nics=(
-            Nic("vmnic0", lldp("leaf1", "p1")),
-            Nic("vmnic1", lldp("leaf1", "p2")),
-            Nic("vmnic2", Neighbor(protocol="cdp", system_name="mystery", port_id="Gi0/9")),
-            Nic("vmnic3"),
-        ),
-        vswitch_nics={"dvs": frozenset({"vmnic0"}), "vSwitch0": frozenset({"vmnic1"})},
-        uplinks=(
-            Uplink("vmnic0", "leaf1", "p1", "lldp"),
-            Uplink("vmnic1", "leaf1", "p2", "static"),
-        ),
-    )
-
-
-def esx02(session: str = "lab") -> Host:
-    return Host(
-        session=session,
-        name="esx02",
-        nics=(Nic("eth0", lldp("leaf2", "p10")),),
-        uplinks=(Uplink("eth0", "leaf2", "p10", "lldp"),),
-    )
-
-
-def portgroups(session: str = "lab") -> list[PortGroup]:
-    return [
-        PortGroup(session, "web", frozenset({110}), vswitch="dvs"),
-        PortGroup(session, "db", frozenset({120}), vswitch="vSwitch0"),
-        PortGroup(session, "trunk", frozenset(range(200, 206)), vswitch="dvs"),
-        PortGroup(session, "untagged", frozenset(), problem="untagged"),
-        PortGroup(session, "loose", frozenset({130})),  # no vswitch: carried by all uplinks
-    ]
-
-
-def vms(session: str = "lab") -> list[Vm]:
-    return [
-        Vm(session, "vm-1", "web-01", "esx01", Power.ON, ("web", "db")),
-        Vm(session, "vm-2", "web-02", "esx02", Power.OFF, ("web", "untagged")),
-        Vm(session, "vm-3", "trunker", "esx01", Power.ON, ("trunk", "ghost")),
-        Vm(session, "vm-4", "loose-01", "esx01", Power.ON, ("loose",)),
-    ]
-
-
-def fill(store: Store, session: str = "lab") -> None:
-    store.set_session(session, "static", f"file:{session}.yaml", True, ALL, "enforce")
-    store.replace_inventory(
-        session, [esx01(session), esx02(session)], portgroups(session), vms(session), NOW
-    )
-
-
-def url_of(path: Path) -> str:
-    return f"sqlite:///{path}"
+__all__ = ["postgres_url"]  # a fixture, imported to be used here
 
 
 @pytest.fixture
@@ -183,27 +92,28 @@ def test_sqlite_file_is_in_wal_mode(store: Store, db_path: Path) -> None:
 def test_memory_store_round_trips() -> None:
     with Store("sqlite://") as mem:
         fill(mem)
-        assert [v["name"] for v in mem.show_vms()] == ["loose-01", "trunker", "web-01", "web-02"]
+        assert [v["name"] for v in views.vms(mem)] == ["loose-01", "trunker", "web-01", "web-02"]
 
 
 def test_second_store_reads_while_first_is_open_and_writing(store: Store, db_path: Path) -> None:
     fill(store)
     reader = Store(url_of(db_path))
     try:
-        assert len(reader.show_vms()) == 4
+        assert len(views.vms(reader)) == 4
         store.apply_changes([VmRemoved("lab", "vm-1")], NOW + 1)
-        assert len(reader.show_vms()) == 3
+        assert len(views.vms(reader)) == 3
     finally:
         reader.close()
-    assert len(store.show_vms()) == 3
+    assert len(views.vms(store)) == 3
 
 
 def test_another_process_reads_while_the_writer_is_open(store: Store, db_path: Path) -> None:
     fill(store)
     script = textwrap.dedent(f"""
+        from vmfabric import views
         from vmfabric.store import Store
-        s = Store({url_of(db_path)!r})
-        print(",".join(v["name"] for v in s.show_vms()))
+        s = Store({url_of(db_path)!r}, readonly=True)
+        print(",".join(v["name"] for v in views.vms(s)))
         s.close()
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -240,7 +150,7 @@ def test_readers_never_see_half_a_replace(store: Store, db_path: Path) -> None:
         running = pool.submit(writer)
         try:
             while replaced[0] < 12 and time.monotonic() < deadline:
-                shown = reader.show_vms()
+                shown = views.vms(reader)
                 pairs = {(v["name"][0], v["networks"][0]["portgroup"]) for v in shown}
                 assert len(shown) == 1500
                 assert pairs in ({("a", "web")}, {("b", "db")}), pairs
@@ -251,18 +161,100 @@ def test_readers_never_see_half_a_replace(store: Store, db_path: Path) -> None:
     assert seen == {("a", "web"), ("b", "db")}
 
 
+# ---- readers: they never write -----------------------------------------------------------
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_reader_changes_neither_the_file_nor_the_wal_nor_side_file_modes(
+    store: Store, db_path: Path
+) -> None:
+    fill(store)
+    side = [Path(f"{db_path}-wal"), Path(f"{db_path}-shm")]
+    for path in side:
+        path.chmod(0o640)  # a reader must leave modes alone (wave 1 chmodded them)
+    before = (digest(db_path), digest(side[0]), sorted(os.listdir(db_path.parent)))
+    with Store(url_of(db_path), readonly=True) as reader:
+        assert len(views.vms(reader)) == 4
+        assert views.sessions(reader)[0]["vms"] == 4
+    assert (digest(db_path), digest(side[0]), sorted(os.listdir(db_path.parent))) == before
+    assert [stat.S_IMODE(p.stat().st_mode) for p in side] == [0o640, 0o640]
+    store.apply_changes([VmRemoved("lab", "vm-1")], NOW)  # the writer goes on
+    assert len(views.vms(store)) == 3
+
+
+def test_a_reader_of_a_missing_store_is_one_error_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "vmfabric.db"
+    with pytest.raises(StoreError, match="does not exist: start `vmfabric run`") as caught:
+        Store(url_of(path), readonly=True)
+    assert_one_line_naming(caught.value, path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_reader_refuses_every_write(store: Store, db_path: Path) -> None:
+    fill(store)
+    with Store(url_of(db_path), readonly=True) as reader:
+        writes: list[Callable[[], object]] = [
+            lambda: reader.set_session("x", "static", "", True, ALL, "enforce"),
+            lambda: reader.set_switch_status("leaf1", "ok", now=NOW),
+            lambda: reader.record_audit([]),
+            lambda: reader.save_plan("leaf1", "held", {}, "", NOW),
+            lambda: reader.set_origins("leaf1", "p1", ["110"]),
+        ]
+        for write in writes:
+            with pytest.raises(StoreError, match="opened read-only"):
+                write()
+    assert views.switches(store) == []
+
+
+def test_a_reader_of_an_empty_database_tells_to_start_run_once(tmp_path: Path) -> None:
+    path = tmp_path / "vmfabric.db"
+    sqlite3.connect(path).close()
+    with pytest.raises(StoreError, match="has no vmfabric tables yet: start `vmfabric run`"):
+        Store(url_of(path), readonly=True)
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+
+
+# ---- the writer notices a deleted or replaced file ------------------------------------------
+
+
+def test_a_deleted_store_file_is_noticed_before_the_next_write(store: Store, db_path: Path) -> None:
+    fill(store)
+    store.check_same()
+    db_path.unlink()
+    with pytest.raises(StoreReplacedError, match="was deleted while in use"):
+        store.check_same()
+    with pytest.raises(StoreReplacedError):
+        store.set_switch_status("leaf1", "ok", now=NOW)
+    assert not db_path.exists(), "the write must not recreate the file"
+
+
+def test_a_replaced_store_file_is_noticed(store: Store, db_path: Path, tmp_path: Path) -> None:
+    fill(store)
+    other = tmp_path / "other.db"
+    Store(url_of(other)).close()
+    other.replace(db_path)
+    with pytest.raises(StoreReplacedError, match="was replaced while in use"):
+        store.check_same()
+    assert isinstance(StoreReplacedError("x"), StoreError)
+
+
+def test_check_same_is_a_no_op_for_memory_and_readers(store: Store, db_path: Path) -> None:
+    with Store("sqlite://") as mem:
+        mem.check_same()
+    with Store(url_of(db_path), readonly=True) as reader:
+        db_path.unlink()
+        reader.check_same()
+
+
 def test_no_column_can_hold_a_secret() -> None:
     names = {c.name for t in metadata.tables.values() for c in t.columns}
     assert not {n for n in names if any(w in n for w in ("password", "secret", "token"))}
 
 
 # ---- sessions ----------------------------------------------------------------------------
-
-
-def test_show_session_keys_are_the_contract(store: Store) -> None:
-    fill(store)
-    [row] = store.show_sessions()
-    assert set(row) == SESSION_KEYS | SESSION_EXTRA
 
 
 def test_session_config_and_status_round_trip(store: Store) -> None:
@@ -276,7 +268,7 @@ def test_session_config_and_status_round_trip(store: Store) -> None:
         warnings=["no DVS members"],
         now=NOW + 5,
     )
-    [row] = store.show_sessions("lab")
+    [row] = views.sessions(store, "lab")
     assert row == {
         "name": "lab",
         "kind": "static",
@@ -302,7 +294,7 @@ def test_set_session_again_updates_config_and_keeps_status(store: Store) -> None
     store.set_session(
         "lab", "vcenter", "https://vc/sdk", False, frozenset({10, 11, 12, 20}), "check"
     )
-    [row] = store.show_sessions()
+    [row] = views.sessions(store)
     assert (row["kind"], row["url"], row["autovlan"], row["allowed_vlans"], row["mode"]) == (
         "vcenter",
         "https://vc/sdk",
@@ -315,9 +307,9 @@ def test_set_session_again_updates_config_and_keeps_status(store: Store) -> None
 
 def test_new_session_is_connecting_and_never_updated(store: Store) -> None:
     store.set_session("b", "libvirt", "qemu:///system", True, ALL, "enforce")
-    assert store.show_sessions("b")[0]["state"] == "connecting"
-    assert store.show_sessions("b")[0]["last_update"] is None
-    assert store.show_sessions("nope") == []
+    assert views.sessions(store, "b")[0]["state"] == "connecting"
+    assert views.sessions(store, "b")[0]["last_update"] is None
+    assert views.sessions(store, "nope") == []
 
 
 def test_session_state_and_mode_are_checked(store: Store) -> None:
@@ -333,9 +325,9 @@ def test_forget_sessions_except_drops_their_inventory(store: Store) -> None:
     store.apply_changes([PortGroupUpsert(PortGroup("orphan", "web", frozenset({5})))], NOW)
     store.forget_sessions_except(["lab"])
     assert store.snapshot("orphan").portgroups == ()
-    assert [s["name"] for s in store.show_sessions()] == ["lab"]
-    assert {v["session"] for v in store.show_vms()} == {"lab"}
-    assert {h["session"] for h in store.show_hosts()} == {"lab"}
+    assert [s["name"] for s in views.sessions(store)] == ["lab"]
+    assert {v["session"] for v in views.vms(store)} == {"lab"}
+    assert {h["session"] for h in views.hosts(store)} == {"lab"}
 
 
 # ---- inventory ---------------------------------------------------------------------------
@@ -357,7 +349,7 @@ def test_replace_inventory_really_replaces(store: Store) -> None:
     assert ([h.name for h in snap.hosts], [v.id for v in snap.vms]) == (["esx02"], ["vm-2"])
     assert [p.name for p in snap.portgroups] == ["web"]
     assert len(store.snapshot("other").vms) == 4
-    assert store.show_sessions("lab")[0]["last_update"] == "2023-11-14T22:14:20Z"
+    assert views.sessions(store, "lab")[0]["last_update"] == "2023-11-14T22:14:20Z"
 
 
 def test_replace_inventory_keeps_the_last_of_duplicate_keys(store: Store) -> None:
@@ -399,7 +391,7 @@ def test_apply_changes_upserts_and_deletes(store: Store) -> None:
     assert [h.name for h in snap.hosts] == ["esx01", "esx03"]
     assert {p.name: p for p in snap.portgroups}["web"] == new_pg
     assert "db" not in {p.name for p in snap.portgroups}
-    assert store.show_sessions("lab")[0]["last_update"] == "2023-11-14T22:13:50Z"
+    assert views.sessions(store, "lab")[0]["last_update"] == "2023-11-14T22:13:50Z"
 
 
 def test_apply_changes_last_change_of_an_object_wins(store: Store) -> None:
@@ -410,199 +402,6 @@ def test_apply_changes_last_change_of_an_object_wins(store: Store) -> None:
     ids = {v.id: v for v in store.snapshot("lab").vms}
     assert ids["vm-1"] == again
     assert "vm-4" not in ids
-
-
-# ---- show vm / host ----------------------------------------------------------------------
-
-
-def test_show_vm_keys_are_the_contract(store: Store) -> None:
-    fill(store)
-    for row in store.show_vms():
-        assert set(row) == VM_KEYS | VM_EXTRA
-        assert all(set(n) == NETWORK_KEYS for n in row["networks"])
-        assert all(set(a) == ATTACHMENT_KEYS for a in row["attachments"])
-
-
-def test_show_vm_networks_attachments_and_carriage(store: Store) -> None:
-    fill(store)
-    rows = {v["name"]: v for v in store.show_vms()}
-    web = rows["web-01"]
-    assert web["networks"] == [{"portgroup": "web", "vlan": 110}, {"portgroup": "db", "vlan": 120}]
-    assert web["attachments"] == [
-        {"switch": "leaf1", "port": "p1"},
-        {"switch": "leaf1", "port": "p2"},
-    ]
-    assert (web["carriage"], web["power_state"], web["id"]) == ("vswitch", "poweredOn", "vm-1")
-    trunker = rows["trunker"]
-    assert [n["vlan"] for n in trunker["networks"]] == ["200-205", None]  # "ghost" is unknown
-    assert (trunker["attachments"], trunker["carriage"]) == (
-        [{"switch": "leaf1", "port": "p1"}],
-        "vswitch",
-    )
-    assert rows["loose-01"]["carriage"] == "all-uplinks"  # its port group names no vswitch
-    assert len(rows["loose-01"]["attachments"]) == 2
-    web2 = rows["web-02"]
-    assert web2["networks"][1] == {"portgroup": "untagged", "vlan": None}
-    assert (web2["attachments"], web2["carriage"]) == (
-        [{"switch": "leaf2", "port": "p10"}],
-        "all-uplinks",
-    )  # esx02 lists no vswitch NICs
-
-
-def test_show_vm_by_name_and_sorted(store: Store) -> None:
-    fill(store, "b")
-    fill(store, "a")
-    assert [(v["name"], v["session"]) for v in store.show_vms("web-01")] == [
-        ("web-01", "a"),
-        ("web-01", "b"),
-    ]
-    assert store.show_vms("absent") == []
-
-
-def test_show_host_keys_and_unmatched_neighbours(store: Store) -> None:
-    fill(store)
-    hosts = store.show_hosts()
-    assert [h["name"] for h in hosts] == ["esx01", "esx02"]
-    for row in hosts:
-        assert set(row) == HOST_KEYS | HOST_EXTRA
-        assert all(set(u) == UPLINK_KEYS for u in row["uplinks"])
-        assert all(set(n) == NEIGHBOR_KEYS for n in row["neighbors"])
-    esx = hosts[0]
-    assert esx["vms"] == 3
-    assert [(n["nic"], n["system_name"], n["matched"]) for n in esx["neighbors"]] == [
-        ("vmnic0", "leaf1", True),
-        ("vmnic1", "leaf1", True),
-        ("vmnic2", "mystery", False),
-    ]
-    assert esx["uplinks"][1] == {
-        "nic": "vmnic1",
-        "switch": "leaf1",
-        "port": "p2",
-        "source": "static",
-    }
-
-
-# ---- switch side -------------------------------------------------------------------------
-
-
-def port_states() -> list[PortState]:
-    return [
-        PortState("leaf1", "p1", PortMode.TRUNK, frozenset({1, 110, 200}), frozenset({110})),
-        PortState("leaf1", "p2", PortMode.TRUNK, frozenset({1, 120}), frozenset({120})),
-        PortState("leaf1", "p11", PortMode.TRUNK, frozenset({110}), frozenset()),
-        PortState("leaf2", "p10", PortMode.ACCESS, frozenset({5})),
-    ]
-
-
-def test_port_states_round_trip_and_upsert(store: Store) -> None:
-    store.set_port_states(port_states(), NOW)
-    changed = PortState("leaf1", "p1", PortMode.TRUNK, frozenset({1}), frozenset())
-    store.set_port_states([changed], NOW + 1)
-    assert store.port_states() == [changed, port_states()[2], port_states()[1], port_states()[3]]
-
-
-def test_show_interface_keys_hosts_and_vlans(store: Store) -> None:
-    fill(store)
-    store.set_port_states(port_states()[:3], NOW)
-    rows = store.show_interfaces()
-    assert [(r["switch"], r["port"]) for r in rows] == [
-        ("leaf1", "p1"),
-        ("leaf1", "p2"),
-        ("leaf1", "p11"),
-        ("leaf2", "p10"),
-    ]
-    assert all(set(r) == INTERFACE_KEYS | INTERFACE_EXTRA for r in rows)
-    assert rows[0] == {
-        "switch": "leaf1",
-        "port": "p1",
-        "hosts": ["esx01"],
-        "vlans": [1, 110, 200],
-        "dynamic_vlans": [110],
-        "static_vlans": [1, 200],
-        "mode": "trunk",
-    }
-    assert (rows[2]["hosts"], rows[3]["hosts"], rows[3]["mode"]) == ([], ["esx02"], None)
-
-
-def test_show_vlan_rows_and_dynamic_only(store: Store) -> None:
-    store.set_port_states(port_states(), NOW)
-    rows = {(r["switch"], r["vlan"]): r for r in store.show_vlans()}
-    assert all(set(r) == VLAN_KEYS | VLAN_EXTRA for r in rows.values())
-    assert rows[("leaf1", 110)]["ports"] == ["p1", "p11"]
-    assert rows[("leaf1", 110)]["dynamic"] is True
-    assert rows[("leaf1", 1)]["dynamic"] is False
-    assert list(rows) == sorted(rows)
-    dynamic = store.show_vlans(dynamic_only=True)
-    assert [(r["switch"], r["vlan"], r["ports"]) for r in dynamic] == [
-        ("leaf1", 110, ["p1"]),
-        ("leaf1", 120, ["p2"]),
-    ]
-
-
-def test_session_autovlan_lists_what_powered_on_vms_account_for(store: Store) -> None:
-    fill(store)
-    store.set_session("lab", "static", "", True, frozenset(range(1, 200)), "enforce")
-    store.set_port_states(
-        [
-            PortState(
-                "leaf1",
-                "p1",
-                PortMode.TRUNK,
-                frozenset({110, 130, 200, 300}),
-                frozenset({110, 130, 200, 300}),
-            ),
-            PortState("leaf1", "p2", PortMode.TRUNK, frozenset({120, 130}), frozenset({130})),
-            PortState("leaf2", "p10", PortMode.TRUNK, frozenset({110}), frozenset({110})),
-        ],
-        NOW,
-    )
-    result = store.session_autovlan("lab")
-    # 200 is outside allowed_vlans, 300 no VM's, leaf2 p10 only a powered-off VM's,
-    # 120 on p2 is static
-    assert result == {
-        "name": "lab",
-        "allowed_vlans": "1-199",
-        "provisioned": [
-            {"switch": "leaf1", "port": "p1", "vlans": [110, 130]},
-            {"switch": "leaf1", "port": "p2", "vlans": [130]},
-        ],
-    }
-    store.set_session("lab", "static", "", False, ALL, "enforce")
-    assert store.session_autovlan("lab")["provisioned"] == []
-    with pytest.raises(ConfigError, match="no session 'nope'"):
-        store.session_autovlan("nope")
-
-
-def test_switch_status_round_trip(store: Store) -> None:
-    store.set_switch_status("leaf1", "ok", now=NOW)
-    store.set_switch_status("leaf1", "unreachable", "timed out\nafter 5s", NOW + 1)
-    store.set_switch_status("leaf0", "ok", now=NOW)
-    assert store.show_switches() == [
-        {"name": "leaf0", "state": "ok", "error": "", "updated": "2023-11-14T22:13:20Z"},
-        {
-            "name": "leaf1",
-            "state": "unreachable",
-            "error": "timed out after 5s",
-            "updated": "2023-11-14T22:13:21Z",
-        },
-    ]
-    with pytest.raises(ValueError, match="switch state"):
-        store.set_switch_status("leaf1", "fine")
-
-
-def test_audit_newest_first_with_limit_and_switch(store: Store) -> None:
-    entries = [
-        AuditEntry(NOW + i, f"leaf{i % 2}", "p1", 100 + i, "add", "vm web-01", "lab")
-        for i in range(5)
-    ]
-    store.record_audit(entries)
-    store.record_audit([])
-    latest = store.audit(limit=2)
-    assert [e["vlan"] for e in latest] == [104, 103]
-    assert set(latest[0]) == {"id", "time", "switch", "port", "vlan", "action", "reason", "session"}
-    assert [e["vlan"] for e in store.audit(switch="leaf1")] == [103, 101]
-    assert latest[0]["time"] == NOW + 4
-    assert latest[0]["session"] == "lab"
 
 
 # ---- plans -------------------------------------------------------------------------------
@@ -617,6 +416,7 @@ def test_plans_round_trip_and_status_changes(store: Store) -> None:
     assert held != check
     assert store.plan(held) == {
         "id": held,
+        "target": "leaf1",
         "switch": "leaf1",
         "status": "held",
         "created": NOW,
@@ -628,8 +428,11 @@ def test_plans_round_trip_and_status_changes(store: Store) -> None:
     assert [p["id"] for p in store.plans()] == [held, check]
     assert [p["id"] for p in store.plans("check")] == [check]
     assert store.plan(999) is None
-    store.approve_plan(held, NOW + 2)
+    approved = store.approve_plan(held, NOW + 2)
+    assert (approved["id"], approved["status"], approved["updated"]) == (held, "approved", NOW + 2)
     assert store.pending_approvals() == [held]
+    assert [p["id"] for p in store.approved_plans("leaf1")] == [held]
+    assert store.approved_plans("leaf2") == []
     store.set_plan_status(held, "applied", NOW + 3)
     assert store.pending_approvals() == []
     assert store.plan(held)["updated"] == NOW + 3  # type: ignore[index]
@@ -641,20 +444,13 @@ def test_plan_status_errors(store: Store) -> None:
         store.approve_plan(plan_id, NOW)
     with pytest.raises(ConfigError, match="no plan 42"):
         store.set_plan_status(42, "applied", NOW)
+    with pytest.raises(ConfigError, match="no plan 42"):
+        store.approve_plan(42, NOW)
+    assert store.audit() == [], "a refused approval is not audited"
     with pytest.raises(ValueError, match="plan status"):
         store.save_plan("leaf1", "maybe", {}, "", NOW)
     with pytest.raises(ValueError, match="JSON"):
         store.save_plan("leaf1", "held", {"x": object()}, "", NOW)
-
-
-def test_show_session_lists_held_plans_of_the_session(store: Store) -> None:
-    fill(store, "lab")
-    fill(store, "dev")
-    mine = store.save_plan("leaf1", "held", {}, "guard", NOW, sessions=["lab"])
-    anyone = store.save_plan("leaf2", "held", {}, "guard", NOW)
-    store.save_plan("leaf3", "check", {}, "check", NOW, sessions=["lab"])
-    held = {s["name"]: s["held_plans"] for s in store.show_sessions()}
-    assert held == {"dev": [anyone], "lab": [mine, anyone]}
 
 
 # ---- failures ----------------------------------------------------------------------------
@@ -672,7 +468,7 @@ def test_read_only_database_raises_store_error(store: Store, db_path: Path) -> N
     fill(store)
     reader = Store(f"sqlite:///file:{db_path}?mode=ro&uri=true")
     try:
-        assert len(reader.show_vms()) == 4
+        assert len(views.vms(reader)) == 4
         with pytest.raises(StoreError, match="readonly") as caught:
             reader.set_session("x", "static", "", True, ALL, "enforce")
         assert_one_line_naming(caught.value, db_path)
@@ -709,10 +505,10 @@ def test_locked_database_raises_store_error(store: Store, db_path: Path) -> None
         raw.execute("BEGIN IMMEDIATE")
         started = time.monotonic()
         with pytest.raises(StoreError, match="locked") as caught:
-            other.set_switch_status("leaf1", "ok")
+            other.set_switch_status("leaf1", "ok", now=NOW)
         assert time.monotonic() - started < 3
         assert_one_line_naming(caught.value, db_path)
-        assert other.show_sessions() == []  # readers are not blocked by the writer (WAL)
+        assert views.sessions(other) == []  # readers are not blocked by the writer (WAL)
     finally:
         raw.execute("ROLLBACK")
         raw.close()
@@ -726,17 +522,26 @@ def test_a_reader_opens_the_store_while_the_writer_holds_the_lock(
     raw = sqlite3.connect(db_path, isolation_level=None)
     try:
         raw.execute("BEGIN IMMEDIATE")
-        with Store(url_of(db_path), busy_timeout=0.2) as reader:
-            assert len(reader.show_vms()) == 4
+        with Store(url_of(db_path), busy_timeout=0.2, readonly=True) as reader:
+            assert len(views.vms(reader)) == 4
     finally:
         raw.execute("ROLLBACK")
         raw.close()
 
 
-def test_a_store_of_another_schema_version_is_refused(store: Store, db_path: Path) -> None:
+@pytest.mark.parametrize("readonly", [False, True], ids=["writer", "reader"])
+def test_a_store_of_a_newer_schema_is_refused(store: Store, db_path: Path, readonly: bool) -> None:
     with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE alembic_version SET version_num = '0099'")
+    with pytest.raises(ConfigError, match="schema revision 0099 is newer than this vmfabric"):
+        Store(url_of(db_path), readonly=readonly)
+
+
+def test_a_store_of_an_unknown_schema_version_is_refused(store: Store, db_path: Path) -> None:
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("DROP TABLE alembic_version")
         raw.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(ConfigError, match="schema version 99"):
+    with pytest.raises(ConfigError, match="schema version 99, this vmfabric uses 2"):
         Store(url_of(db_path))
 
 
@@ -748,12 +553,12 @@ def test_threads_may_share_one_store(memory: bool, db_path: Path) -> None:
         for i in range(25):
             vm = Vm("lab", f"vm-{worker}-{i}", f"vm-{worker}-{i}", "esx01", Power.ON, ("web",))
             shared.apply_changes([VmUpsert(vm)], NOW)
-            shared.show_sessions()
+            views.sessions(shared)
 
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(work, range(4)))
-        assert len(shared.show_vms()) == 100
+        assert len(views.vms(shared)) == 100
     finally:
         shared.close()
 
@@ -876,62 +681,27 @@ def big_inventory(
     return hosts, pgs, many
 
 
-def timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
-
-
-def test_bulk_10000_vms_replace_and_show_are_fast(store: Store) -> None:
+def test_bulk_10000_vms_replace_and_show(store: Store) -> None:
+    """Correct at scale (the timings are bench/showvm.py's: tests do not time)."""
     hosts, pgs, many = big_inventory()
     store.set_session("big", "vcenter", "https://vc/sdk", True, ALL, "enforce")
-    first = timed(lambda: store.replace_inventory("big", hosts, pgs, many, NOW))
-    again = timed(lambda: store.replace_inventory("big", hosts, pgs, many, NOW))
-    shown: list[dict[str, object]] = []
-    show = timed(lambda: shown.extend(store.show_vms()))
-    print(
-        f"\nreplace_inventory 10000 VMs/250 hosts: first {first:.3f}s, "
-        f"again {again:.3f}s; show_vms {show:.3f}s"
-    )
+    store.replace_inventory("big", hosts, pgs, many, NOW)
+    store.replace_inventory("big", hosts, pgs, many, NOW)
+    shown = views.vms(store)
     assert len(shown) == 10_000
+    assert [v["name"] for v in shown[:2]] == ["vm00000", "vm00001"]
     assert shown[0]["attachments"] == [
         {"switch": "leaf0", "port": "p0"},
         {"switch": "leaf8", "port": "p0"},
     ]
-    assert store.show_sessions("big")[0]["vms"] == 10_000
-    # generous bounds: other engineers load this 2-core machine at the same time
-    assert max(first, again) < 1.0
-    assert show < 2.0
+    assert shown[7]["networks"] == [
+        {"portgroup": "pg7", "vlan": 107},
+        {"portgroup": "pg49", "vlan": 149},
+    ]
+    assert views.sessions(store, "big")[0]["vms"] == 10_000
 
 
 # ---- PostgreSQL: the same calls give the same answers ------------------------------------
-
-
-def _as_postgres(*command: str) -> None:
-    subprocess.run(
-        ["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120
-    )
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL server on a unix socket (skipped where none is installed)."""
-    pytest.importorskip("psycopg")
-    if not (shutil.which("initdb") and shutil.which("pg_ctl") and shutil.which("runuser")):
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    if os.geteuid() != 0:
-        pytest.skip("starts PostgreSQL as the postgres user, which needs root")
-    folder = Path(tempfile.mkdtemp(prefix="vmfabric-pg-"))
-    shutil.chown(folder, "postgres")
-    data = folder / "data"
-    _as_postgres("initdb", "-D", str(data), "-A", "trust", "-U", "vmfabric", "--no-sync")
-    options = f"-k {folder} -c listen_addresses='' -F"
-    _as_postgres("pg_ctl", "-D", str(data), "-o", options, "-w", "-l", f"{folder}/log", "start")
-    try:
-        yield f"postgresql+psycopg://vmfabric@/postgres?host={folder}"
-    finally:
-        _as_postgres("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def exercise(store: Store) -> dict[str, object]:
@@ -942,21 +712,28 @@ def exercise(store: Store) -> dict[str, object]:
     store.set_session_status("lab", "connected", in_sync=True, version="8", now=NOW)
     store.apply_changes([VmRemoved("lab", "vm-4"), HostUpsert(esx02()), VmUpsert(vms()[3])], NOW)
     store.set_port_states(port_states(), NOW)
-    store.set_switch_status("leaf1", "error", "refused", NOW)
-    store.record_audit([AuditEntry(NOW, "leaf1", "p1", 110, "add", "web-01", "lab")])
+    store.set_switch_status("leaf1", "error", "refused", now=NOW, driver="ovs", pending=2)
+    store.record_audit([AuditEntry.switchport(NOW, "leaf1", "p1", 110, "add", "web-01", "lab")])
     held = store.save_plan("leaf1", "held", {"ports": [1, 2]}, "guard", NOW, sessions=["lab"])
     store.approve_plan(held, NOW)
+    entry = AuditEntry(NOW, "addrset", "fw1", "web_v4", "10.0.0.1", "add", "group web", "lab")
+    applying = store.begin_apply("fw1", {"holders": []}, [entry], NOW, sessions=["lab"])
+    store.finish_apply(applying, [entry], NOW + 1, origins={"web_v4": {"10.0.0.1"}})
+    gone = store.begin_apply("leaf1", {"ports": []}, [], NOW)
+    store.expire_plans("leaf1", [], NOW)
     return {
-        "sessions": store.show_sessions(),
-        "autovlan": store.session_autovlan("lab"),
-        "vms": store.show_vms(),
-        "hosts": store.show_hosts(),
-        "interfaces": store.show_interfaces(),
-        "vlans": store.show_vlans(),
-        "switches": store.show_switches(),
-        "audit": store.audit(),
-        "plans": store.plans(),
+        "sessions": views.sessions(store),
+        "autovlan": views.session_autovlan(store, "lab"),
+        "vms": views.vms(store, detail=True),
+        "hosts": views.hosts(store),
+        "interfaces": views.interfaces(store),
+        "vlans": views.vlans(store),
+        "switches": views.switches(store),
+        "audit": views.audit(store),
+        "plans": views.plans(store),
         "pending": store.pending_approvals(),
+        "unconfirmed": store.unconfirmed("leaf1") == [(gone, [])],
+        "origins": store.origins("fw1"),
         "snapshot": repr(store.snapshot("lab")),
     }
 
@@ -965,10 +742,19 @@ def exercise(store: Store) -> dict[str, object]:
 def test_postgresql_gives_the_same_answers_as_sqlite(postgres_url: str, tmp_path: Path) -> None:
     with Store(url_of(tmp_path / "same.db")) as lite:
         expected = exercise(lite)
+    with pytest.raises(StoreError, match="has no vmfabric tables yet: start `vmfabric run`"):
+        Store(postgres_url, readonly=True)
     with Store(postgres_url) as server:
         got = exercise(server)
         hosts, pgs, many = big_inventory(n_vms=2000)
         server.replace_inventory("big", hosts, pgs, many, NOW)
-        assert len(server.show_vms()) == 2004
+        assert len(views.vms(server)) == 2004
+    with Store(postgres_url, readonly=True) as reader:
+        assert views.audit(reader) == expected["audit"]
+        with pytest.raises(StoreError, match="opened read-only"):
+            reader.set_switch_status("leaf1", "ok", now=NOW)
+        with reader._read() as conn:  # the server refuses writes too
+            assert conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "on"
     assert got == expected
     assert expected["pending"] == [1]
+    assert expected["unconfirmed"] is True

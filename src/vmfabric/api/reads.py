@@ -1,8 +1,6 @@
-"""The read views the API serves, one function per ``show`` view: the switch-over point to
-``vmfabric.views`` (the typed views shared with ``show``).
-
-Until ``vmfabric.views`` provides a view, the function here calls the same ``Store``
-method ``show`` calls, so ``/api/v1/<view>`` and ``show <view> --json`` are one code path.
+"""The read views the API serves, one function per ``show`` view: ``vmfabric.views`` (the
+typed views ``show`` renders), so ``/api/v1/<view>`` and ``show <view> --json`` are one
+code path.
 Security groups and policies are computed as ``show group|policy`` computes them: the
 configuration's groups over the inventory the store holds, with the controller's engine.
 """
@@ -11,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vmfabric import views
 from vmfabric.config import Config
 from vmfabric.inventory.index import Inventory
 from vmfabric.runtime.groups import build_intent, group_view, policy_view
@@ -20,45 +19,41 @@ Json = list[dict[str, Any]]
 
 
 def open_reader(url: str) -> Store:
-    """The API's store: it only reads (``Store(url, readonly=True)`` once views land)."""
+    """The API's store: it reads, and records approvals when no controller is beside it
+    (so a writer: it may also be the first to open the store)."""
     return Store(url)
 
 
 def sessions(store: Store, name: str | None = None) -> Json:
-    return store.show_sessions(name)
+    return list(map(dict, views.sessions(store, name)))
 
 
 def vms(store: Store, name: str | None = None) -> Json:
-    return store.show_vms(name)
+    return list(map(dict, views.vms(store, name)))
 
 
 def hosts(store: Store) -> Json:
-    return store.show_hosts()
+    return list(map(dict, views.hosts(store)))
 
 
 def interfaces(store: Store, port: str | None = None) -> Json:
-    rows = store.show_interfaces()
-    return rows if port is None else [r for r in rows if r["port"] == port]
+    return list(map(dict, views.interfaces(store, port)))
 
 
 def vlans(store: Store, vlan: int | None = None, dynamic: bool = False) -> Json:
-    rows = store.show_vlans(dynamic)
-    return rows if vlan is None else [r for r in rows if r["vlan"] == vlan]
+    return list(map(dict, views.vlans(store, vlan, dynamic)))
 
 
 def switches(store: Store) -> Json:
-    return store.show_switches()
+    return list(map(dict, views.switches(store)))
 
 
 def plans(store: Store, plan_id: int | None = None, status: str | None = None) -> Json:
-    if plan_id is not None:
-        found = store.plan(plan_id)
-        return [] if found is None else [found]
-    return store.plans(status)
+    return list(map(dict, views.plans(store, plan_id, status)))
 
 
 def audit(store: Store, limit: int, switch: str | None = None) -> Json:
-    return store.audit(limit, switch)
+    return list(map(dict, views.audit(store, limit, switch)))
 
 
 def _groups_state(config: Config, store: Store) -> tuple[Any, Inventory]:

@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 
 from vmfabric import __version__
-from vmfabric.cli.common import ConfigOpt, JsonOpt, console, guarded, print_json
-from vmfabric.cli.show import _table
+from vmfabric.cli.common import ConfigOpt, JsonOpt, console, guarded, print_json, table, write
 from vmfabric.config import load_config
 from vmfabric.runtime.lease import controllers
 
@@ -30,7 +29,7 @@ def show_controller(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         print_json(data)
         return
     rows = [(d["id"], d["host"], d["pid"], d["role"], d["since"]) for d in data]
-    console.print(_table("Controllers", ["Id", "Host", "PID", "Role", "Since"], rows))
+    write(table(["Id", "Host", "PID", "Role", "Since"], rows))
     if not data:
         console.print("no controller runs on this store")
 

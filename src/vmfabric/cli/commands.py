@@ -23,13 +23,15 @@ from vmfabric.cli.common import (
     controller_lock,
     fail,
     open_store,
+    open_sync_store,
     print_json,
     setup_logging,
 )
-from vmfabric.config import Config, load_config
+from vmfabric.config import Config, find_config, load_config
 from vmfabric.config import json_schema as config_json_schema
+from vmfabric.config import report as config_report
 from vmfabric.core.errors import ConfigError, TransientError, VmfabricError
-from vmfabric.core.vlans import format_vlans
+from vmfabric.core.model import Snapshot
 from vmfabric.runtime import Controller, SyncResult, sync_once
 from vmfabric.runtime.bus import EventBus
 from vmfabric.runtime.control import RuntimeControl
@@ -50,7 +52,7 @@ def run(config: ConfigOpt = None, verbose: Verbose = 0) -> None:
     PostgreSQL several can run: one leads, the others stand by and take over."""
     setup_logging(verbose)
     try:
-        cfg, store = open_store(config)
+        cfg, store = open_store(config, connect=True, write=True)
         lease = _lease(cfg)
     except VmfabricError as exc:
         raise _guard(exc) from None
@@ -127,7 +129,7 @@ def _lease(cfg: Config) -> Lease:
 async def _reload(ctl: Controller, path: Path | None) -> None:
     """SIGHUP: read the config file again and swap it in; a bad file changes nothing."""
     try:
-        new = await asyncio.to_thread(load_config, path)
+        new = await asyncio.to_thread(load_config, path, connect=True, write=True)
         if new.store_url() != ctl.config.store_url():
             raise ConfigError("the store cannot change while running: restart instead")
     except VmfabricError as exc:
@@ -153,12 +155,13 @@ def sync(
     the plan, apply it (check mode, the guard and approvals behave as in `run`)."""
     setup_logging(verbose, quiet=True)
     try:
-        cfg, store = open_store(config)
+        cfg, store = open_sync_store(config, dry_run)
         try:
             with contextlib.nullcontext() if dry_run else one_writer(cfg):
                 result = sync_once(cfg, None if dry_run else store, dry_run, timeout=timeout)
         finally:
-            store.close()
+            if store is not None:
+                store.close()
     except VmfabricError as exc:
         raise _guard(exc) from None
     if as_json:
@@ -259,16 +262,36 @@ config_app = typer.Typer(help="Check a config file or print its JSON schema.", n
 
 @config_app.command("check")
 def config_check(config: ConfigOpt = None) -> None:
-    """Validate the config file and summarise it."""
+    """Check everything that can be checked offline, as `run` would need it: the file, its
+    cross-references and driver options, the store's folder, secrets (set, not empty,
+    mode 0600), CA files and static inventories. Prints one line per section."""
     try:
-        cfg: Config = load_config(config)
+        cfg: Config = load_config(config, connect=True, write=True)
+        inventories = _check_inventories(cfg, str(find_config(config)))
     except VmfabricError as exc:
         raise _guard(exc) from None
-    for s in cfg.sessions:
-        console.print(f"session {s.name}: {s.kind}, allowed {format_vlans(s.allowed_vlans)}")
-    for sw in cfg.switches:
-        console.print(f"switch {sw.name}: {sw.driver}, edge ports {', '.join(sw.edge_ports)}")
+    for line in config_report.summary(cfg, inventories):
+        console.print(line)
     console.print("config OK")
+
+
+def _check_inventories(cfg: Config, source: str) -> dict[str, Snapshot]:
+    """Each static session's inventory, read by the static source's own parser."""
+    from vmfabric.sources.static import load_inventory
+
+    found: dict[str, Snapshot] = {}
+    for i, session in enumerate(cfg.sessions):
+        if session.kind != "static":
+            continue
+        path = cfg.resolve(session.path)
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "does not exist"
+            raise ConfigError(f"inventory {path} {what}", f"{source}: sessions[{i}].path")
+        found[session.name] = load_inventory(path, session.name)
+    problem = config_report.inventory_link_problem(cfg, found)
+    if problem is not None:
+        raise ConfigError(problem[1], f"{source}: {problem[0]}")
+    return found
 
 
 @config_app.command("schema")

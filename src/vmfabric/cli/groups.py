@@ -12,8 +12,18 @@ from typing import Annotated, Any
 
 import typer
 
-from vmfabric.cli.common import ConfigOpt, JsonOpt, console, fail, guarded, open_store, print_json
-from vmfabric.cli.show import _table, app
+from vmfabric.cli.common import (
+    ConfigOpt,
+    JsonOpt,
+    console,
+    fail,
+    guarded,
+    open_store,
+    print_json,
+    table,
+    write,
+)
+from vmfabric.cli.show import app
 from vmfabric.config import Config
 from vmfabric.core.errors import ConfigError
 from vmfabric.intents.groups import GroupsIntent
@@ -22,7 +32,7 @@ from vmfabric.runtime.groups import build_intent, group_view, policy_view
 
 
 def _load(config_path: Path | None) -> tuple[Config, GroupsIntent, Inventory]:
-    config, store = open_store(config_path)
+    config, store = open_store(config_path, readonly=True)
     try:
         names = [s.name for s in config.sessions]
         inventory = Inventory(names)
@@ -55,7 +65,7 @@ def group(
                 for m in d["members"]]  # fmt: skip
         if d["static"]:
             rows.append(("(static)", "", ", ".join(d["static"]), "addresses:"))
-        console.print(_table("", ["VM", "Session", "Addresses", "Why"], rows))
+        write(table(["VM", "Session", "Addresses", "Why"], rows))
         for w in d["warnings"]:
             console.print(f"warning: group {d['name']}: {w}")
 
@@ -82,4 +92,4 @@ def policy(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     ]  # fmt: skip
     cols = ["#", "Rule", "Source (VMs)", "Destination (VMs)", "Service", "Action",
             "Applied to", "Firewalls"]  # fmt: skip
-    console.print(_table("Policy", cols, rows))
+    write(table(cols, rows))

@@ -17,14 +17,23 @@ from typing import Annotated, Any
 
 import typer
 
-from vmfabric.cli.common import ConfigOpt, JsonOpt, console, guarded, open_store, print_json
-from vmfabric.cli.show import _table, app
+from vmfabric.cli.common import (
+    ConfigOpt,
+    JsonOpt,
+    console,
+    guarded,
+    open_store,
+    print_json,
+    write,
+)
+from vmfabric.cli.common import table as render_table
+from vmfabric.cli.show import app
 from vmfabric.core.vlans import format_vlans
 from vmfabric.runtime import overlay
 
 
 def _vxlan_rows(config_path: Path | None, live: bool) -> list[dict[str, Any]]:
-    config, store = open_store(config_path)
+    config, store = open_store(config_path, readonly=True)
     try:
         inventory = overlay.stored_inventory(config, store)
     finally:
@@ -62,7 +71,7 @@ def vxlan(
             if live:
                 line.append(_programmed(vtep))
             table.append(line)
-    console.print(_table("VXLAN segments", columns, table))
+    write(render_table(columns, table))
     if not rows:
         console.print("no VNI has a VM behind a VTEP (is overlay: configured?)")
 
@@ -75,7 +84,7 @@ def _programmed(vtep: dict[str, Any]) -> str:
 
 
 def _trunk_rows(config_path: Path | None, live: bool) -> list[dict[str, Any]]:
-    config, store = open_store(config_path)
+    config, store = open_store(config_path, readonly=True)
     try:
         inventory = overlay.stored_inventory(config, store)
     finally:
@@ -109,7 +118,7 @@ def fabric_trunk(
         if live:
             line.append("; ".join(_carries(e) for e in row["ends"]))
         table.append(line)
-    console.print(_table("Fabric trunks", columns, table))
+    write(render_table(columns, table))
     if not rows:
         console.print("no fabric_links with fabric_ports configured")
 

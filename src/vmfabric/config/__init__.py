@@ -7,14 +7,17 @@ resolved value lives only in memory, as a ``SecretStr``.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import re
+import shlex
 import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -29,8 +32,16 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from vmfabric.config import crosscheck
 from vmfabric.config.api import ApiConfig
-from vmfabric.config.groups import AnyFirewall, GroupConfig, PolicyConfig, check_security
+from vmfabric.config.groups import (
+    AnyFirewall,
+    GroupConfig,
+    PolicyConfig,
+    check_security,
+    firewall_schema_type,
+)
+from vmfabric.config.local import SecretUnavailableError, check_local
 from vmfabric.config.overlay import (
     FabricLink,
     OverlayConfig,
@@ -39,21 +50,23 @@ from vmfabric.config.overlay import (
     check_fabric,
     check_fabric_ports,
 )
+from vmfabric.config.store_url import check_store_url
+from vmfabric.config.yamlfile import load_yaml as load_yaml
 from vmfabric.core.errors import ConfigError
 from vmfabric.core.vlans import format_vlans, parse_vlans
 from vmfabric.plugins import SWITCH_DRIVERS, switch_options
 
 CONFIG_ENV = "VMFABRIC_CONFIG"
-# libyaml's safe loader when PyYAML was built with it (about 10x faster on big inventories)
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DEFAULT_CONFIG = "vmfabric.yaml"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+_TEXT = r"\S"  # not empty, not only blanks
 
 
 def parse_duration(value: Any) -> float:
-    """``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"`` or a number of seconds -> seconds."""
+    """``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"`` or a number of seconds -> seconds.
+    Negative, infinite and NaN durations are refused."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, int | float):
@@ -63,9 +76,41 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"{value!r} is not a duration (use 500ms, 30s, 5m, 1h or seconds)")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError(f"duration {value!r} is not a finite number of seconds")
     if seconds < 0:
         raise ValueError(f"duration {value!r} is negative")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as the shortest of ``500ms``, ``30s``, ``5m``, ``2h``, ``7d``."""
+    if seconds == 0:
+        return "0s"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+def within(low: float, high: float) -> AfterValidator:
+    """A validator keeping a duration between ``low`` and ``high`` seconds."""
+
+    def check(seconds: float) -> float:
+        if not low <= seconds <= high:
+            raise ValueError(
+                f"{format_duration(seconds)} is outside {format_duration(low)} to "
+                f"{format_duration(high)}"
+            )
+        return seconds
+
+    return AfterValidator(check)
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    return value
 
 
 def _vlan_set(value: Any) -> frozenset[int]:
@@ -75,46 +120,76 @@ def _vlan_set(value: Any) -> frozenset[int]:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# Bounds of the periodic work of sessions: below 0.1 s it is a busy loop against a manager.
+Period = Annotated[Duration, within(0.1, 7 * 86400.0)]
+Number = Annotated[float, BeforeValidator(_not_bool)]
+Count = Annotated[int, BeforeValidator(_not_bool)]
 VlanRange = Annotated[
     frozenset[int], BeforeValidator(_vlan_set), PlainSerializer(format_vlans, return_type=str)
 ]
 Name = Annotated[str, Field(pattern=_NAME, max_length=64)]
+Text = Annotated[str, Field(pattern=_TEXT)]
 Mode = Literal["enforce", "check"]
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _secret_ref(value: Any) -> str:
     text = str(value)
-    if not text.startswith(("env:", "file:")) or len(text) <= len("file:"):
+    kind, _, target = text.partition(":")
+    if kind not in ("env", "file") or not target:
         raise ValueError(
             "literal passwords are refused: write env:VARIABLE (read from the environment) "
             "or file:/path/to/secret (a file of mode 0600)"
         )
+    if kind == "env" and not _ENV_NAME.match(target):
+        raise ValueError(f"{kind}:{target!r} does not name an environment variable")
     return text
 
 
+SECRET_REF_CHECK = _secret_ref  # how vmfabric.config.local recognises a SecretRef field
 SecretRef = Annotated[str, BeforeValidator(_secret_ref)]
 
 
 def resolve_secret(ref: str, base: Path | None = None) -> SecretStr:
-    """Read the secret a reference points to. The value never appears in errors."""
+    """Read the secret a reference points to; an empty secret is refused. The value never
+    appears in errors."""
     kind, _, target = ref.partition(":")
     if kind == "env":
         value = os.environ.get(target)
         if value is None:
-            raise ConfigError(f"environment variable {target} (from {ref}) is not set")
+            raise SecretUnavailableError(f"environment variable {target} (from {ref}) is not set")
+        if not value.strip():
+            raise ConfigError(f"environment variable {target} (from {ref}) is empty")
         return SecretStr(value)
-    path = Path(target)
-    if base is not None and not path.is_absolute():
-        path = base / path
+    path = secret_path(ref, base)
     try:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(
                 f"secret file {path} has mode {stat.S_IMODE(mode):04o}; make it 0600 or stricter"
             )
-        return SecretStr(path.read_text(encoding="utf-8").strip())
+        value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from None
+        raise SecretUnavailableError(f"cannot read secret file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"secret file {path} is not UTF-8 text") from None
+    if not value:
+        raise ConfigError(f"secret file {path} is empty")
+    return SecretStr(value)
+
+
+def secret_path(ref: str, base: Path | None = None) -> Path:
+    """The file a ``file:`` reference names, relative to ``base`` when not absolute."""
+    path = Path(ref.partition(":")[2])
+    return base / path if base is not None and not path.is_absolute() else path
+
+
+def _path_text(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("the path is empty")
+    return value
 
 
 class _Model(BaseModel):
@@ -124,23 +199,32 @@ class _Model(BaseModel):
 class EngineConfig(_Model):
     """How desired state turns into switch changes."""
 
-    prune_delay: Duration = Field(
-        30.0, description="Wait this long after a VLAN's last VM left a port before removing it."
+    prune_delay: Annotated[Duration, within(0, 7 * 86400.0)] = Field(
+        30.0,
+        description="Wait this long after a VLAN's last VM left a port before removing it "
+        "(0 to 7d; 0 removes at once, so a vMotion may flap the VLAN).",
     )
-    coalesce: Duration = Field(
-        0.02, description="Changes arriving within this window go to a switch as one transaction."
+    coalesce: Annotated[Duration, within(0, 5.0)] = Field(
+        0.02,
+        description="Changes arriving within this window go to a switch as one transaction "
+        "(0 to 5s: every change waits this long).",
     )
-    max_removals: int = Field(
+    max_removals: Count = Field(
         50, ge=0, description="Hold a plan removing more (port, VLAN) memberships than this."
     )
-    max_removal_share: float = Field(
+    max_removal_share: Number = Field(
         0.5,
         ge=0,
         le=1,
+        allow_inf_nan=False,
         description="Hold a plan removing more than this share of a switch's "
-        "dynamic (port, VLAN) memberships (applies from 10 dynamic memberships on).",
+        "dynamic (port, VLAN) memberships (applies from 10 dynamic memberships on; 0 to 1).",
     )
-    retry_max: Duration = Field(60.0, description="Longest wait between retries of a switch write.")
+    retry_max: Annotated[Duration, within(1.0, 3600.0)] = Field(
+        60.0,
+        description="Longest wait between retries of a switch write (1s to 1h: retries start "
+        "at 1s and double; a shorter cap would flood the log).",
+    )
 
 
 class _SessionBase(_Model):
@@ -158,53 +242,105 @@ class VcenterSession(_SessionBase):
 
     kind: Literal["vcenter"]
     url: str = Field(description="https://vcenter.example.com/sdk")
-    username: str
-    password: SecretRef
+    username: Text
+    password: SecretRef = Field(description="env:VARIABLE or file:PATH (mode 0600), not empty.")
     verify_tls: bool = Field(True, description="Verify the server certificate (keep it on).")
-    ca_file: Path | None = Field(None, description="CA bundle to verify the server with.")
-    audit_interval: Duration = Field(600.0, description="Full inventory audit period.")
-    hint_refresh: Duration = Field(300.0, description="CDP/LLDP hint refresh period per host.")
+    ca_file: Path | None = Field(
+        None, description="CA bundle (PEM) to verify the server with; needs verify_tls."
+    )
+    audit_interval: Period = Field(600.0, description="Full inventory audit period (0.1s-7d).")
+    hint_refresh: Period = Field(
+        300.0, description="CDP/LLDP hint refresh period per host (0.1s-7d)."
+    )
     tag_refresh: Duration = Field(
         60.0,
         description="Re-read VM tags (vSphere sends no event when a tag is attached) this "
-        "often; 0 reads no tags.",
+        "often (0.1s-7d); 0 reads no tags.",
     )
+
+    @field_validator("tag_refresh")
+    @classmethod
+    def _tag_refresh(cls, value: float) -> float:
+        if value and not 0.1 <= value <= 7 * 86400.0:
+            raise ValueError(f"{value:g} s is outside 0.1s-7d (0 reads no tags)")
+        return value
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
+        problem = crosscheck.http_url_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _ca_needs_verify(self) -> VcenterSession:
+        if self.ca_file is not None and not self.verify_tls:
+            raise ValueError("ca_file is set but verify_tls is false: nothing would use it")
+        return self
 
 
 class LibvirtSession(_SessionBase):
     """KVM hypervisors through libvirt: one URI per hypervisor."""
 
     kind: Literal["libvirt"]
-    uris: dict[str, str] = Field(
-        description="Hypervisor name -> libvirt URI (qemu+ssh://h/system, test:///path.xml)."
+    uris: dict[Name, str] = Field(
+        min_length=1,
+        description="Hypervisor name -> libvirt URI (qemu+ssh://h/system, test:///path.xml).",
     )
     lldp_command: str | None = Field(
         None,
         description="Command printing `lldpcli -f json show neighbors` for a host; "
         "{host} is replaced by the hypervisor name.",
     )
-    lldp_refresh: Duration = Field(
-        300.0, description="Re-read each hypervisor's LLDP neighbours this often."
+    lldp_refresh: Period = Field(
+        300.0, description="Re-read each hypervisor's LLDP neighbours this often (0.1s-7d)."
     )
+
+    @field_validator("uris")
+    @classmethod
+    def _uris(cls, uris: dict[str, str]) -> dict[str, str]:
+        problem = crosscheck.libvirt_uris_problem(uris)
+        if problem:
+            raise ValueError(problem)
+        return uris
+
+    @field_validator("lldp_command")
+    @classmethod
+    def _command(cls, command: str | None) -> str | None:
+        if command is None:
+            return None
+        try:
+            words = shlex.split(command)
+        except ValueError as exc:
+            raise ValueError(f"cannot split {command!r} like a shell: {exc}") from None
+        if not words:
+            raise ValueError("the command is empty")
+        return command
 
 
 class StaticSession(_SessionBase):
     """An inventory file (hosts, port groups, VMs), reloaded when it changes."""
 
     kind: Literal["static"]
-    path: Path
+    path: Annotated[Path, BeforeValidator(_path_text)] = Field(
+        description="The inventory file (YAML), relative to the config file's folder."
+    )
 
 
 SessionConfig = Annotated[
     VcenterSession | LibvirtSession | StaticSession, Field(discriminator="kind")
 ]
+
+
+def _address(value: Any) -> Any:
+    """An IP address (normalised: ``2001:DB8::1`` -> ``2001:db8::1``); empty means none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
 
 
 class SwitchConfig(_Model):
@@ -215,11 +351,16 @@ class SwitchConfig(_Model):
 
     name: Name
     driver: str = Field(description="Driver name: ovs, fake, ...")
-    aliases: list[str] = Field(
+    aliases: list[Text] = Field(
         default_factory=list, description="Other names neighbours may report (CDP/LLDP)."
     )
-    mgmt_address: str | None = Field(None, description="Management address for matching.")
-    edge_ports: list[str] = Field(description="The only ports vmfabric may write.")
+    mgmt_address: Annotated[str | None, BeforeValidator(_address)] = Field(
+        None, description="Management IP address, matched against neighbours' (CDP/LLDP)."
+    )
+    edge_ports: list[Text] = Field(
+        description="The only ports vmfabric may write VM VLANs to (empty only on a switch "
+        "with fabric_ports or a vtep)."
+    )
     open_ports: Literal["keep", "close"] = Field(
         "keep",
         description="An edge port carrying every VLAN: keep it open and leave it alone, or "
@@ -241,10 +382,27 @@ class SwitchConfig(_Model):
             raise ValueError(f"edge port {dup!r} is listed twice")
         return ports
 
+    @field_validator("aliases")
+    @classmethod
+    def _unique_aliases(cls, aliases: list[str]) -> list[str]:
+        dup = _first_duplicate(aliases)
+        if dup is not None:
+            raise ValueError(f"alias {dup!r} is listed twice")
+        return aliases
+
     @field_validator("fabric_ports")
     @classmethod
     def _fabric_ports(cls, ports: list[str], info: ValidationInfo) -> list[str]:
         return check_fabric_ports(ports, info.data.get("edge_ports") or ())
+
+    @model_validator(mode="after")
+    def _manages_something(self) -> SwitchConfig:
+        if not self.edge_ports and not self.fabric_ports and self.vtep is None:
+            raise ValueError(
+                f"{self.name} has no edge_ports (nor fabric_ports, nor a vtep): vmfabric "
+                "would manage nothing on it"
+            )
+        return self
 
     def endpoint(self) -> str:
         """What identifies the device this entry writes (two entries must never share it):
@@ -302,17 +460,22 @@ class _SwitchEntry(BaseModel):
 class LinkConfig(_Model):
     """Static wiring: host NIC -> switch port. Wins over discovery."""
 
-    host: str
-    nic: str
-    switch: str
-    port: str
+    host: Text
+    nic: Text
+    switch: Text
+    port: Text = Field(description="One of the switch's edge_ports.")
     session: str | None = Field(None, description="Only for hosts of this session.")
 
 
 class Config(_Model):
     """The whole of vmfabric.yaml."""
 
-    store: str = Field("sqlite:///vmfabric.db", description="SQLAlchemy URL of the store.")
+    store: str = Field(
+        "sqlite:///vmfabric.db",
+        description="SQLAlchemy URL of the store: sqlite:///PATH (relative to the config "
+        "file), sqlite:// (memory) or postgresql[+psycopg]://USER@HOST/DB (no password: "
+        "libpq reads PGPASSWORD or ~/.pgpass).",
+    )
     engine: EngineConfig = Field(default_factory=EngineConfig)
     sessions: list[SessionConfig] = Field(default_factory=list)
     switches: list[AnySwitch] = Field(default_factory=list)
@@ -328,23 +491,20 @@ class Config(_Model):
     api: ApiConfig | None = Field(None, description="REST API, live events, web UI, metrics.")
     base_dir: Path = Field(Path("."), exclude=True, description="Folder of the config file.")
 
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        problem = check_store_url(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
-        for what, names in (
-            ("session", [s.name for s in self.sessions]),
-            ("switch", [s.name for s in self.switches]),
-        ):
-            dup = _first_duplicate(names)
-            if dup is not None:
-                raise ValueError(f"{what} name {dup!r} is used twice")
-        switches = {s.name: s for s in self.switches}
-        sessions = {s.name for s in self.sessions}
-        for i, link in enumerate(self.links):
-            if link.switch not in switches:
-                raise ValueError(f"links[{i}]: switch {link.switch!r} is not configured")
-            if link.session is not None and link.session not in sessions:
-                raise ValueError(f"links[{i}]: session {link.session!r} is not configured")
-        check_security(self.groups, self.policies, self.firewalls, sessions)
+        problem = crosscheck.first_problem(self)
+        if problem:
+            raise ValueError(problem)
+        check_security(self.groups, self.policies, self.firewalls, {s.name for s in self.sessions})
         check_fabric(self.switches, self.fabric_links)
         return self
 
@@ -368,13 +528,18 @@ class Config(_Model):
 
 def json_schema() -> dict[str, Any]:
     """The JSON schema of vmfabric.yaml, with every known driver's options (a union on
-    ``driver``), for `vmfabric config schema`."""
+    ``driver``) and every firewall kind's (a union on ``kind``), for `vmfabric config
+    schema`."""
     models = tuple(switch_options(name) for name in SWITCH_DRIVERS.names())
     entry: Any = Annotated[Union[models], Field(discriminator="driver")]  # noqa: UP007
+    firewall: Any = firewall_schema_type()
     full = create_model(
-        "Config", __base__=Config, switches=(list[entry], Field(default_factory=list))
-    )
-    return full.model_json_schema(mode="validation")
+        "Config", __base__=Config, switches=(list[entry], Field(default_factory=list)),
+        firewalls=(list[firewall], Field(default_factory=list)),
+    )  # fmt: skip
+    schema = full.model_json_schema(mode="validation")
+    schema["properties"].pop("base_dir", None)  # set from the file's folder, never written
+    return schema
 
 
 def _first_duplicate(items: list[str]) -> str | None:
@@ -400,6 +565,10 @@ def _loc(loc: tuple[int | str, ...]) -> str:
             out += f"[{part}]"
         elif part in ("vcenter", "libvirt", "static") and out.endswith("]"):
             continue  # pydantic's discriminator tag, not a key the user wrote
+        elif part == "[key]":
+            continue  # pydantic's mark for "the key itself is wrong"
+        elif not part or not re.fullmatch(r"[^\s.\[\]]+", part):
+            out += f"[{part!r}]"  # a key that would not read as one: quoted
         else:
             out += f".{part}" if out else str(part)
     return out
@@ -422,31 +591,32 @@ def _message(err: ErrorDetails) -> str:
         return "unknown key"
     if err["type"] == "missing":
         return "required key is missing"
+    if err["type"] == "string_pattern_mismatch":
+        return _pattern_message(err)
     return str(err["msg"]).removeprefix("Value error, ")
 
 
-def load_yaml(path: Path) -> Any:
-    """Read a YAML file; errors become one-line ConfigErrors with line and column."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", str(path)) from None
-    try:
-        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"invalid YAML: {problem}", where) from None
+def _pattern_message(err: ErrorDetails) -> str:
+    pattern = (err.get("ctx") or {}).get("pattern")
+    if pattern == _NAME:
+        return (
+            f"{err['input']!r} is not a name (letters, digits and _ . : -, starting with a "
+            "letter or digit)"
+        )
+    if pattern == _TEXT:
+        return "the value is blank"
+    return str(err["msg"])
 
 
 def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Validate parsed YAML as a Config. Raises ConfigError (one line naming ``source``)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping", source)
+    if "base_dir" in data:
+        raise ConfigError("unknown key (relative paths resolve against the file's folder)",
+                          f"{source}: base_dir")  # fmt: skip
     base = base_dir or Path(".")
     if isinstance(data.get("switches"), list):
         data = {**data, "switches": [_anchor_secrets(sw, base) for sw in data["switches"]]}
@@ -454,6 +624,8 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
         return Config.model_validate({**data, "base_dir": base})
     except ValidationError as exc:
         raise format_validation_error(exc, source) from None
+    except RecursionError:
+        raise ConfigError("nested too deeply", source) from None
 
 
 def _anchor_secrets(entry: Any, base: Path) -> Any:
@@ -470,7 +642,14 @@ def _anchor_secrets(entry: Any, base: Path) -> Any:
     return out
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Find, read and validate the config file. Raises ConfigError (one line)."""
+def load_config(
+    path: str | Path | None = None, *, connect: bool = False, write: bool = False
+) -> Config:
+    """Find, read and validate the config file, and check it against this machine (see
+    ``vmfabric.config.local``): ``connect`` for commands that log in to managers (every
+    secret must resolve), ``write`` for commands that write the store. Raises ConfigError
+    (one line naming the file and key path)."""
     found = find_config(path)
-    return parse_config(load_yaml(found), str(found), found.resolve().parent)
+    config = parse_config(load_yaml(found), str(found), found.resolve().parent)
+    check_local(config, str(found), connect=connect, write=write)
+    return config

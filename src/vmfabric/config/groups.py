@@ -21,7 +21,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -70,9 +70,13 @@ class Match(_Model):
         None, description="custom attribute key -> value glob; every one must match"
     )
     group: GroupName | None = Field(None, description="members of another group")
-    any_: list[Match] | None = Field(None, alias="any", min_length=1)
-    all_: list[Match] | None = Field(None, alias="all", min_length=1)
-    not_: Match | None = Field(None, alias="not")
+    any_: list[Match] | None = Field(
+        None, alias="any", min_length=1, description="At least one of these matches."
+    )
+    all_: list[Match] | None = Field(
+        None, alias="all", min_length=1, description="Every one of these matches."
+    )
+    not_: Match | None = Field(None, alias="not", description="This does not match.")
 
     @model_validator(mode="after")
     def _not_empty(self) -> Match:
@@ -104,7 +108,7 @@ class GroupConfig(_Model):
     addresses: list[str] = Field(
         default_factory=list, description="Static members: IP addresses or CIDRs."
     )
-    description: str = ""
+    description: str = Field("", description="Free text, for people.")
 
     @field_validator("addresses")
     @classmethod
@@ -186,7 +190,11 @@ class PolicyConfig(_Model):
     name: FirewallName = Field(description="Rule name, unique.")
     source: Names = Field(description="Source group(s), or any.")
     destination: Names = Field(description="Destination group(s), or any.")
-    service: Services = Field(default_factory=lambda: [Service(proto="any")])
+    service: Services = Field(
+        default_factory=lambda: [Service(proto="any")],
+        description="tcp/8080, udp/53, tcp/8000-8100, tcp/80,443, icmp, icmpv6 or any "
+        "(default), or a list of them.",
+    )
     action: Action = Field(description="allow, drop or reject (TCP reset / ICMP unreachable).")
     applied_to: list[str] = Field(
         default_factory=list,
@@ -213,7 +221,7 @@ class PolicyConfig(_Model):
 class FirewallConfig(_Model):
     """Keys every firewall kind shares; each kind adds its own (top-level keys)."""
 
-    name: FirewallName
+    name: FirewallName = Field(description="Firewall name, unique (targets are named by it).")
     kind: str = Field(description="nftables, ovs-dfw, panos or edl.")
     groups: list[GroupName] | None = Field(
         None, description="Only these groups (default: every group the kind needs)."
@@ -224,8 +232,11 @@ class FirewallConfig(_Model):
 class NftablesFirewall(FirewallConfig):
     """Linux nftables: table ``inet <table>`` with a set per group and the policy rules."""
 
-    kind: Literal["nftables"]
-    table: str = Field("vmfabric", pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=32)
+    kind: Literal["nftables"] = Field(description="nftables")
+    table: str = Field(
+        "vmfabric", pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=32,
+        description="The table (family inet) vmfabric owns whole; nothing else is touched.",
+    )  # fmt: skip
     netns: str | None = Field(None, description="Run nft in this network namespace.")
     hooks: list[Hook] = Field(
         default_factory=lambda: list[Hook](["forward"]), description="Where rules are evaluated."
@@ -239,7 +250,7 @@ class NftablesFirewall(FirewallConfig):
 class OvsDfwFirewall(FirewallConfig):
     """A distributed firewall on each hypervisor's Open vSwitch (conntrack, conjunctions)."""
 
-    kind: Literal["ovs-dfw"]
+    kind: Literal["ovs-dfw"] = Field(description="ovs-dfw")
     hosts: dict[str, str] = Field(
         description="Hypervisor name -> OpenFlow connection of its vSwitch bridge "
         "(unix:/run/openvswitch/vs0.mgmt)."
@@ -251,22 +262,24 @@ class OvsDfwFirewall(FirewallConfig):
     table_base: int = Field(
         60, ge=1, le=250, description="First of the five OpenFlow tables vmfabric owns."
     )
-    default_action: Literal["allow", "drop"] = Field("allow")
-    timeout: float = Field(10.0, gt=0)
+    default_action: Literal["allow", "drop"] = Field(
+        "allow", description="What traffic at a classified VM port matching no rule gets."
+    )
+    timeout: float = Field(10.0, gt=0, description="Seconds to wait for the vSwitch.")
 
 
 class PanosFirewall(FirewallConfig):
     """A Palo Alto firewall or Panorama: group members as User-ID registered-ip tags."""
 
-    kind: Literal["panos"]
+    kind: Literal["panos"] = Field(description="panos")
     host: str = Field(description="Firewall or Panorama management address.")
-    port: int = Field(443, ge=1, le=65535)
+    port: int = Field(443, ge=1, le=65535, description="XML API port (HTTPS).")
     api_key: str = Field(description="env:NAME or file:/path (never a literal key).")
     vsys: str | None = Field(None, description="Target vsys (multi-vsys firewalls).")
     tag_prefix: str = Field("vmf-", max_length=32, description="Tag = prefix + group name.")
-    verify_tls: bool = Field(True)
+    verify_tls: bool = Field(True, description="Verify the certificate (keep it on).")
     ca_file: Path | None = Field(None, description="CA bundle to verify the firewall with.")
-    timeout: float = Field(10.0, gt=0)
+    timeout: float = Field(10.0, gt=0, description="Seconds to wait for an API answer.")
     batch_size: int = Field(500, ge=1, description="Entries per uid-message.")
 
     @field_validator("api_key")
@@ -281,9 +294,11 @@ class PanosFirewall(FirewallConfig):
 class EdlFirewall(FirewallConfig):
     """External Dynamic Lists served over HTTP: one plain-text list per group."""
 
-    kind: Literal["edl"]
+    kind: Literal["edl"] = Field(description="edl")
     listen: str = Field("127.0.0.1:8471", description="host:port to serve the lists on.")
-    auth: Literal["bearer", "basic", "none"] = Field("bearer")
+    auth: Literal["bearer", "basic", "none"] = Field(
+        "bearer", description="How clients authenticate: a bearer token, basic, or none."
+    )
     username: str = Field("vmfabric", description="User name for basic authentication.")
     token: str | None = Field(None, description="env:NAME or file:/path: the token/password.")
 
@@ -329,6 +344,13 @@ def _firewall(value: Any) -> Any:
 
 
 AnyFirewall = Annotated[FirewallConfig, BeforeValidator(_firewall)]
+
+
+def firewall_schema_type() -> Any:
+    """Every firewall kind's model as one union on ``kind`` (for the JSON schema: the
+    config itself validates entries with ``_firewall``, for one-line errors)."""
+    models = tuple(FIREWALL_KINDS.values())
+    return Annotated[Union[models], Field(discriminator="kind")]  # noqa: UP007
 
 
 # ---- cross-checks ------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ Key = tuple[str, str]  # (session, VM id)
 GlobField = Literal["name", "portgroup", "guest_os", "host", "cluster", "folder", "session"]
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _NO_GROUPS: frozenset[str] = frozenset()
+_NO_USER = object()
+_AFFIX_CACHE = 100_000  # field values whose prefix/suffix keys are kept
 _REASON_VMS = 10
 
 # ---- expressions ---------------------------------------------------------------------------
@@ -183,6 +186,20 @@ def _glob(pattern: str) -> Callable[[str], bool]:
     return lambda text: match(text) is not None
 
 
+def _all(preds: list[Pred]) -> Pred:
+    if len(preds) == 2:  # the common case (a group and one more condition), without a loop
+        first, second = preds
+        return lambda c: first(c) and second(c)
+    return lambda c: all(p(c) for p in preds)
+
+
+def _any(preds: list[Pred]) -> Pred:
+    if len(preds) == 2:
+        first, second = preds
+        return lambda c: first(c) or second(c)
+    return lambda c: any(p(c) for p in preds)
+
+
 def _field_values(ctx: _Ctx, name: GlobField) -> tuple[str, ...]:
     vm = ctx.vm
     if name == "portgroup":
@@ -196,23 +213,83 @@ class Compiled:
     def __init__(self, groups: Iterable[GroupDef]) -> None:
         self.defs = {g.name: g for g in groups}
         self.preds: dict[str, Pred] = {}
-        self.index: dict[ReqKey, list[str]] = {}
+        self.index: dict[ReqKey, list[str]] = {}  # key -> groups to evaluate
+        # key -> groups whose match is having all of some keys (this one among them)
+        self.keyed: dict[ReqKey, list[tuple[str, frozenset[ReqKey]]]] = {}
         self.always: list[str] = []
         self.fields: set[str] = set()  # Vm fields any match reads
+        self.affixes: dict[tuple[str, str], set[int]] = {}  # (^ or $ + field) -> lengths
         reqs: dict[str, frozenset[ReqKey] | None] = {}
+        conj: dict[str, frozenset[ReqKey] | None] = {}
         for name in self.defs:
             self._requirement(name, reqs, set())
         for name, g in self.defs.items():
             if g.match is None:
                 continue
             self.preds[name] = self._compile(g.match)
+            keys = self._all_keys(name, conj, set())
+            if keys is not None:
+                self.keyed.setdefault(min(keys), []).append((name, keys))
+                self._note_affixes(keys)
+                continue
             req = reqs[name]
             if req is None:
                 self.always.append(name)
-            else:
-                for key in req:
-                    self.index.setdefault(key, []).append(name)
+                continue
+            for key in req:
+                self.index.setdefault(key, []).append(name)
+            self._note_affixes(req)
         self.static = {n: _networks(g.addresses) for n, g in self.defs.items() if g.addresses}
+        self._lookup = {  # key -> (keyed groups, groups to evaluate)
+            k: (tuple(self.keyed.get(k, ())), tuple(self.index.get(k, ())))
+            for k in {*self.index, *self.keyed}
+        }
+        kinds = {k[0] for k in self._lookup}
+        kinds |= {k[0] for entries in self.keyed.values() for _, ks in entries for k in ks}
+        self._exact = [(kind, fn) for kind, fn in _KEY_VALUES.items() if kind in kinds]
+        self._affixes = [(k[0] + k[1], k[0] == "^", _KEY_VALUES[k[1]], sorted(ls))
+                         for k, ls in sorted(self.affixes.items())]  # fmt: skip
+        self._affix_keys: dict[tuple[str, str], list[ReqKey]] = {}  # (kind, value) -> keys
+        fields = sorted(self.fields)
+        self.relevant: Callable[[Vm], object] = (
+            operator.attrgetter(*fields) if fields else lambda vm: ()
+        )
+
+    def _note_affixes(self, keys: Iterable[ReqKey]) -> None:
+        for kind, value in keys:
+            if kind[0] in "^$":
+                self.affixes.setdefault((kind[0], kind[1:]), set()).add(len(value))
+
+    def _all_keys(
+        self, name: str, memo: dict[str, frozenset[ReqKey] | None], seen: set[str]
+    ) -> frozenset[ReqKey] | None:
+        """Keys such that a VM is in group ``name`` exactly when it has all of them (a tag,
+        an exact value, ``prefix*``, all of those, other such groups), or None."""
+        if name not in memo:
+            g = self.defs.get(name)
+            memo[name] = None  # until known (and for a cycle)
+            if g is not None and g.match is not None and name not in seen:
+                memo[name] = self._expr_keys(g.match, memo, {*seen, name})
+        return memo[name]
+
+    def _expr_keys(
+        self, e: Expr, memo: dict[str, frozenset[ReqKey] | None], seen: set[str]
+    ) -> frozenset[ReqKey] | None:
+        if isinstance(e, Tag):
+            return self._req(e, {}, set())
+        if isinstance(e, Glob):
+            return _glob_requirement(e.field, e.pattern) if _is_key(e) else None
+        if isinstance(e, Ref):
+            return self._all_keys(e.group, memo, seen)
+        if not isinstance(e, AllOf):
+            return None
+        out: frozenset[ReqKey] = frozenset()
+        for item in e.items:
+            keys = self._expr_keys(item, memo, seen)
+            if keys is None:
+                return None
+            out |= keys
+        return out
 
     # requirement: keys one of which a VM must have to match, or None (cannot tell)
     def _requirement(
@@ -235,7 +312,7 @@ class Compiled:
             case Tag(value=v):
                 return frozenset({("tag", v) if ":" in v else ("tagname", v)})
             case Glob(field=f, pattern=p):
-                return None if _GLOB_CHARS.search(p) else frozenset({(f, p)})
+                return _glob_requirement(f, p)
             case Attr(key=k):
                 return frozenset({("attr", k)})
             case Ref(group=g):
@@ -273,11 +350,9 @@ class Compiled:
             case Ref(group=g):
                 return lambda c: self.member(g, c)
             case AllOf(items=items):
-                preds = [self._compile(i) for i in items]
-                return lambda c: all(p(c) for p in preds)
+                return _all([self._compile(i) for i in items])
             case AnyOf(items=items):
-                preds = [self._compile(i) for i in items]
-                return lambda c: any(p(c) for p in preds)
+                return _any([self._compile(i) for i in items])
             case Not(item=item):
                 pred = self._compile(item)
                 return lambda c: not pred(c)
@@ -291,30 +366,46 @@ class Compiled:
         return found
 
     def keys(self, vm: Vm) -> list[ReqKey]:
-        out: list[ReqKey] = [("session", vm.session), ("name", vm.name), ("host", vm.host)]
-        out += [("tag", t) for t in vm.tags]
-        out += [("tagname", t.rpartition(":")[2]) for t in vm.tags]
-        out += [("portgroup", p) for p in vm.networks]
-        out += [("attr", k) for k, _ in vm.attributes]
-        out += [("guest_os", vm.guest_os), ("cluster", vm.cluster), ("folder", vm.folder)]
+        """The requirement keys ``vm`` has, of the kinds any group is indexed under: its
+        exact values, and the literal prefixes and suffixes of its values that glob
+        patterns are indexed under."""
+        out: list[ReqKey] = []
+        for kind, values in self._exact:
+            out += [(kind, v) for v in values(vm)]
+        cache = self._affix_keys
+        for kind, front, values, lengths in self._affixes:
+            for v in values(vm):
+                found = cache.get((kind, v))
+                if found is None:
+                    if len(cache) >= _AFFIX_CACHE:
+                        cache.clear()
+                    found = cache[(kind, v)] = _affix_keys(kind, front, v, lengths)
+                out += found
         return out
 
     def groups_of(self, vm: Vm) -> frozenset[str]:
-        """Every group ``vm`` is a member of."""
-        index = self.index
+        """Every group ``vm`` is a member of: those whose key it has, and those of its
+        candidates (indexed under its keys, or never indexed) whose match holds."""
+        lookup = self._lookup
+        found: set[str] = set()
         candidates = set(self.always)
-        for key in self.keys(vm):
-            found = index.get(key)
-            if found is not None:
-                candidates.update(found)
+        keys = self.keys(vm)
+        have: set[ReqKey] | None = None
+        for key in keys:
+            hit = lookup.get(key)
+            if hit is None:
+                continue
+            for name, needed in hit[0]:
+                if len(needed) == 1 or needed <= (have := have or set(keys)):
+                    found.add(name)
+            candidates.update(hit[1])
+        candidates -= found
         if not candidates:
-            return _NO_GROUPS
+            return frozenset(found) if found else _NO_GROUPS
         ctx = _Ctx(vm)
-        return frozenset(g for g in candidates if self.member(g, ctx))
-
-    def relevant(self, vm: Vm) -> tuple[object, ...]:
-        """The VM fields membership depends on (equal: same groups)."""
-        return tuple(getattr(vm, f) for f in sorted(self.fields))
+        ctx.memo = dict.fromkeys(found, True)
+        found.update(g for g in candidates if self.member(g, ctx))
+        return frozenset(found)
 
     def why(self, group: str, vm: Vm) -> str:
         """Why ``vm`` is in ``group`` (a short text), or "" when it is not."""
@@ -322,6 +413,60 @@ class Compiled:
         if g is None or g.match is None:
             return ""
         return _explain(g.match, vm, self, _Ctx(vm)) or ""
+
+
+_KEY_VALUES: dict[str, Callable[[Vm], Iterable[str]]] = {
+    "session": lambda vm: (vm.session,),
+    "name": lambda vm: (vm.name,),
+    "host": lambda vm: (vm.host,),
+    "tag": lambda vm: vm.tags,
+    "tagname": lambda vm: [t.rpartition(":")[2] for t in vm.tags],
+    "portgroup": lambda vm: vm.networks,
+    "attr": lambda vm: [k for k, _ in vm.attributes],
+    "guest_os": lambda vm: (vm.guest_os,),
+    "cluster": lambda vm: (vm.cluster,),
+    "folder": lambda vm: (vm.folder,),
+}
+
+
+def _affix_keys(kind: str, front: bool, value: str, lengths: list[int]) -> list[ReqKey]:
+    """The keys of ``value``'s literal prefixes (``front``) or suffixes of ``lengths``."""
+    n = len(value)
+    return [(kind, value[:k] if front else value[n - k :]) for k in lengths if k <= n]
+
+
+def _is_key(e: Expr | None) -> bool:
+    """True when having the expression's requirement key is the same as matching it: a
+    tag, an exact value, a literal prefix followed by ``*`` (or ``*`` and a suffix)."""
+    if isinstance(e, Tag):
+        return True
+    if not isinstance(e, Glob):
+        return False
+    wild = _GLOB_CHARS.findall(e.pattern)
+    if not wild:
+        return True
+    req = _glob_requirement(e.field, e.pattern)
+    if wild != ["*"] or req is None:
+        return False
+    ((kind, affix),) = req
+    return e.pattern == (affix + "*" if kind[0] == "^" else "*" + affix)
+
+
+def _glob_requirement(field: str, pattern: str) -> frozenset[ReqKey] | None:
+    """The key a value matching ``pattern`` must have: the value itself (no wildcard), its
+    literal prefix (``^field``) or suffix (``$field``), whichever is longer; None when the
+    pattern has neither (``*``, ``*x*``)."""
+    first = _GLOB_CHARS.search(pattern)
+    if first is None:
+        return frozenset({(field, pattern)})
+    prefix = pattern[: first.start()]
+    tail = re.search(r"[^*?\[\]]*$", pattern)
+    suffix = tail.group(0) if tail else ""
+    if prefix and len(prefix) >= len(suffix):
+        return frozenset({("^" + field, prefix)})
+    if suffix:
+        return frozenset({("$" + field, suffix)})
+    return None
 
 
 def _networks(cidrs: Iterable[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -431,18 +576,21 @@ class GroupsIntent:
         self._member_of: dict[Key, frozenset[str]] = {}
         self._members: dict[str, set[Key]] = {g: set() for g in self.compiled.defs}
         self._seen: dict[Key, Vm] = {}
-        self._addr_users: dict[tuple[str, str], set[Key | None]] = {}
-        self._addrs: dict[str, set[str]] = {g: set() for g in self.compiled.defs}
+        # group -> address -> its user (a VM key; None: a static CIDR), or a set of users
+        self._addrs: dict[str, dict[str, object]] = {g: {} for g in self.compiled.defs}
         self._vacated_by: dict[str, set[str]] = {}  # member -> sessions of its last users
         self._targets_of_group = self._address_targets_by_group()
+        self._dirty_of = self._dirty_by_group()
         self._dfw_by_host: dict[str, list[DfwTarget]] = {}
         for t in self.dfw_targets.values():
             self._dfw_by_host.setdefault(t.host, []).append(t)
-        self._dirty: set[str] = set()
+        self._dirty: set[str] = set()  # targets whose desired state changed
+        self._changed: set[str] = set()  # groups whose addresses changed (-> _dirty_of)
         for g in self.compiled.defs.values():
             for cidr in g.addresses:
                 self._add_addr(g.name, cidr, None)
         self._dirty.clear()
+        self._changed.clear()
 
     def _address_targets_by_group(self) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
@@ -513,6 +661,9 @@ class GroupsIntent:
         for key in delta.vms:
             self._update_vm(key, inventory.vms.get(key), now)
         dirty, self._dirty = self._dirty, set()
+        for g in self._changed:
+            dirty.update(self._dirty_of[g])
+        self._changed.clear()
         if delta.sessions:
             dirty |= set(self.targets())
         return dirty
@@ -538,72 +689,121 @@ class GroupsIntent:
         before = self._member_of.get(key, _NO_GROUPS)
         old_ips = old.ips if old is not None else ()
         new_ips = vm.ips if vm is not None else ()
+        if self.dfw_targets:
+            self._dfw_dirty(old, vm)
+        if groups is before and old_ips == new_ips:
+            return  # a vMotion, a power change: nothing of the groups changed
         if groups:
             self._member_of[key] = groups
         else:
             self._member_of.pop(key, None)
-        for g in before:
-            if g not in groups:
-                self._members[g].discard(key)
-                self._drop_addrs(g, key, old_ips, now)
-            elif old_ips != new_ips:
-                self._drop_addrs(g, key, tuple(a for a in old_ips if a not in new_ips), now)
+        members, drop, add = self._members, self._drop_addr, self._add_addr
+        static = self.compiled.static
+        for g in before - groups:
+            members[g].discard(key)
+            for a in old_ips:
+                drop(g, a, key, now)
+        if old_ips != new_ips:
+            self._readdress(key, before & groups, old_ips, new_ips, now)
+        for g in groups - before:
+            members[g].add(key)
+            for a in new_ips if g not in static else self._uncovered(g, new_ips):
+                add(g, a, key)
+
+    def _readdress(
+        self, key: Key, groups: Iterable[str], old: tuple[str, ...], new: tuple[str, ...],
+        now: float,
+    ) -> None:  # fmt: skip
+        """The VM's addresses changed from ``old`` to ``new``, in ``groups`` it stays in."""
+        drop, add, static = self._drop_addr, self._add_addr, self.compiled.static
+        gone = [a for a in old if a not in new]
+        came = [a for a in new if a not in old]
         for g in groups:
-            if g not in before:
-                self._members[g].add(key)
-                self._add_addrs(g, key, new_ips)
-            elif old_ips != new_ips:
-                self._add_addrs(g, key, tuple(a for a in new_ips if a not in old_ips))
-        self._dfw_dirty(old, vm, before, groups)
+            for a in gone:
+                drop(g, a, key, now)
+            for a in came if g not in static else self._uncovered(g, came):
+                add(g, a, key)
 
-    def _dfw_dirty(
-        self, old: Vm | None, vm: Vm | None, before: frozenset[str], after: frozenset[str]
-    ) -> None:
-        if not self.dfw_targets:
-            return
-        hosts = {v.host for v in (old, vm) if v is not None}
-        for host in hosts:
-            self._dirty.update(t.name for t in self._dfw_by_host.get(host, ()))
+    def _dfw_dirty(self, old: Vm | None, vm: Vm | None) -> None:
+        """Every DFW target of the hosts the VM ran and runs on (its ports are there). The
+        VM's session is a user of its port and addresses there: when they go (a vMotion,
+        a re-tag), only that session being out of sync holds their removal."""
+        if old is not None:
+            for t in self._dfw_by_host.get(old.host, ()):
+                for member in (t.port(old), *old.ips):
+                    self._vacated_by.setdefault(member, set()).add(old.session)
+        for v in (old, vm):
+            if v is not None:
+                self._dirty.update(t.name for t in self._dfw_by_host.get(v.host, ()))
 
-    def _add_addrs(self, group: str, key: Key, ips: tuple[str, ...]) -> None:
-        static = self.compiled.static.get(group, ())
-        for a in ips:
-            if not _covered(a, static):
-                self._add_addr(group, a, key)
+    def _uncovered(self, group: str, ips: Iterable[str]) -> list[str]:
+        """The addresses no static CIDR of ``group`` covers (those the VM adds to it)."""
+        static = self.compiled.static[group]
+        return [a for a in ips if not _covered(a, static)]
 
-    def _drop_addrs(self, group: str, key: Key, ips: tuple[str, ...], now: float) -> None:
-        for a in ips:
-            self._drop_addr(group, a, key, now)
+    def _users(self, group: str, addr: str) -> set[Key | None]:
+        """The users of one address of a group (VM keys; None: a static CIDR)."""
+        users = self._addrs.get(group, {}).get(addr, _NO_USER)
+        if users is _NO_USER:
+            return set()
+        return set(users) if isinstance(users, set) else {users}  # type: ignore[arg-type]
 
     def _add_addr(self, group: str, addr: str, user: Key | None) -> None:
-        users = self._addr_users.get((group, addr))
-        if users is None:
-            self._addr_users[(group, addr)] = {user}
-            self._addrs[group].add(addr)
-            self._group_changed(group)
+        """One more user of (group, addr). One user is stored as itself, several as a set:
+        nearly every address has exactly one."""
+        addrs = self._addrs[group]
+        users = addrs.get(addr, _NO_USER)
+        if users is not _NO_USER:
+            if isinstance(users, set):
+                users.add(user)
+            elif users != user:
+                addrs[addr] = {users, user}
+            return
+        addrs[addr] = user
+        self._changed.add(group)
+        if self.removals.prune_delay:  # without a delay there is no timer to cancel
             for t in self._targets_of_group.get(group, ()):
                 self.removals.reclaimed(t, group, addr)
-        else:
-            users.add(user)
 
     def _drop_addr(self, group: str, addr: str, user: Key, now: float) -> None:
-        users = self._addr_users.get((group, addr))
-        if users is None or user not in users:
+        addrs = self._addrs[group]
+        users = addrs.get(addr, _NO_USER)
+        if isinstance(users, set):
+            users.discard(user)
+            if len(users) == 1:
+                addrs[addr] = users.pop()
             return
-        users.discard(user)
-        if users:
+        if users != user:
             return
-        del self._addr_users[(group, addr)]
-        self._addrs[group].discard(addr)
-        self._vacated_by.setdefault(addr, set()).add(user[0])
-        self._group_changed(group)
-        for t in self._targets_of_group.get(group, ()):
-            self.removals.vacated(t, group, addr, now)
+        del addrs[addr]
+        sessions = self._vacated_by.get(addr)
+        if sessions is None:
+            self._vacated_by[addr] = {user[0]}
+        else:
+            sessions.add(user[0])
+        self._changed.add(group)
+        if self.removals.prune_delay:  # without a delay, removal safety starts no timer
+            for t in self._targets_of_group.get(group, ()):
+                self.removals.vacated(t, group, addr, now)
 
-    def _group_changed(self, group: str) -> None:
-        self._dirty.update(self._targets_of_group.get(group, ()))
-        if self.dfw_targets and any(group in r.groups() for r in self.rules.values()):
-            self._dirty.update(self.dfw_targets)
+    def _dirty_by_group(self) -> dict[str, tuple[str, ...]]:
+        """The targets whose desired state a change of a group's addresses changes: its
+        address targets, and every DFW target when a rule names the group."""
+        ruled = {g for r in self.rules.values() for g in r.groups()}
+        out: dict[str, tuple[str, ...]] = {}
+        for g in self.compiled.defs:
+            found = set(self._targets_of_group.get(g, ()))
+            if g in ruled:
+                found.update(self.dfw_targets)
+            out[g] = tuple(sorted(found))
+        return out
+
+    def removed(self, member: str) -> None:
+        """A target removed ``member``: once no group has its address, who last used it
+        is forgotten (a target still removing it then waits for every session: safe)."""
+        addr = _address_of(member)
+        if addr in self._vacated_by and not any(addr in a for a in self._addrs.values()):
+            del self._vacated_by[addr]
 
     # ---- warnings --------------------------------------------------------------------------
 
@@ -678,7 +878,7 @@ class GroupsIntent:
 
     def _add_change(self, holder: str, member: str) -> Change:
         group = holder.partition(".")[0]
-        users = sorted(k for k in self._addr_users.get((group, member), ()) if k is not None)
+        users = sorted(k for k in self._users(group, member) if k is not None)
         if not users:
             return Change(holder, member, "add", "desired")
         names = [self._seen[k].name for k in users[:_REASON_VMS] if k in self._seen]

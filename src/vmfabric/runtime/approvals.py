@@ -53,10 +53,13 @@ class Approvals:
 
 
 def plan_keys(plan: dict[str, Any]) -> set[Key]:
-    """The (holder, member) removals of a stored switch-port plan (``Store.plan``)."""
-    ports = plan.get("plan", {}).get("ports", [])
+    """The (holder, member) removals of a stored plan (``Store.plan``), any target kind."""
+    doc = plan.get("plan", {})
+    if "changes" in doc:
+        return {(str(c["holder"]), str(c["member"])) for c in doc["changes"]
+                if c.get("action") == "remove"}  # fmt: skip
     out: set[Key] = set()
-    for p in ports:
+    for p in doc.get("ports", []):
         for vlan in p.get("remove", []):
             out.add((str(p["port"]), str(vlan) if vlan else "all"))
     return out

@@ -231,6 +231,7 @@ class GroupTarget:
         for c in changes:
             if c.action == "remove":
                 self.intent.removals.forget(self.name, c.holder, (c.member,))
+                self.intent.removed(c.member)
 
 
 def step(target: GroupTarget, now: float, limits: GuardLimits | None = None) -> TargetPlan:

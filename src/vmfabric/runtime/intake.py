@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from vmfabric.config import Config, SessionConfig
@@ -52,11 +52,16 @@ def session_url(s: SessionConfig) -> str:
     return str(s.path)
 
 
-def register_sessions(config: Config, store: Store, now: float) -> None:
-    """Record the configured sessions (state connecting) and forget removed ones."""
+def register_sessions(
+    config: Config, store: Store, now: float, connecting: Collection[str] | None = None
+) -> None:
+    """Record the configured sessions and forget removed ones. The sessions in
+    ``connecting`` (all when None) are recorded as connecting, out of sync; the others
+    keep their live status (a reload that did not change them)."""
     for s in config.sessions:
         store.set_session(s.name, s.kind, session_url(s), s.autovlan, s.allowed_vlans, s.mode)
-        store.set_session_status(s.name, "connecting", in_sync=False, now=now)
+        if connecting is None or s.name in connecting:
+            store.set_session_status(s.name, "connecting", in_sync=False, now=now)
     store.forget_sessions_except([s.name for s in config.sessions])
 
 

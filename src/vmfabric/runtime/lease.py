@@ -166,7 +166,10 @@ def controllers(store_url: str) -> list[dict[str, Any]]:
     """``show controller``: every controller running on the store at ``store_url``."""
     parsed = db.parse_url(store_url)
     where = db.describe(parsed)
-    engine = db.open_engine(parsed, 5.0)
+    path = db.sqlite_file(parsed)
+    if path is not None and not os.path.exists(path):
+        return []  # no store: no controller ever ran (show never creates it)
+    engine = db.open_engine(parsed, 5.0, readonly=True)  # show never writes the store
     try:
         with db.transaction(engine, where, write=False, path=db.sqlite_file(parsed)) as conn:
             return read_controllers(conn)

@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from vmfabric.core.backoff import Backoff
 from vmfabric.core.errors import ConfigError, PermanentError, TransientError
@@ -116,6 +116,7 @@ class Reconciler:
         self.pending = 0
         self.dirty_since: float | None = None  # oldest change not yet applied (telemetry)
         self._held_plans: dict[int, frozenset[tuple[str, str]]] | None = None
+        self._recorded_status: tuple[str, str, int] | None = None
         self._last_check: dict[str, dict[str, Any]] = {}
         self._recorded_states: Any = None
 
@@ -240,7 +241,7 @@ class Reconciler:
         self, plan: TargetPlan, kept: Sequence[Change], now: float
     ) -> tuple[int, tuple[Change, ...]]:
         self.check_leader()
-        entries = audit_entries(self.name, kept, now)
+        entries = audit_entries(self.target.kind, self.name, kept, now)
         sessions = sorted({s for c in kept for s in c.sessions})
         doc = plan_doc(self.name, kept)
         plan_id = await self.recorder.call(
@@ -256,7 +257,8 @@ class Reconciler:
         await self._settle_approvals(plan, {(c.holder, c.member) for c in confirmed})
         done = self.clock()
         await self.recorder.call(
-            self.store.finish_apply, plan_id, audit_entries(self.name, confirmed, done), done,
+            self.store.finish_apply, plan_id,
+            audit_entries(self.target.kind, self.name, confirmed, done), done,
             origins=self.target.origins(),
         )  # fmt: skip
         self.target.applied(confirmed)
@@ -368,19 +370,23 @@ class Reconciler:
     # ---- status --------------------------------------------------------------------------
 
     def _status(self, state: str, error: str = "") -> None:
-        if (state, error) == (self.state, self.error):
+        recorded = (state, error, self.pending)
+        if recorded == self._recorded_status:
             return
-        if state == "ok" and self.state in ("unreachable", "error"):
+        changed = (state, error) != (self.state, self.error)
+        if changed and state == "ok" and self.state in ("unreachable", "error"):
             log.info("%s %s: ok again", self._what(), self.name)
-        elif state != "ok":
+        elif changed and state != "ok":
             log.warning("%s %s: %s: %s", self._what(), self.name, state, error)
-        self.state, self.error = state, error
+        self.state, self.error, self._recorded_status = state, error, recorded
         self.recorder.submit(
-            self.store.set_switch_status, self.name, state, error, now=self.clock()
-        )
-        self.bus.publish("target", {"name": self.name, "kind": self.target.kind,
-                                    "driver": self.target.driver_name, "state": state,
-                                    "error": error})  # fmt: skip
+            self.store.set_switch_status, self.name, state, error, now=self.clock(),
+            driver=self.target.driver_name, pending=self.pending,
+        )  # fmt: skip
+        if changed:
+            self.bus.publish("target", {"name": self.name, "kind": self.target.kind,
+                                        "driver": self.target.driver_name, "state": state,
+                                        "error": error})  # fmt: skip
 
     def _what(self) -> str:
         kinds = {"switchport": "switch", "addrset": "firewall", "vtep": "vtep"}
@@ -388,8 +394,8 @@ class Reconciler:
 
 
 def _change(entry: AuditEntry) -> Change:
-    member = str(entry.vlan) if entry.vlan else "all"
-    return Change(entry.port, member, entry.action, entry.reason)
+    action: Literal["add", "remove"] = "remove" if entry.action == "remove" else "add"
+    return Change(entry.holder, entry.member, action, entry.reason)
 
 
 async def _sleep_until(stop: asyncio.Event, seconds: float) -> None:

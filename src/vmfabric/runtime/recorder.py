@@ -51,22 +51,26 @@ def _log_failure(future: Future[object]) -> None:
         log.error("store: %s", exc)
 
 
-def audit_entries(target: str, changes: Sequence[Change], now: float) -> list[AuditEntry]:
-    """Audit entries for switch-port changes (member = VLAN; "all" closes an open port
-    and is recorded as VLAN 0 with its reason)."""
-    out = []
-    for c in changes:
-        vlan = int(c.member) if c.member.isdigit() else 0
-        session = ",".join(c.sessions)
-        out.append(AuditEntry(now, target, c.holder, vlan, c.action, c.reason, session))
-    return out
+def audit_entries(
+    kind: str, target: str, changes: Sequence[Change], now: float
+) -> list[AuditEntry]:
+    """Audit entries for a target's changes, whatever its kind (member as text: a VLAN, an
+    address, a VTEP; "all" for the closing of an open switch port)."""
+    return [
+        AuditEntry(now, kind, target, c.holder, c.member, c.action, c.reason, ",".join(c.sessions))
+        for c in changes
+    ]
 
 
 def plan_doc(target: str, changes: Sequence[Change]) -> dict[str, Any]:
-    """A switch-port plan as JSON for the store, ``show plan`` and ``sync --json``:
+    """A plan as JSON for the store, ``show plan``, ``approve`` and ``sync --json``:
+    ``changes`` lists every change with its member as text (any target kind); ``ports``
+    groups VLAN changes per switch port:
     {"ports": [{"switch", "port", "add", "remove", "reasons": [{vlan, action, note}]}]}."""
     ports: dict[str, dict[str, Any]] = {}
     for c in changes:
+        if not (c.member.isdigit() or c.member == "all"):
+            continue
         entry = ports.setdefault(
             c.holder, {"switch": target, "port": c.holder, "add": [], "remove": [], "reasons": []}
         )
@@ -78,4 +82,8 @@ def plan_doc(target: str, changes: Sequence[Change]) -> dict[str, Any]:
     for entry in ports.values():
         entry["add"].sort()
         entry["remove"].sort()
-    return {"ports": [ports[k] for k in sorted(ports)]}
+    listed = [
+        {"holder": c.holder, "member": c.member, "action": c.action, "reason": c.reason}
+        for c in changes
+    ]
+    return {"ports": [ports[k] for k in sorted(ports)], "changes": listed}

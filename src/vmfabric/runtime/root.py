@@ -80,6 +80,12 @@ FEATURE_INPUTS: dict[str, Callable[[Config], tuple[object, ...]]] = {
 LEASE_WATCH = 0.25  # seconds between looks at whether the lease is still ours
 
 
+def _restarted_sessions(old: Config, new: Config) -> set[str]:
+    """Sessions a reload added or changed: they reconnect (the others keep running)."""
+    before = {s.name: s for s in old.sessions}
+    return {s.name for s in new.sessions if before.get(s.name) != s}
+
+
 def _always_leader() -> None:
     """The lease check of a controller without a lease (it leads alone)."""
 
@@ -402,11 +408,8 @@ class Controller:
             loop.settings = settings
         hosts = [HostUpsert(h) for h in self.inventory.hosts.values()]
         self.handle(hosts)  # links or switches changed: resolve every host's uplinks again
-        await self.recorder.call(register_sessions, new, self.store, now)
-        for name in self.inventory.sessions():
-            status = self.intake.status.get(name)
-            if status is not None:
-                self.intake.handle([status], now)
+        restarted = _restarted_sessions(old, new)
+        await self.recorder.call(register_sessions, new, self.store, now, restarted)
         self.wake_all()
         log.info("configuration reloaded: %d sessions, %d switches",
                  len(new.sessions), len(new.switches))  # fmt: skip
@@ -414,7 +417,7 @@ class Controller:
     async def _reload_sessions(self, old: Config, new: Config) -> None:
         before = {s.name: s for s in old.sessions}
         after = {s.name: s for s in new.sessions}
-        changed = [n for n in after if n in before and after[n] != before[n]]
+        changed = [n for n in after if n in before and after[n] != before[n]]  # reconnect
         for name in [n for n in before if n not in after] + changed:
             run = self._runs.pop(name, None)
             if run is not None:

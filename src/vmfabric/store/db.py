@@ -1,12 +1,20 @@
 """Opening the store's database: URL handling, file mode, SQLite settings and error mapping.
 
 This module owns everything that depends on the database engine rather than on the
-tables. For SQLite files it creates the file with mode 0600 before SQLAlchemy opens it,
-turns on WAL (so ``vmfabric show`` reads while ``run`` writes) with a busy timeout, and
+tables. For SQLite files a writer creates the file with mode 0600 before SQLAlchemy opens
+it, turns on WAL (so ``vmfabric show`` reads while ``run`` writes) with a busy timeout, and
 makes every transaction explicit: reads ``BEGIN`` (one consistent snapshot per query),
 writes ``BEGIN IMMEDIATE`` (take the write lock up front, so the busy timeout applies
-instead of a deadlock on lock upgrade). Other dialects (PostgreSQL) get none of the
-SQLite-only settings. Database failures become one-line ``StoreError`` naming the store.
+instead of a deadlock on lock upgrade).
+
+A reader (``readonly``) never writes the store: SQLite opens the file with ``mode=ro`` (a
+missing file is an error, not a new empty store) and ``query_only``, sets no journal mode
+and changes no file mode; a read-only connection never checkpoints or truncates the
+writer's WAL when it closes. Beside a store with no writer, SQLite may leave the empty
+WAL and WAL-index files every reader needs. In a folder it cannot write, where the WAL
+index cannot be created, it reads the file as immutable (no writer can run there).
+PostgreSQL readers run ``READ ONLY`` transactions. Database failures become one-line
+``StoreError`` naming the store.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
@@ -28,6 +37,23 @@ _SIDE_FILES = ("-wal", "-shm")
 
 class StoreError(TransientError):
     """The store could not be read or written (locked, read-only, disk full, gone)."""
+
+
+class StoreReplacedError(StoreError):
+    """The store's file was deleted or replaced while a writer had it open: what it
+    writes now is lost (the writer must reopen the store, or stop)."""
+
+
+Identity = tuple[int, int]
+
+
+def identity(path: str) -> Identity | None:
+    """(st_dev, st_ino) of the file at ``path``, None when there is none."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (found.st_dev, found.st_ino)
 
 
 def parse_url(url: str) -> URL:
@@ -91,36 +117,80 @@ def restrict_side_files(path: str) -> None:
             os.chmod(path + suffix, 0o600)
 
 
-def open_engine(url: URL, busy_timeout: float) -> Engine:
+def open_engine(url: URL, busy_timeout: float, *, readonly: bool = False) -> Engine:
     """An Engine for ``url``, with the SQLite settings described above when it is SQLite."""
     if url.get_backend_name() != "sqlite":
         return _server_engine(url)
     path = sqlite_file(url)
-    if path is not None and not _readonly(url):
+    if path is not None and readonly:
+        url = reader_url(url, path)
+    elif path is not None and not _readonly(url):
         create_private_file(path)
     args: dict[str, Any] = {"connect_args": {"timeout": busy_timeout}}
     if path is None:
         args = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
-    engine = create_engine(url, **args)
-    _install_sqlite_hooks(engine, path, busy_timeout)
+    engine = create_engine(url, json_serializer=to_json_text, **args)
+    _install_sqlite_hooks(engine, None if readonly else path, busy_timeout, readonly=readonly)
     return engine
+
+
+def reader_url(url: URL, path: str) -> URL:
+    """The URL opening SQLite file ``path`` read-only (see the module docstring); a
+    StoreError when the file does not exist."""
+    if not os.path.exists(path):
+        raise StoreError(
+            f"store {path} does not exist: start `vmfabric run` (or `vmfabric sync`) once "
+            "to create it, or check the store setting"
+        )
+    query = {"mode": "ro", "uri": "true"}
+    if _cannot_index(path):
+        query["immutable"] = "1"
+    return url.set(database=f"file:{_uri_path(path)}", query=query)
+
+
+def _cannot_index(path: str) -> bool:
+    """Whether a reader can neither find nor create the WAL index beside ``path``."""
+    if os.path.exists(path + "-shm"):
+        return False
+    folder = os.path.dirname(os.path.abspath(path))
+    return not os.access(folder, os.W_OK)
+
+
+def _uri_path(path: str) -> str:
+    """``path`` for a SQLite URI filename (``?`` and ``#`` would end the path)."""
+    return os.path.abspath(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+
+
+def to_json_text(value: Any) -> str:
+    """How JSON columns are written: an empty list without an encoder call (most of a
+    VM's lists are empty), the rest by pydantic-core's encoder (a 100,000-VM inventory
+    writes half a million JSON values)."""
+    if isinstance(value, list) and not value:
+        return "[]"
+    return to_json(value).decode()
 
 
 def _server_engine(url: URL) -> Engine:
     try:
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, json_serializer=to_json_text)
     except ImportError as err:
         missing = f"its database driver is not installed ({err.name})"
         raise ConfigError(f"store {describe(url)}: {missing}") from None
 
 
-def _install_sqlite_hooks(engine: Engine, path: str | None, busy_timeout: float) -> None:
+def _install_sqlite_hooks(
+    engine: Engine, path: str | None, busy_timeout: float, *, readonly: bool
+) -> None:
+    """``path``: the file of a writer (WAL and side-file modes are set), else None."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # transactions are begun explicitly below
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        if path is not None:
+        if readonly:
+            cursor.execute("PRAGMA query_only = 1")
+        elif path is not None:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             restrict_side_files(path)
@@ -178,6 +248,6 @@ def transaction(
         if write:
             conn.execution_options(**{_WRITE: True})
         elif engine.dialect.name != "sqlite":
-            conn.execution_options(isolation_level="REPEATABLE READ")
+            conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         with conn.begin():
             yield conn

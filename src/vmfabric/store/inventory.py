@@ -34,7 +34,6 @@ from vmfabric.store.schema import (
     hosts,
     portgroups,
     sessions,
-    vm_networks,
     vms,
 )
 
@@ -48,7 +47,6 @@ _OWNER = {
     host_uplinks: "host",
     portgroups: "name",
     vms: "id",
-    vm_networks: "vm_id",
 }
 
 
@@ -92,9 +90,7 @@ def insert_portgroups(conn: Connection, items: Iterable[PortGroup]) -> None:
 
 
 def insert_vms(conn: Connection, items: Iterable[Vm]) -> None:
-    listed = list(items)
-    _insert(conn, vms, [rows.vm_row(v) for v in listed])
-    _insert(conn, vm_networks, [r for v in listed for r in rows.network_rows(v)])
+    _insert(conn, vms, [rows.vm_row(v) for v in items])
 
 
 def delete_sessions(conn: Connection, names: Iterable[str]) -> None:
@@ -173,8 +169,7 @@ def apply(conn: Connection, changes: Sequence[Change]) -> set[str]:
     batch = _Batch({}, {}, {})
     for change in changes:
         batch.add(change)
-    for table in (vms, vm_networks):
-        _delete_keys(conn, table, batch.vms)
+    _delete_keys(conn, vms, batch.vms)
     for table in (hosts, host_nics, host_uplinks):
         _delete_keys(conn, table, batch.hosts)
     _delete_keys(conn, portgroups, batch.portgroups)
@@ -216,19 +211,10 @@ def load_portgroups(conn: Connection, session: str | None = None) -> dict[Key, P
 
 def load_vms(conn: Connection, session: str | None = None, name: str | None = None) -> list[Vm]:
     """VMs of one or all sessions, optionally only those called ``name``."""
-    vm_stmt = select(vms).where(_where_session(vms, session))
-    net_stmt = select(vm_networks).where(_where_session(vm_networks, session))
+    stmt = select(vms).where(_where_session(vms, session))
     if name is not None:
-        vm_stmt = vm_stmt.where(vms.c.name == name)
-        net_stmt = net_stmt.join(
-            vms, and_(vms.c.session == vm_networks.c.session, vms.c.id == vm_networks.c.vm_id)
-        ).where(vms.c.name == name)
-    net_stmt = net_stmt.order_by(vm_networks.c.session, vm_networks.c.vm_id, vm_networks.c.position)
-    nets = rows.group_by_owner(conn.execute(net_stmt).mappings(), "vm_id")
-    return [
-        rows.vm_from_row(r, nets.get((r["session"], r["id"]), []))
-        for r in conn.execute(vm_stmt).mappings()
-    ]
+        stmt = stmt.where(vms.c.name == name)
+    return [rows.vm_from_row(r) for r in conn.execute(stmt).mappings()]
 
 
 def load(conn: Connection, session: str | None = None) -> Inventory:

@@ -1,52 +1,98 @@
-"""The switch side of the store: port states, switch status, the audit log and plans.
+"""The target side of the store: port states, target status, the audit log, plans and
+origins, typed for any target kind.
 
 Each function runs on a connection inside a transaction its caller opened. Plans are
-stored as JSON exactly as given; their status moves through PLAN_STATUSES.
+stored as JSON exactly as given; their status moves through PLAN_STATUSES:
+
+    held ──approve──> approved ──(runtime applies it)──> applied
+      └──(no longer wanted)──> expired
+    applying ──(target confirmed some)──> applied
+             └──(target confirmed none)──> failed
+    check (recorded in check mode, never applied)
+
+An ``applying`` plan carries the audit entries it will write (``entries``): they reach the
+audit log only once the target confirms them, with the plan's id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
 from vmfabric.core.model import PortState
 from vmfabric.store import rows
-from vmfabric.store.schema import audit_log, plans, port_states, switches
+from vmfabric.store.schema import audit_log, origins, plans, port_states, switches
 
-PLAN_STATUSES = frozenset(
-    {"held", "check", "approved", "applying", "applied", "failed", "expired", "superseded"}
-)
+PLAN_STATUSES = frozenset({"held", "approved", "applying", "applied", "failed", "expired", "check"})
 SWITCH_STATES = frozenset({"ok", "unreachable", "error"})
+SWITCHPORT = "switchport"
+APPROVAL = "approval"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One VLAN added to or removed from a switch port, and why."""
+    """One change vmfabric made to a target (or one approval), when and why.
+
+    ``kind`` names the target kind ("switchport", "addrset", "vtep") or "approval";
+    ``target`` the switch, firewall or VTEP list; ``holder`` what holds the member there
+    (an edge port, an address set); ``member`` the member as text (a VLAN, an address).
+    ``plan`` is the id of the plan that made the change, when there was one."""
 
     time: float
-    switch: str
-    port: str
-    vlan: int
-    action: Literal["add", "remove"]
-    reason: str
+    kind: str
+    target: str
+    holder: str
+    member: str
+    action: str
+    reason: str = ""
     session: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "time": self.time, "switch": self.switch, "port": self.port, "vlan": self.vlan,
-            "action": self.action, "reason": self.reason, "session": self.session,
-        }  # fmt: skip
+    plan: int | None = None
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> AuditEntry:
-        action: Literal["add", "remove"] = "remove" if data["action"] == "remove" else "add"
-        return cls(
-            float(data["time"]), str(data["switch"]), str(data["port"]), int(data["vlan"]),
-            action, str(data.get("reason", "")), str(data.get("session", "")),
-        )  # fmt: skip
+    def switchport(  # noqa: PLR0917 (the wave-1 positional order of VLAN entries)
+        cls,
+        time: float,
+        switch: str,
+        port: str,
+        vlan: int,
+        action: str,
+        reason: str = "",
+        session: str = "",
+        plan: int | None = None,
+    ) -> AuditEntry:
+        """A VLAN added to or removed from a switch port (``action`` "add" or "remove")."""
+        return cls(time, SWITCHPORT, switch, port, str(vlan), action, reason, session, plan)
+
+    @property
+    def vlan(self) -> int | None:
+        """The VLAN of a switch-port entry (0 when the change is not one VLAN: closing an
+        open port), None for other kinds."""
+        if self.kind != SWITCHPORT:
+            return None
+        return int(self.member) if self.member.isdigit() else 0
+
+    @property
+    def switch(self) -> str:
+        """The target, by its switch-port name."""
+        return self.target
+
+    @property
+    def port(self) -> str:
+        """The holder, by its switch-port name."""
+        return self.holder
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> AuditEntry:
+        return cls(**{k: doc[k] for k in _ENTRY_FIELDS if k in doc})
+
+
+_ENTRY_FIELDS = tuple(AuditEntry.__dataclass_fields__)
 
 
 def check_plan_status(status: str) -> str:
@@ -78,67 +124,117 @@ def load_port_states(conn: Connection) -> list[PortState]:
     return [rows.port_state_from_row(r) for r in conn.execute(stmt).mappings()]
 
 
-def set_switch_status(conn: Connection, switch: str, state: str, error: str, now: float) -> None:
-    if state not in SWITCH_STATES:
-        raise ValueError(f"switch state {state!r} is not one of {sorted(SWITCH_STATES)}")
-    conn.execute(delete(switches).where(switches.c.name == switch))
-    conn.execute(insert(switches).values(name=switch, state=state, error=error, updated=now))
+@dataclass(frozen=True, slots=True)
+class SwitchStatus:
+    """A target's last recorded status (``show switch``)."""
+
+    name: str
+    state: str
+    error: str = ""
+    updated: float = 0.0
+    driver: str = ""
+    last_apply: float | None = None
+    pending: int | None = None
 
 
-def switch_rows(conn: Connection) -> list[dict[str, Any]]:
+def set_switch_status(conn: Connection, status: SwitchStatus) -> None:
+    """Record ``status``; an empty driver and a None last_apply or pending keep what was
+    recorded before."""
+    if status.state not in SWITCH_STATES:
+        raise ValueError(f"switch state {status.state!r} is not one of {sorted(SWITCH_STATES)}")
+    values = {k: v for k, v in asdict(status).items() if v is not None and (k, v) != ("driver", "")}
+    stmt = update(switches).where(switches.c.name == status.name).values(**values)
+    if conn.execute(stmt).rowcount == 0:
+        conn.execute(insert(switches).values(**asdict(status)))
+
+
+def load_switches(conn: Connection) -> list[SwitchStatus]:
     stmt = select(switches).order_by(switches.c.name)
-    return [dict(r) for r in conn.execute(stmt).mappings()]
+    return [SwitchStatus(**dict(r)) for r in conn.execute(stmt).mappings()]
+
+
+def mark_applied(conn: Connection, target: str, now: float) -> None:
+    conn.execute(update(switches).where(switches.c.name == target).values(last_apply=now))
 
 
 # ---- audit -----------------------------------------------------------------------------
 
 
-def record_audit(conn: Connection, entries: Sequence[AuditEntry]) -> None:
-    values = [
-        {
-            "time": e.time,
-            "switch": e.switch,
-            "port": e.port,
-            "vlan": e.vlan,
-            "action": e.action,
-            "reason": e.reason,
-            "session": e.session,
-        }
-        for e in entries
-    ]
+def _audit_row(entry: AuditEntry) -> rows.Row:
+    return asdict(entry)
+
+
+def record_audit(conn: Connection, entries: Iterable[AuditEntry]) -> None:
+    values = [_audit_row(e) for e in entries]
     if values:
         conn.execute(insert(audit_log), values)
 
 
-def audit(conn: Connection, limit: int, switch: str | None) -> list[dict[str, Any]]:
-    """The newest ``limit`` entries, newest first."""
+def load_audit(
+    conn: Connection, limit: int, target: str | None = None
+) -> list[tuple[int, AuditEntry]]:
+    """The newest ``limit`` entries (of one target if given), newest first, with ids."""
     stmt = select(audit_log).order_by(audit_log.c.id.desc()).limit(max(limit, 0))
-    if switch is not None:
-        stmt = stmt.where(audit_log.c.switch == switch)
-    return [dict(r) for r in conn.execute(stmt).mappings()]
+    if target is not None:
+        stmt = stmt.where(audit_log.c.target == target)
+    found = conn.execute(stmt).mappings()
+    return [(int(r["id"]), AuditEntry(**{k: r[k] for k in _ENTRY_FIELDS})) for r in found]
 
 
 # ---- plans -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class PlanRecord:
+    """A stored plan. ``doc`` is the plan as the runtime gave it (JSON); ``entries`` the
+    audit entries an ``applying`` plan writes once confirmed."""
+
+    id: int
+    target: str
+    status: str
+    created: float
+    updated: float
+    reason: str
+    sessions: tuple[str, ...]
+    doc: dict[str, Any]
+    entries: tuple[AuditEntry, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """id, target (also as "switch", its wave-1 name), status, created, updated,
+        reason, sessions and plan (the document)."""
+        return {
+            "id": self.id,
+            "target": self.target,
+            "switch": self.target,
+            "status": self.status,
+            "created": self.created,
+            "updated": self.updated,
+            "reason": self.reason,
+            "sessions": list(self.sessions),
+            "plan": self.doc,
+        }
+
+
 def save_plan(
     conn: Connection,
-    switch: str,
+    target: str,
     status: str,
-    plan: Mapping[str, Any],
+    doc: Mapping[str, Any],
     *,
     reason: str,
     now: float,
     sessions: Collection[str] = (),
+    entries: Sequence[AuditEntry] | None = None,
 ) -> int:
     stmt = insert(plans).values(
-        switch=switch,
+        target=target,
         status=check_plan_status(status),
         created=now,
         updated=now,
         reason=reason,
         sessions=sorted(set(sessions)),
-        plan=dict(plan),
+        plan=dict(doc),
+        entries=None if entries is None else [e.to_json() for e in entries],
     )
     key = conn.execute(stmt).inserted_primary_key
     if key is None:
@@ -146,29 +242,34 @@ def save_plan(
     return int(key[0])
 
 
-def _plan_dict(row: rows.Record) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "switch": row["switch"],
-        "status": row["status"],
-        "created": row["created"],
-        "updated": row["updated"],
-        "reason": row["reason"],
-        "sessions": list(row["sessions"]),
-        "plan": row["plan"],
-    }
+def _plan(row: rows.Record) -> PlanRecord:
+    return PlanRecord(
+        id=int(row["id"]),
+        target=row["target"],
+        status=row["status"],
+        created=row["created"],
+        updated=row["updated"],
+        reason=row["reason"],
+        sessions=tuple(row["sessions"]),
+        doc=row["plan"],
+        entries=tuple(AuditEntry.from_json(e) for e in row["entries"] or ()),
+    )
 
 
-def list_plans(conn: Connection, status: str | None) -> list[dict[str, Any]]:
+def load_plans(
+    conn: Connection, status: str | None = None, target: str | None = None
+) -> list[PlanRecord]:
     stmt = select(plans).order_by(plans.c.id)
     if status is not None:
         stmt = stmt.where(plans.c.status == status)
-    return [_plan_dict(r) for r in conn.execute(stmt).mappings()]
+    if target is not None:
+        stmt = stmt.where(plans.c.target == target)
+    return [_plan(r) for r in conn.execute(stmt).mappings()]
 
 
-def get_plan(conn: Connection, plan_id: int) -> dict[str, Any] | None:
+def get_plan(conn: Connection, plan_id: int) -> PlanRecord | None:
     row = conn.execute(select(plans).where(plans.c.id == plan_id)).mappings().first()
-    return None if row is None else _plan_dict(row)
+    return None if row is None else _plan(row)
 
 
 def set_plan_status(
@@ -186,15 +287,35 @@ def set_plan_status(
     return conn.execute(stmt).rowcount > 0
 
 
-def plan_ids(conn: Connection, status: str) -> list[int]:
-    stmt = select(plans.c.id).where(plans.c.status == status).order_by(plans.c.id)
-    return [int(i) for i in conn.execute(stmt).scalars()]
+def expire_plans(conn: Connection, target: str, keep: Collection[int], now: float) -> list[int]:
+    """Held plans of ``target`` not in ``keep`` become expired; their ids."""
+    stmt = select(plans.c.id).where(and_(plans.c.target == target, plans.c.status == "held"))
+    gone = sorted(int(i) for i in conn.execute(stmt).scalars() if int(i) not in set(keep))
+    if gone:
+        conn.execute(
+            update(plans).where(plans.c.id.in_(gone)).values(status="expired", updated=now)
+        )
+    return gone
 
 
-def plans_of(conn: Connection, switch: str, status: str) -> list[dict[str, Any]]:
-    stmt = (
-        select(plans)
-        .where(and_(plans.c.switch == switch, plans.c.status == status))
-        .order_by(plans.c.id)
+# ---- origins ---------------------------------------------------------------------------
+
+
+def load_origins(conn: Connection, target: str) -> dict[str, frozenset[str]]:
+    stmt = select(origins.c.holder, origins.c.member).where(origins.c.target == target)
+    found: dict[str, set[str]] = {}
+    for holder, member in conn.execute(stmt):
+        found.setdefault(holder, set()).add(member)
+    return {holder: frozenset(members) for holder, members in sorted(found.items())}
+
+
+def set_origins(conn: Connection, target: str, holder: str, members: Collection[str]) -> None:
+    """Replace ``holder``'s origin record on ``target`` by ``members``."""
+    conn.execute(
+        delete(origins).where(and_(origins.c.target == target, origins.c.holder == holder))
     )
-    return [_plan_dict(r) for r in conn.execute(stmt).mappings()]
+    listed = sorted({str(m) for m in members})
+    if listed:
+        conn.execute(
+            insert(origins), [{"target": target, "holder": holder, "member": m} for m in listed]
+        )

@@ -1,7 +1,7 @@
 """Conversions between domain types (vmfabric.core.model) and table rows, both ways.
 
-Writing flattens a Host into its host, NIC and uplink rows and a Vm into its VM and
-network rows; reading rebuilds equal domain objects, so that what the store holds can be
+Writing flattens a Host into its host, NIC and uplink rows and a Vm into one row (lists
+as JSON); reading rebuilds equal domain objects, so that what the store holds can be
 fed back to the engine (and compared in tests).
 """
 
@@ -93,14 +93,15 @@ def vm_row(vm: Vm) -> Row:
         "name": vm.name,
         "host": vm.host,
         "power": str(vm.power),
+        "networks": list(vm.networks),
+        "ips": list(vm.ips),
+        "macs": list(vm.macs),
+        "tags": list(vm.tags),
+        "attributes": [list(pair) for pair in vm.attributes],
+        "guest_os": vm.guest_os,
+        "folder": vm.folder,
+        "cluster": vm.cluster,
     }
-
-
-def network_rows(vm: Vm) -> list[Row]:
-    return [
-        {"session": vm.session, "vm_id": vm.id, "position": position, "portgroup": name}
-        for position, name in enumerate(vm.networks)
-    ]
 
 
 def port_state_row(state: PortState, now: float) -> Row:
@@ -164,14 +165,21 @@ def portgroup_from_row(row: Record) -> PortGroup:
     )
 
 
-def vm_from_row(row: Record, networks: Sequence[Record]) -> Vm:
+def vm_from_row(row: Record) -> Vm:
     return Vm(
         session=row["session"],
         id=row["id"],
         name=row["name"],
         host=row["host"],
         power=Power(row["power"]),
-        networks=tuple(n["portgroup"] for n in networks),
+        networks=tuple(row["networks"]),
+        ips=tuple(row["ips"]),
+        macs=tuple(row["macs"]),
+        tags=tuple(row["tags"]),
+        attributes=tuple((str(k), str(v)) for k, v in row["attributes"]),
+        guest_os=row["guest_os"],
+        folder=row["folder"],
+        cluster=row["cluster"],
     )
 
 

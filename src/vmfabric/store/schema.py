@@ -1,8 +1,19 @@
 """The store's tables (SQLAlchemy Core), portable between SQLite and PostgreSQL.
 
 Inventory rows are scoped by session, like the domain types. VLAN sets are stored as range
-strings ("10,20-30"); small nested values (a host's vSwitch NIC map, a session's warnings,
-a plan) are JSON. No table has a column for a secret, and none may get one.
+strings ("10,20-30"); small nested values (a host's vSwitch NIC map, a VM's addresses and
+tags, a session's warnings, a plan) are JSON. No table has a column for a secret, and none
+may get one.
+
+This module is the schema of a new store. An existing store reaches it through the Alembic
+migrations in ``vmfabric/store/migrations/versions``: change a table here only together with
+a new migration, and move ``HEAD_REVISION`` (and ``SCHEMA_VERSION``) to it. A unit test
+checks that the migrations and this module agree, on SQLite and PostgreSQL.
+
+Target-side tables are typed for any target kind: a *target* (a switch, a firewall, a VTEP
+list) holds *holders* (edge ports, address sets, flood lists) that hold *members* (VLANs,
+addresses, VTEP addresses), always as text. The audit log, plans and origins use these
+words; switch ports are kind ``switchport`` with holder = port and member = the VLAN.
 """
 
 from __future__ import annotations
@@ -18,15 +29,25 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Written to ``meta`` as ``schema_version``: a wave-1 vmfabric (which knows only 1)
+refuses a store of any other version instead of misreading it."""
+
+HEAD_REVISION = "0002"
+"""The Alembic revision this schema is; readers compare the store's against it without
+importing Alembic."""
+
+LEGACY_REVISION = "0001"
+"""The revision of a wave-1 store (schema version 1, which had no ``alembic_version``)."""
 
 metadata = MetaData()
 
 _NAME = 255
 
-# one row: ("schema_version", "1"); a store written by another schema version is refused
+# ("schema_version", "2"); wave 1 refuses a store whose version it does not know
 meta = Table(
     "meta",
     metadata,
@@ -99,6 +120,9 @@ portgroups = Table(
     Column("problem", Text, nullable=False, default=""),
 )
 
+_EMPTY_LIST = text("'[]'")
+_EMPTY_TEXT = text("''")
+
 vms = Table(
     "vms",
     metadata,
@@ -107,17 +131,20 @@ vms = Table(
     Column("name", String(_NAME), nullable=False),
     Column("host", String(_NAME), nullable=False),
     Column("power", String(16), nullable=False),
+    # schema 2: the port groups, in the VM's order (schema 1 had a vm_networks table)
+    Column("networks", JSON, nullable=False, server_default=_EMPTY_LIST),
+    # schema 2: what intents beyond autovlan match on (Vm's fields of the same names);
+    # server defaults fill the rows of a store upgraded from schema 1
+    Column("ips", JSON, nullable=False, server_default=_EMPTY_LIST),
+    Column("macs", JSON, nullable=False, server_default=_EMPTY_LIST),
+    Column("tags", JSON, nullable=False, server_default=_EMPTY_LIST),
+    # [[key, value], ...] in key order
+    Column("attributes", JSON, nullable=False, server_default=_EMPTY_LIST),
+    Column("guest_os", Text, nullable=False, server_default=_EMPTY_TEXT),
+    Column("folder", Text, nullable=False, server_default=_EMPTY_TEXT),
+    Column("cluster", Text, nullable=False, server_default=_EMPTY_TEXT),
 )
 Index("ix_vms_name", vms.c.name)
-
-vm_networks = Table(
-    "vm_networks",
-    metadata,
-    Column("session", String(_NAME), primary_key=True),
-    Column("vm_id", String(_NAME), primary_key=True),
-    Column("position", Integer, primary_key=True),
-    Column("portgroup", String(_NAME), nullable=False),
-)
 
 port_states = Table(
     "port_states",
@@ -137,6 +164,10 @@ switches = Table(
     Column("state", String(16), nullable=False),
     Column("error", Text, nullable=False, default=""),
     Column("updated", Float, nullable=False, default=0.0),
+    # schema 2
+    Column("driver", String(64), nullable=False, server_default=_EMPTY_TEXT),
+    Column("last_apply", Float, nullable=True),  # when a plan was last confirmed applied
+    Column("pending", Integer, nullable=True),  # member changes waiting; NULL: not known
 )
 
 audit_log = Table(
@@ -144,20 +175,22 @@ audit_log = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("time", Float, nullable=False),
-    Column("switch", String(_NAME), nullable=False),
-    Column("port", String(_NAME), nullable=False),
-    Column("vlan", Integer, nullable=False),
-    Column("action", String(8), nullable=False),
+    Column("kind", String(32), nullable=False),  # switchport, addrset, vtep, approval, ...
+    Column("target", String(_NAME), nullable=False),  # schema 1: switch
+    Column("holder", String(_NAME), nullable=False),  # schema 1: port
+    Column("member", Text, nullable=False),  # schema 1: vlan (an integer)
+    Column("action", String(16), nullable=False),
     Column("reason", Text, nullable=False, default=""),
     Column("session", String(_NAME), nullable=False, default=""),
+    Column("plan", Integer, nullable=True),  # the plan that made the change, if any
 )
-Index("ix_audit_log_switch", audit_log.c.switch, audit_log.c.id)
+Index("ix_audit_log_target", audit_log.c.target, audit_log.c.id)
 
 plans = Table(
     "plans",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("switch", String(_NAME), nullable=False),
+    Column("target", String(_NAME), nullable=False),  # schema 1: switch
     Column("status", String(16), nullable=False),
     Column("created", Float, nullable=False),
     Column("updated", Float, nullable=False),
@@ -165,7 +198,19 @@ plans = Table(
     # sessions whose VMs the plan concerns; empty when the caller did not say
     Column("sessions", JSON, nullable=False, default=list),
     Column("plan", JSON, nullable=False),
+    # schema 2: the audit entries an "applying" plan writes once the target confirms them
+    Column("entries", JSON, nullable=True),
 )
 Index("ix_plans_status", plans.c.status)
+Index("ix_plans_target", plans.c.target, plans.c.status)
 
-INVENTORY_TABLES = (hosts, host_nics, host_uplinks, portgroups, vms, vm_networks)
+# what vmfabric added, for drivers whose target cannot keep that record itself
+origins = Table(
+    "origins",
+    metadata,
+    Column("target", String(_NAME), primary_key=True),
+    Column("holder", String(_NAME), primary_key=True),
+    Column("member", String(_NAME), primary_key=True),
+)
+
+INVENTORY_TABLES = (hosts, host_nics, host_uplinks, portgroups, vms)

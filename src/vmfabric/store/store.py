@@ -1,94 +1,104 @@
-"""The Store: vmfabric's persistent state, written by the service, read by ``show``.
+"""The Store: vmfabric's persistent state, written by the runtime, read by ``show``.
 
 One Store object per process. Every method is one transaction: writes take the write
 lock at once, reads see one consistent snapshot. A second process (``vmfabric show``)
-opens its own Store on the same URL and reads while the service writes (SQLite WAL).
-Failures of the database itself raise ``StoreError`` (a TransientError) naming the store.
+opens its own Store on the same URL with ``readonly=True`` and reads while the runtime
+writes (SQLite WAL); a reader never writes, never creates the store and never upgrades
+it. A writer opening a store of an older schema upgrades it (Alembic migrations, in one
+transaction). Failures of the database itself raise ``StoreError`` (a TransientError)
+naming the store.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, get_args
 
-from sqlalchemy import Connection, delete, insert, inspect, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from vmfabric.core.errors import ConfigError
 from vmfabric.core.model import Change, Host, PortGroup, PortState, SessionStateName, Snapshot, Vm
 from vmfabric.core.vlans import format_vlans
-from vmfabric.store import db, inventory, queries, records
-from vmfabric.store.db import StoreError
-from vmfabric.store.records import AuditEntry
-from vmfabric.store.schema import (
-    SCHEMA_VERSION,
-    hosts,
-    meta,
-    metadata,
-    portgroups,
-    sessions,
-    vms,
-)
+from vmfabric.store import db, inventory, migrate, records
+from vmfabric.store.gcpause import gc_paused
+from vmfabric.store.reader import Reader
+from vmfabric.store.records import APPROVAL, AuditEntry, PlanRecord, SwitchStatus
+from vmfabric.store.schema import HEAD_REVISION, hosts, portgroups, sessions, vms
 
 DEFAULT_BUSY_TIMEOUT = 5.0
-_VERSION_KEY = "schema_version"
 SESSION_STATES = frozenset(get_args(SessionStateName))
 SESSION_MODES = frozenset({"enforce", "check"})
+log = logging.getLogger("vmfabric.store")
 
 
 class Store:
     """vmfabric's state store on a SQLAlchemy URL ("sqlite:///abs/path.db", "sqlite://"
-    for memory, or "postgresql://..."). Creates its tables if missing."""
+    for memory, or "postgresql://...").
 
-    def __init__(self, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+    A writer (the default) creates the store if missing and upgrades an older schema. A
+    reader (``readonly=True``) requires the store at this vmfabric's schema and refuses
+    every write."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        readonly: bool = False,
+    ) -> None:
         parsed = db.parse_url(url)
         self.where = db.describe(parsed)
+        self.readonly = readonly
         self._path = db.sqlite_file(parsed)
         # one shared connection (memory) must not interleave transactions of two threads
         self._serial: AbstractContextManager[Any] = (
             threading.RLock() if db.single_connection(parsed) else nullcontext()
         )
+        self._identity: db.Identity | None = None
         self._write_guard: Callable[[Connection], None] | None = None
         with db.store_errors(self.where, self._path):
-            self._engine = db.open_engine(parsed, busy_timeout)
-        self._prepare()
-        self._identity = _file_identity(self._path)
+            self._engine = db.open_engine(parsed, busy_timeout, readonly=readonly)
+        try:
+            self._prepare()
+        except BaseException:
+            self._engine.dispose()
+            raise
+        if self._path is not None and not readonly:
+            self._identity = db.identity(self._path)
 
     def _prepare(self) -> None:
-        """Create missing tables (under the write lock only when some are missing, so that
-        a reader opening the store does not wait for the writer) and check the version."""
+        """Check the schema revision; a writer creates or upgrades the tables (under the
+        write lock only then, so that opening does not wait for another writer)."""
         with self._read() as conn:
-            ready = _tables_ready(conn)
-            version = _schema_version(conn) if ready else None
-        if not ready or version is None:
-            with self._write() as conn:
-                metadata.create_all(conn, checkfirst=True)
-                version = _schema_version(conn)
-                if version is None:
-                    conn.execute(insert(meta).values(key=_VERSION_KEY, value=str(SCHEMA_VERSION)))
-                    version = str(SCHEMA_VERSION)
-        if version != str(SCHEMA_VERSION):
-            raise ConfigError(
-                f"store {self.where}: schema version {version}, this vmfabric uses {SCHEMA_VERSION}"
-            )
-
-    def check_same(self) -> None:
-        """StoreError when the SQLite file this store opened was deleted or another file
-        now sits at its path (a no-op for PostgreSQL and memory)."""
-        if self._path is None:
+            found = migrate.revision(conn, self.where)
+        migrate.check_known(found, self.where)
+        if found == HEAD_REVISION:
             return
-        now = _file_identity(self._path)
-        if now != self._identity:
-            what = "deleted" if now is None else "replaced"
-            raise StoreError(f"store {self._path} was {what} while in use")
+        if self.readonly:
+            raise db.StoreError(self._older_message(found))
+        with self._write() as conn:
+            migrate.serialize_upgrades(conn)
+            found = migrate.revision(conn, self.where)
+            if migrate.is_older(found):
+                migrate.upgrade(conn, found)
+                if found is not None:
+                    log.info("store %s: schema upgraded to %s", self.where, HEAD_REVISION)
+
+    def _older_message(self, found: str | None) -> str:
+        if found is None:
+            what = "has no vmfabric tables yet"
+        else:
+            what = f"has schema revision {found}, older than this vmfabric's ({HEAD_REVISION})"
+        return f"store {self.where} {what}: start `vmfabric run` (or `vmfabric sync`) once"
 
     def close(self) -> None:
         """Close every connection; the Store must not be used afterwards."""
         self._engine.dispose()
-        if self._path is not None:
+        if self._path is not None and not self.readonly:
             db.restrict_side_files(self._path)
 
     def __enter__(self) -> Store:
@@ -97,8 +107,25 @@ class Store:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
+    def check_same(self) -> None:
+        """Raise StoreReplacedError ("store FILE was deleted|replaced while in use") when the
+        SQLite file this writer opened is gone, or another file now sits at its path. A no-op
+        for readers, memory and server databases. Every write checks it first."""
+        if self._identity is None or self._path is None:
+            return
+        now = db.identity(self._path)
+        if now == self._identity:
+            return
+        what = "deleted" if now is None else "replaced"
+        raise db.StoreReplacedError(
+            f"store {self._path} was {what} while in use: what vmfabric writes now is lost"
+        )
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        if self.readonly:
+            raise db.StoreError(f"store {self.where}: opened read-only, not written")
+        self.check_same()
         with (
             self._serial,
             db.transaction(self._engine, self.where, write=True, path=self._path) as conn,
@@ -124,6 +151,12 @@ class Store:
             db.transaction(self._engine, self.where, write=False, path=self._path) as conn,
         ):
             yield conn
+
+    @contextmanager
+    def reader(self) -> Iterator[Reader]:
+        """Typed reads on one consistent snapshot (what ``vmfabric.views`` builds on)."""
+        with self._read() as conn:
+            yield Reader(conn)
 
     # ---- sessions ------------------------------------------------------------------------
 
@@ -196,20 +229,20 @@ class Store:
     ) -> None:
         """Replace all that is known of ``session`` (one transaction, bulk inserts) and
         record ``now`` as its last update."""
-        with self._write() as conn:
+        with gc_paused(), self._write() as conn:
             inventory.replace(conn, session, hosts, portgroups, vms)
             inventory.touch_sessions(conn, [session], now)
 
     def apply_changes(self, changes: Sequence[Change], now: float) -> None:
         """Apply incremental inventory changes in one transaction (the last change of an
         object wins) and record ``now`` as the touched sessions' last update."""
-        with self._write() as conn:
+        with gc_paused(), self._write() as conn:
             touched = inventory.apply(conn, changes)
             inventory.touch_sessions(conn, touched, now)
 
     def snapshot(self, session: str) -> Snapshot:
         """What the store holds of ``session``, as the domain types (sorted by key)."""
-        with self._read() as conn:
+        with gc_paused(), self._read() as conn:
             inv = inventory.load(conn, session)
         return Snapshot(
             session=session,
@@ -218,7 +251,7 @@ class Store:
             vms=tuple(sorted(inv.vms, key=lambda v: v.id)),
         )
 
-    # ---- switch side ---------------------------------------------------------------------
+    # ---- targets: port states, status, origins -------------------------------------------
 
     def set_port_states(self, states: Sequence[PortState], now: float) -> None:
         """Record the latest state read from, or applied to, each edge port."""
@@ -229,54 +262,149 @@ class Store:
         with self._read() as conn:
             return records.load_port_states(conn)
 
-    def set_switch_status(self, switch: str, state: str, error: str = "", now: float = 0.0) -> None:
-        """Record a switch's reachability: "ok", "unreachable" or "error"."""
+    def set_switch_status(
+        self,
+        name: str,
+        state: str,
+        error: str = "",
+        *,
+        now: float,
+        driver: str = "",
+        last_apply: float | None = None,
+        pending: int | None = None,
+    ) -> None:
+        """Record a target's state ("ok", "unreachable" or "error") and error ("" clears
+        it) at ``now``. ``driver``, ``last_apply`` (when a plan was last confirmed) and
+        ``pending`` (member changes waiting) keep their recorded value when not given."""
+        status = SwitchStatus(name, state, _one_line(error), now, driver, last_apply, pending)
         with self._write() as conn:
-            records.set_switch_status(conn, switch, state, _one_line(error), now)
+            records.set_switch_status(conn, status)
 
-    def show_switches(self) -> list[dict[str, Any]]:
-        """[{"name", "state", "error", "updated"}] sorted by name."""
+    def switches(self) -> list[SwitchStatus]:
+        """Every recorded target status, by name."""
         with self._read() as conn:
-            found = records.switch_rows(conn)
-        return [{**r, "updated": queries.iso_utc(r["updated"])} for r in found]
+            return records.load_switches(conn)
+
+    def origins(self, target: str) -> dict[str, frozenset[str]]:
+        """What vmfabric added to ``target``, per holder (drivers whose origin record lives
+        in the store)."""
+        with self._read() as conn:
+            return records.load_origins(conn, target)
+
+    def set_origins(self, target: str, holder: str, members: Collection[str]) -> None:
+        """Replace one holder's origin record (an empty ``members`` deletes it)."""
+        with self._write() as conn:
+            records.set_origins(conn, target, holder, members)
+
+    # ---- audit ---------------------------------------------------------------------------
 
     def record_audit(self, entries: Sequence[AuditEntry]) -> None:
         with self._write() as conn:
             records.record_audit(conn, entries)
 
     def audit(self, limit: int = 100, switch: str | None = None) -> list[dict[str, Any]]:
-        """The newest ``limit`` audit entries (of one switch if given), newest first:
-        [{"id", "time", "switch", "port", "vlan", "action", "reason", "session"}]."""
+        """The newest ``limit`` audit entries (of one switch, or any target, if given),
+        newest first: the AuditEntry fields plus ``id``, and for switch-port entries
+        ``switch``, ``port`` and ``vlan`` (int). Times are epoch seconds
+        (``vmfabric.views.audit`` formats them)."""
         with self._read() as conn:
-            return records.audit(conn, limit, switch)
+            found = records.load_audit(conn, limit, switch)
+        return [_audit_dict(entry_id, e) for entry_id, e in found]
 
     # ---- plans ---------------------------------------------------------------------------
 
     def save_plan(
         self,
-        switch: str,
+        target: str,
         status: str,
-        plan: dict[str, Any],
+        doc: Mapping[str, Any],
         reason: str,
         now: float,
         *,
         sessions: Collection[str] = (),
     ) -> int:
-        """Store a plan (JSON-serialisable) and return its id. ``sessions`` names the
-        sessions it concerns, for ``show session``'s ``held_plans``."""
-        _check_json(plan)
+        """Store a plan (JSON-serialisable ``doc``) and return its id. ``sessions`` names
+        the sessions it concerns, for ``show session``'s ``held_plans``."""
+        _check_json(doc)
         with self._write() as conn:
             return records.save_plan(
-                conn, switch, status, plan, reason=reason, now=now, sessions=sessions
+                conn, target, status, doc, reason=reason, now=now, sessions=sessions
             )
 
-    def plans(self, status: str | None = None) -> list[dict[str, Any]]:
-        """[{"id", "switch", "status", "created", "updated", "reason", "sessions", "plan"}]
-        in id order."""
+    def begin_apply(
+        self,
+        target: str,
+        doc: Mapping[str, Any],
+        entries: Sequence[AuditEntry],
+        now: float,
+        sessions: Collection[str] = (),
+    ) -> int:
+        """Record, before applying it, a plan with status ``applying`` and the audit
+        entries it writes once the target confirms them (one transaction); its id."""
+        _check_json(doc)
+        with self._write() as conn:
+            return records.save_plan(
+                conn,
+                target,
+                "applying",
+                doc,
+                reason="",
+                now=now,
+                sessions=sessions,
+                entries=entries,
+            )
+
+    def finish_apply(
+        self,
+        plan_id: int,
+        confirmed: Sequence[AuditEntry],
+        now: float,
+        *,
+        origins: Mapping[str, Collection[str]] | None = None,
+    ) -> None:
+        """One transaction: the ``confirmed`` entries go into the audit log with this plan's
+        id, the plan becomes ``applied`` (some confirmed: also the target's last apply
+        time) or ``failed`` (none), and each holder in ``origins`` gets that origin
+        record. Raises ValueError for a plan that is not ``applying``."""
+        with self._write() as conn:
+            plan = records.get_plan(conn, plan_id)
+            if plan is None or plan.status != "applying":
+                found = "no such plan" if plan is None else f"it is {plan.status}"
+                raise ValueError(f"plan {plan_id} is not applying ({found})")
+            status = "applied" if confirmed else "failed"
+            records.set_plan_status(conn, plan_id, status, now)
+            records.record_audit(conn, [_with_plan(e, plan_id) for e in confirmed])
+            if confirmed:
+                records.mark_applied(conn, plan.target, now)
+            for holder, members in (origins or {}).items():
+                records.set_origins(conn, plan.target, holder, members)
+
+    def unconfirmed(self, target: str) -> list[tuple[int, list[AuditEntry]]]:
+        """Plans of ``target`` still ``applying`` (a crash, a timeout, a frozen switch) with
+        the entries each would write, oldest first: check them against the next read of
+        the target and call ``finish_apply`` with what is there."""
         with self._read() as conn:
-            return records.list_plans(conn, status)
+            found = records.load_plans(conn, "applying", target)
+        return [(p.id, list(p.entries)) for p in found]
+
+    def expire_plans(self, target: str, keep: Collection[int], now: float) -> list[int]:
+        """Held plans of ``target`` not in ``keep`` become ``expired``; their ids."""
+        with self._write() as conn:
+            return records.expire_plans(conn, target, keep, now)
+
+    def plans(self, status: str | None = None, target: str | None = None) -> list[dict[str, Any]]:
+        """[{"id", "target", "switch", "status", "created", "updated", "reason", "sessions",
+        "plan"}] in id order ("switch" is "target" by its wave-1 name)."""
+        with self._read() as conn:
+            return [p.as_dict() for p in records.load_plans(conn, status, target)]
 
     def plan(self, plan_id: int) -> dict[str, Any] | None:
+        with self._read() as conn:
+            found = records.get_plan(conn, plan_id)
+        return None if found is None else found.as_dict()
+
+    def plan_record(self, plan_id: int) -> PlanRecord | None:
+        """The plan with its pending entries, typed."""
         with self._read() as conn:
             return records.get_plan(conn, plan_id)
 
@@ -285,127 +413,86 @@ class Store:
             if not records.set_plan_status(conn, plan_id, status, now):
                 raise ConfigError(f"no plan {plan_id} in store {self.where}")
 
-    def approve_plan(self, plan_id: int, now: float) -> None:
-        """Mark a held plan approved (``vmfabric approve``); refuses any other status."""
+    def approve_plan(self, plan_id: int, now: float) -> dict[str, Any]:
+        """Mark a held plan approved (``vmfabric approve``) and record the approval in the
+        audit log; the plan as approved. ConfigError for an unknown plan or one not held."""
         with self._write() as conn:
-            if records.set_plan_status(conn, plan_id, "approved", now, only_from="held"):
-                return
-            found = records.get_plan(conn, plan_id)
-        if found is None:
+            plan = records.get_plan(conn, plan_id)
+            if plan is not None and records.set_plan_status(
+                conn, plan_id, "approved", now, only_from="held"
+            ):
+                records.record_audit(conn, [_approval(plan, now)])
+                return {**plan.as_dict(), "status": "approved", "updated": now}
+        if plan is None:
             raise ConfigError(f"no plan {plan_id} in store {self.where}")
-        raise ConfigError(f"plan {plan_id} is {found['status']}, not held")
-
-    # ---- applying plans (the reconcile loop) ----------------------------------------------
-
-    def begin_apply(
-        self,
-        target: str,
-        doc: dict[str, Any],
-        entries: Sequence[AuditEntry],
-        now: float,
-        sessions: Collection[str] = (),
-    ) -> int:
-        """Record, before anything is written to the target, the plan about to be applied
-        and the audit entries it will write if the target confirms it (status applying)."""
-        body = {**doc, "entries": [e.to_json() for e in entries]}
-        _check_json(body)
-        with self._write() as conn:
-            return records.save_plan(
-                conn, target, "applying", body, reason="", now=now, sessions=sessions
-            )
-
-    def finish_apply(
-        self,
-        plan_id: int,
-        confirmed: Sequence[AuditEntry],
-        now: float,
-        origins: Mapping[str, Collection[str]] | None = None,
-    ) -> None:
-        """One transaction: the confirmed entries go into the audit log and the plan
-        becomes applied (failed when nothing was confirmed)."""
-        del origins  # no store-kept origin records yet (no driver keeps them in the store)
-        with self._write() as conn:
-            records.record_audit(conn, confirmed)
-            status = "applied" if confirmed else "failed"
-            records.set_plan_status(conn, plan_id, status, now)
-
-    def unconfirmed(self, target: str) -> list[tuple[int, list[AuditEntry]]]:
-        """Plans of ``target`` still applying (a timeout, a crash, a frozen peer), with
-        the entries they would write: settled against the next read of the target."""
-        with self._read() as conn:
-            found = records.plans_of(conn, target, "applying")
-        return [
-            (p["id"], [AuditEntry.from_json(e) for e in p["plan"].get("entries", [])])
-            for p in found
-        ]
-
-    def expire_plans(self, target: str, keep: Collection[int], now: float) -> list[int]:
-        """Held plans of ``target`` not in ``keep`` no longer apply: they expire."""
-        with self._write() as conn:
-            gone = [p["id"] for p in records.plans_of(conn, target, "held") if p["id"] not in keep]
-            for plan_id in gone:
-                records.set_plan_status(conn, plan_id, "expired", now)
-        return gone
+        raise ConfigError(f"plan {plan_id} is {plan.status}, not held")
 
     def approved_plans(self, target: str | None = None) -> list[dict[str, Any]]:
-        """Plans approved and not yet applied (of one target if given), oldest first."""
-        with self._read() as conn:
-            found = records.list_plans(conn, "approved")
-        return [p for p in found if target is None or p["switch"] == target]
+        """Plans approved and not yet applied (of one target), oldest first; the runtime
+        marks each ``applied`` (``set_plan_status``) once the target confirmed it."""
+        return self.plans("approved", target)
 
     def pending_approvals(self) -> list[int]:
         """Ids of plans approved and not yet applied, oldest first."""
-        with self._read() as conn:
-            return records.plan_ids(conn, "approved")
+        return [p["id"] for p in self.approved_plans()]
 
-    # ---- show ----------------------------------------------------------------------------
+    # ---- show (wave 1's entry points; vmfabric.views is the API) --------------------------
 
     def show_sessions(self, name: str | None = None) -> list[dict[str, Any]]:
-        with self._read() as conn:
-            return queries.show_sessions(conn, name)
+        from vmfabric import views
+
+        return [dict(s) for s in views.sessions(self, name)]
 
     def session_autovlan(self, name: str) -> dict[str, Any]:
-        """{"name", "allowed_vlans", "provisioned": [{"switch", "port", "vlans"}]}."""
-        with self._read() as conn:
-            row = queries.session_row(conn, name)
-            if row is None:
-                raise ConfigError(f"no session {name!r} in store {self.where}")
-            return queries.session_autovlan(conn, row)
+        from vmfabric import views
+
+        return dict(views.session_autovlan(self, name))
 
     def show_vms(self, name: str | None = None) -> list[dict[str, Any]]:
-        with self._read() as conn:
-            return queries.show_vms(conn, name)
+        from vmfabric import views
+
+        return [dict(v) for v in views.vms(self, name)]
 
     def show_hosts(self) -> list[dict[str, Any]]:
-        with self._read() as conn:
-            return queries.show_hosts(conn)
+        from vmfabric import views
+
+        return [dict(h) for h in views.hosts(self)]
 
     def show_interfaces(self) -> list[dict[str, Any]]:
-        with self._read() as conn:
-            return queries.show_interfaces(conn)
+        from vmfabric import views
+
+        return [dict(i) for i in views.interfaces(self)]
 
     def show_vlans(self, dynamic_only: bool = False) -> list[dict[str, Any]]:
-        with self._read() as conn:
-            return queries.show_vlans(conn, dynamic_only)
+        from vmfabric import views
+
+        return [dict(v) for v in views.vlans(self, dynamic=dynamic_only)]
+
+    def show_switches(self) -> list[dict[str, Any]]:
+        """The switch view, plus wave 1's "error" ("" when none)."""
+        from vmfabric import views
+
+        return [{**s, "error": s["last_error"] or ""} for s in views.switches(self)]
 
 
-def _file_identity(path: str | None) -> tuple[int, int] | None:
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
+def _audit_dict(entry_id: int, entry: AuditEntry) -> dict[str, Any]:
+    found = {"id": entry_id, **entry.to_json()}
+    if entry.kind == records.SWITCHPORT:
+        found.update(switch=entry.target, port=entry.holder, vlan=entry.vlan)
+    return found
 
 
-def _tables_ready(conn: Connection) -> bool:
-    return set(metadata.tables) <= set(inspect(conn).get_table_names())
+def _with_plan(entry: AuditEntry, plan_id: int) -> AuditEntry:
+    return AuditEntry(**{**entry.to_json(), "plan": plan_id})
 
 
-def _schema_version(conn: Connection) -> str | None:
-    stmt = select(meta.c.value).where(meta.c.key == _VERSION_KEY)
-    return conn.execute(stmt).scalar_one_or_none()
+def _approval(plan: PlanRecord, now: float) -> AuditEntry:
+    """The audit entry of approving ``plan``: its session when it names one."""
+    session = plan.sessions[0] if len(plan.sessions) == 1 else ""
+    reason = f"approved: {plan.reason}" if plan.reason else "approved"
+    return AuditEntry(
+        now, APPROVAL, plan.target, "", str(plan.id), "approve", reason, session, plan.id
+    )
 
 
 def _one_of(value: str, allowed: frozenset[str], what: str) -> str:

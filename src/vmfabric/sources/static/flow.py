@@ -33,6 +33,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from vmfabric.config.yamlfile import StrictLoader
+
 SLOW: Any = object()  # an item value the YAML loader must read
 KNOWN: Any = object()  # an item the caller has read before
 
@@ -138,23 +140,45 @@ def _values(flows: list[str]) -> list[Any]:
     """The JSON values of ``flows``, all at once when they all read, else one by one
     (``SLOW`` for each that JSON cannot read)."""
     try:
-        values: list[Any] = json.loads(to_json("[" + ",".join(flows) + "]"))
+        values: list[Any] = json.loads(
+            to_json("[" + ",".join(flows) + "]"), object_pairs_hook=_no_duplicates
+        )
         return values
     except ValueError:
         pass
     out = []
     for flow in flows:
         try:
-            out.append(json.loads(to_json(flow)))
+            out.append(json.loads(to_json(flow), object_pairs_hook=_no_duplicates))
         except ValueError:
-            out.append(SLOW)
+            out.append(SLOW)  # the YAML loader reads it (and says what is wrong)
     return out
+
+
+class DuplicateKeyInFlow(Exception):  # noqa: N818 (a signal to the reader, not an error)
+    """A flow line gives a key twice: the whole document goes to the YAML loader, which
+    refuses it with the key's line, column and path, as for any duplicate key."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; ``DuplicateKeyInFlow`` for a key given twice."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise DuplicateKeyInFlow
+    return found
 
 
 def read_document(text: str, known: Container[tuple[str, str]] = ()) -> Document | None:
     """Sections of one-line flow-mapping items, with line numbers; None when the document
     has any other shape (the YAML loader must read it whole). Items whose (section, flow
     text) is in ``known`` are not read again: their value is ``KNOWN``."""
+    try:
+        return _read_document(text, known)
+    except DuplicateKeyInFlow:
+        return None  # a key given twice: the loader reads it whole (and refuses it)
+
+
+def _read_document(text: str, known: Container[tuple[str, str]]) -> Document | None:
     if odd(text) or "&" in text or "*" in text or "!" in text:
         return None  # characters YAML refuses, odd line breaks, tabs; anchors, aliases, tags
     lines = LINE.findall(text)
@@ -220,4 +244,4 @@ def load_flow(text: str) -> Any:
     return yaml.load(text, Loader=LOADER)  # noqa: S506 - a safe loader
 
 
-LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+LOADER: Any = StrictLoader  # libyaml's safe loader that refuses duplicate keys

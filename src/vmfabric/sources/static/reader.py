@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from vmfabric.config.yamlfile import DuplicateKeyError
 from vmfabric.core.errors import ConfigError
 from vmfabric.core.model import Host, PortGroup, Vm
 from vmfabric.sources.static.entries import (
@@ -39,6 +40,7 @@ from vmfabric.sources.static.flow import (
     LOADER,
     SLOW,
     Document,
+    DuplicateKeyInFlow,
     Item,
     SlowError,
     items_of,
@@ -91,8 +93,10 @@ def read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found", str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", str(path)) from None
 
 
 def _yaml_error(path: Path, exc: yaml.YAMLError) -> ConfigError:
@@ -165,15 +169,20 @@ class InventoryReader:
     def read(self, path: Path) -> Parsed:
         """The file's model objects; ConfigError (one line) when it is not valid."""
         text = read_text(path)
-        if self._state is not None:
-            spliced = self._splice(path, text.split("\n"))
-            if spliced is not None:
-                return spliced
-        doc = read_document(text, known=self._built)
-        if doc is None or set(doc) - set(KINDS) or any(v is None for v in doc.values()):
-            self._built, self._state = {}, None
-            return self._read_whole(path, text)
-        return self._read_items(path, text, doc)
+        try:
+            if self._state is not None:
+                spliced = self._splice(path, text.split("\n"))
+                if spliced is not None:
+                    return spliced
+            doc = read_document(text, known=self._built)
+            if doc is None or set(doc) - set(KINDS) or any(v is None for v in doc.values()):
+                doc = None
+            else:
+                return self._read_items(path, text, doc)
+        except (DuplicateKeyInFlow, ConfigError):
+            pass  # an invalid file is reported as the whole reading reports it
+        self._built, self._state = {}, None
+        return self._read_whole(path, text)
 
     def _read_items(self, path: Path, text: str, doc: Document) -> Parsed:
         built: dict[tuple[str, str], Model] = {}
@@ -257,6 +266,8 @@ class InventoryReader:
                 pass  # not plainly valid: the YAML loader and the schema decide
         try:
             raw = load_flow(item.text)
+        except DuplicateKeyError:
+            raise DuplicateKeyInFlow from None  # refused by the whole document's reading
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or "invalid YAML"
             raise ConfigError(f"invalid YAML: {problem}", f"{path}:{item.line}") from None

@@ -15,7 +15,8 @@ whole; no other table is ever read or written:
 sets are added (their elements kept), chains are flushed and refilled. ``apply`` sends
 only the changed elements (``add element`` / ``delete element``), all in one atomic
 ``nft -f`` transaction; a transaction that fails because the table changed under it is
-re-planned once against a fresh read. ``netns:`` runs ``nft`` in that network namespace.
+re-planned once against a fresh read. ``netns:`` runs ``nft`` in that network namespace
+(``targets.addrset.netns``: from a thread that enters it, not through ``ip netns exec``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from vmfabric.targets.addrset.base import (
     normalize,
     split_family,
 )
+from vmfabric.targets.addrset.netns import NetnsRunner
 from vmfabric.targets.base import Capabilities
 
 log = logging.getLogger("vmfabric.nftables")
@@ -62,21 +64,17 @@ class NftablesDriver:
             set(groups) | {g for r in rules for g in (*r.sources, *r.destinations)}
         )
         self._state: dict[str, frozenset[str]] = {}
+        self._netns = NetnsRunner(config.netns) if config.netns else None
 
     # ---- running nft ---------------------------------------------------------------------------
 
-    def _argv(self, *args: str) -> list[str]:
-        base = ["nft", *args]
-        if self.config.netns:
-            return ["ip", "netns", "exec", self.config.netns, *base]
-        return base
-
     def _nft(self, *args: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
+        argv = ["nft", *args]
         try:
-            return subprocess.run(
-                self._argv(*args), input=script, capture_output=True, text=True,
-                timeout=TIMEOUT, check=False,
-            )  # fmt: skip
+            if self._netns is not None:
+                return self._netns.run(argv, input=script, timeout=TIMEOUT)
+            return subprocess.run(argv, input=script, capture_output=True, text=True,
+                                  timeout=TIMEOUT, check=False)  # fmt: skip
         except subprocess.TimeoutExpired:
             raise TransientError(
                 f"{self.config.name}: nft did not answer in {TIMEOUT:g}s"
@@ -99,7 +97,8 @@ class NftablesDriver:
             raise PermanentError(f"{self.config.name}: nft refused the table: {error}")
 
     def close(self) -> None:
-        return None
+        if self._netns is not None:
+            self._netns.close()
 
     def read(self) -> State:
         proc = self._nft("-j", "list", "table", "inet", self.table)

@@ -88,31 +88,33 @@ class OvsDfwDriver:
         self.base = config.table_base
         self.ports: dict[str, int] = {}  # port name -> ofport
         self._state: dict[str, frozenset[str]] = {}
+        self._found: dict[tuple[str, str], list[str]] = {}  # (holder, member) -> its flows
 
     # ---- ovs-ofctl ------------------------------------------------------------------------
 
     def _ofctl(self, *args: str, script: str | None = None) -> str:
-        argv = [
-            "ovs-ofctl",
-            "-O",
-            "OpenFlow14",
-            "--no-names",
-            f"--timeout={int(self.config.timeout)}",
-            *args,
-        ]
+        return self._finish(self._start(args, script), script)
+
+    def _start(self, args: Sequence[str], script: str | None = None) -> subprocess.Popen[str]:
+        argv = ["ovs-ofctl", "-O", "OpenFlow14", "--no-names",
+                f"--timeout={int(self.config.timeout)}", *args]  # fmt: skip
+        stdin = subprocess.PIPE if script is not None else subprocess.DEVNULL
+        return subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    def _finish(self, proc: subprocess.Popen[str], script: str | None = None) -> str:
         try:
-            done = subprocess.run(
-                argv, input=script, capture_output=True, text=True,
-                timeout=self.config.timeout + 5, check=False,
-            )  # fmt: skip
+            out, err = proc.communicate(script, timeout=self.config.timeout + 5)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
             raise TransientError(f"{self._name}: ovs-ofctl did not answer") from None
-        if done.returncode != 0:
-            err = (done.stderr.strip() or "failed").splitlines()[-1]
-            if "Connection refused" in err or "No such file" in err or "timeout" in err.lower():
-                raise TransientError(f"{self._name}: {err}")
-            raise PermanentError(f"{self._name}: ovs-ofctl refused: {err}")
-        return done.stdout
+        if proc.returncode != 0:
+            line = (err.strip() or "failed").splitlines()[-1]
+            if "Connection refused" in line or "No such file" in line or "timeout" in line.lower():
+                raise TransientError(f"{self._name}: {line}")
+            raise PermanentError(f"{self._name}: ovs-ofctl refused: {line}")
+        return out
 
     @property
     def _name(self) -> str:
@@ -154,23 +156,34 @@ class OvsDfwDriver:
     def close(self) -> None:
         return None
 
-    def _read_ports(self) -> None:
-        out = self._ofctl("dump-ports-desc", self.target)
+    def _read_ports(self, out: str | None = None) -> None:
+        if out is None:
+            out = self._ofctl("dump-ports-desc", self.target)
         self.ports = {
             m.group(2): int(m.group(1)) for m in re.finditer(r"^\s*(\d+)\((\S+)\):", out, re.M)
         }
 
     def read(self) -> State:
-        self._read_ports()
+        """The member flows and the bridge's ports, read at once (two ``ovs-ofctl`` run
+        side by side)."""
+        ports = self._start(["dump-ports-desc", self.target])
+        flows = self._start(["dump-flows", self.target, f"cookie={MEMBER << 32:#x}/{_HIGH:#x}"])
+        try:
+            self._read_ports(self._finish(ports))
+        finally:
+            dump = self._finish(flows)
         names = {n: p for p, n in self.ports.items()}
         out: dict[str, set[str]] = {}
-        dump = self._ofctl("dump-flows", self.target, f"cookie={MEMBER << 32:#x}/{_HIGH:#x}")
+        self._found = {}
         for line in dump.splitlines():
             found = _FLOW.search(line)
             if found:
                 holder, member = self._member(found, names)
                 if holder:
                     out.setdefault(holder, set()).add(member)
+                    match = f",{found.group(4)}" if found.group(4) else ""
+                    spec = f"delete_strict table={found.group(2)},priority={found.group(3)}{match}"
+                    self._found.setdefault((holder, member), []).append(spec)
         self._state = {h: frozenset(m) for h, m in out.items()}
         return self._state
 
@@ -180,31 +193,36 @@ class OvsDfwDriver:
         rule_no, dim = (cookie >> 8) & 0xFFFF, cookie & 0xFF
         fields = dict(f.partition("=")[::2] for f in match.split(",") if "=" in f)
         if dim == _EGRESS:
-            return "egress", names.get(int(fields.get("in_port", "0")), "")
+            return "egress", _port_name(names, fields.get("in_port", "0"))
         if dim == _INGRESS:
             reg = _REG6.search(actions)
-            port = names.get(int(reg.group(1), 0), "") if reg else ""
+            port = _port_name(names, reg.group(1) if reg else "0")
             addr = fields.get("nw_dst") or fields.get("ipv6_dst", "")
             return "ingress", f"{normalize(addr)}={port}"
         if not 0 < rule_no <= len(self.rules):
             return "", ""
         rule = self.rules[rule_no - 1].name
         if dim == _SCOPE:
-            return f"{rule}.scope", names.get(int(fields.get("reg6", "0"), 0), "")
+            return f"{rule}.scope", _port_name(names, fields.get("reg6", "0"))
         key = ("nw_src", "ipv6_src") if dim == _SRC else ("nw_dst", "ipv6_dst")
         addr = fields.get(key[0]) or fields.get(key[1], "")
         return f"{rule}.{'src' if dim == _SRC else 'dst'}", normalize(addr)
 
     def apply(self, changes: Sequence[MemberChange]) -> State:
-        self._read_ports()
+        """Add the flows of each added member; delete the flows read for each removed one
+        (as read: a VM port that left the bridge no longer names its ofport). The ports
+        are read again only when a port an addition names was not there at the last read."""
+        wanted = {_port_of(c.holder, c.member) for c in changes if c.action == "add"}
+        if not wanted <= {"", *self.ports}:
+            self._read_ports()
         lines: list[str] = []
         for c in changes:
-            for flow in self.member_flows(c.holder, c.member):
-                present = c.member in self._state.get(c.holder, ())
-                if c.action == "add" and not present:
-                    lines.append(flow.add())
-                elif c.action == "remove" and present:
-                    lines.append(flow.delete())
+            present = c.member in self._state.get(c.holder, ())
+            if c.action == "remove" and present:
+                found = self._found.get((c.holder, c.member))
+                lines += found or [f.delete() for f in self.member_flows(c.holder, c.member)]
+            elif c.action == "add" and not present:
+                lines += [f.add() for f in self.member_flows(c.holder, c.member)]
         self._bundle(lines)
         return self.read()
 
@@ -311,6 +329,20 @@ class OvsDfwDriver:
                     for m in service_matches(s)
                 ]
         return out
+
+
+def _port_of(holder: str, member: str) -> str:
+    """The VM port a member names ("" for an address)."""
+    if holder == "ingress":
+        return member.partition("=")[2]
+    return member if holder == "egress" or holder.endswith(".scope") else ""
+
+
+def _port_name(names: dict[int, str], ofport: str) -> str:
+    """The name of the port numbered ``ofport`` (decimal or 0x hex) on the bridge, or
+    ``#<ofport>`` for a port that left it (its flows are stale: they must go)."""
+    number = int(ofport, 0)
+    return names.get(number, f"#{number}")
 
 
 def service_matches(svc: ServiceSpec) -> list[str]:
