@@ -168,7 +168,7 @@ def _listen(lab: Any, env: dict[str, str]) -> Any:
                 os.environ[k] = v
 
 
-def filters_experiment(hosts: int = 250, vms: int = 10_000, moves: int = 15,
+def filters_experiment(hosts: int = 250, vms: int = 10_000, moves: int = 10,
                        rounds: int = 2) -> Any:  # fmt: skip
     """The vMotion delay seen by a bare listener (its own process and collector) watching
     through different filters, one listener at a time, in ``rounds`` alternating rounds of
