@@ -34,7 +34,13 @@ from vmfabric.config import VcenterSession
 from vmfabric.lab.vcsim import Vcsim
 from vmfabric.sources.vcenter import VcenterSource
 from vmfabric.sources.vcenter import session as vc_session
-from vmfabric.sources.vcenter.feeds import FEEDS, VM_MORE_PATHS, VM_PATHS, filter_spec
+from vmfabric.sources.vcenter.feeds import (
+    FEEDS,
+    VM_EXTRA_PATHS,
+    VM_MORE_PATHS,
+    VM_PATHS,
+    filter_spec,
+)
 from vmfabric.sources.vcenter.wire import WaitCall, parse_fast
 
 PASSWORD_ENV = "BENCH_PROFILE_PASSWORD"  # noqa: S105 (a variable name, not a password)
@@ -83,7 +89,7 @@ def _parse_costs(si: Any, content: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
     try:
-        for spec in FEEDS[:2]:
+        for spec in FEEDS[:3]:
             collector = content.propertyCollector.CreatePropertyCollector()
             spec_ = filter_spec(view, vim.VirtualMachine, spec.paths)
             collector.CreateFilter(spec_, partialUpdates=False)
@@ -150,7 +156,7 @@ LISTENERS: dict[str, dict[str, str]] = {
     "one filter, wave 1's VM paths": {
         "BENCH_LISTENER_PATHS": "name,runtime.host,runtime.powerState,network"},
     "one filter, every VM path the source reads": {
-        "BENCH_LISTENER_PATHS": ",".join((*VM_PATHS, *VM_MORE_PATHS))},
+        "BENCH_LISTENER_PATHS": ",".join((*VM_PATHS, *VM_MORE_PATHS, *VM_EXTRA_PATHS))},
     "wave 1's five filters on one collector": {"BENCH_LISTENER_FILTERS": "source"},
 }  # fmt: skip
 

@@ -146,13 +146,15 @@ def _vm_inventory() -> Inventory:
     return inv
 
 
-def test_a_vm_is_built_once_both_of_its_feeds_have_reported_it() -> None:
+def test_a_vm_is_built_once_all_three_of_its_feeds_have_reported_it() -> None:
     inv = _vm_inventory()
     apply_update(inv.vms, _enter("vm-9", runtime__host="host-1", runtime__powerState="poweredOn"))
-    assert inv.vm("vm-9") is None  # pending: the second feed has not reported it yet
+    assert inv.vm("vm-9") is None  # pending: the other feeds have not reported it yet
     apply_update(inv.vm_more, _enter(
-        "vm-9", name="web-01", network=("dvportgroup-7",), config__guestId="ubuntu64Guest",
-        parent="group-v9", customValue=((101, "team-a"), (102, "x")),
+        "vm-9", name="web-01", network=("dvportgroup-7",), config__guestId="ubuntu64Guest"))
+    assert inv.vm("vm-9") is None  # pending: vm-extra has not reported it yet
+    apply_update(inv.vm_extra, _enter(
+        "vm-9", parent="group-v9", customValue=((101, "team-a"), (102, "x")),
         guest__net=(GuestNic("00:50:56:AB:CD:EF", ("10.0.0.10", "fe80::1", "10.0.0.9")),),
     ))  # fmt: skip
     inv.tags["vm-9"] = ("env:prod", "tier:web")

@@ -7,9 +7,9 @@ values (a reference is its moref id, see ``wire.parse_fast``); the host, distrib
 group and custom-field feeds hold pyVmomi objects. ``mapping.moref`` reads a reference of
 either kind.
 
-A VM is read by two feeds (``vm``: host and power, the latency-critical part; ``vm-more``:
-the rest) and exists for the model once both have reported it: until then it is pending,
-and nothing is emitted for it.
+A VM is read by three feeds (``vm``: host and power, the latency-critical part;
+``vm-more`` and ``vm-extra``: the rest, see ``feeds``) and exists for the model once all
+three have reported it: until then it is pending, and nothing is emitted for it.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from vmfabric.sources.vcenter.wire import ObjectUpdate
 
 Props = dict[str, Any]
 Table = dict[str, Props]
+VM_FEEDS = frozenset({"vm", "vm-more", "vm-extra"})
 FOLDER_ROOT_DEPTH = 64  # a parent chain longer than this is a loop, not a folder path
 
 
@@ -56,7 +57,8 @@ class Inventory:
 
     session: str
     vms: Table = field(default_factory=dict)  # feed "vm": runtime.host, runtime.powerState
-    vm_more: Table = field(default_factory=dict)  # feed "vm-more": name, network, guest...
+    vm_more: Table = field(default_factory=dict)  # feed "vm-more": name, network, guest OS
+    vm_extra: Table = field(default_factory=dict)  # "vm-extra": parent, customValue, guest.net
     hosts: Table = field(default_factory=dict)
     networks: Table = field(default_factory=dict)  # every Network (DVPGs too): its name
     dvpgs: Table = field(default_factory=dict)
@@ -69,7 +71,8 @@ class Inventory:
 
     def table(self, feed: str) -> Table:
         return {
-            "vm": self.vms, "vm-more": self.vm_more, "host": self.hosts,
+            "vm": self.vms, "vm-more": self.vm_more, "vm-extra": self.vm_extra,
+            "host": self.hosts,
             "network": self.networks, "dvpg": self.dvpgs, "dvs": self.switches,
             "folder": self.folders, "datacenter": self.folders, "cluster": self.clusters,
             "fields": self.fields,
@@ -79,26 +82,28 @@ class Inventory:
 
     def vm(self, ref: str, context: _VmContext | None = None) -> Vm | None:
         """The VM ``ref`` as the model sees it; None while it is pending or gone."""
-        hot, more = self.vms.get(ref), self.vm_more.get(ref)
-        if hot is None or more is None:
+        hot, more, extra = self.vms.get(ref), self.vm_more.get(ref), self.vm_extra.get(ref)
+        if hot is None or more is None or extra is None:
             return None
         ctx = context or self.vm_context()
-        host = self.hosts.get(moref(hot.get("runtime.host")), {})
-        ips, macs = guest_addresses(more.get("guest.net") or ())
+        host, cluster = ctx.host(moref(hot.get("runtime.host")))
+        nics = extra.get("guest.net")
+        ips, macs = guest_addresses(nics) if nics else ((), ())
+        values = extra.get("customValue")
         return Vm(
             session=self.session,
             id=ref,
             name=str(more.get("name") or ref),
-            host=str(host.get("name", "")),
+            host=host,
             power=power(hot.get("runtime.powerState")),
-            networks=unique(ctx.network_name(n) for n in more.get("network") or ()),
+            networks=ctx.networks(more.get("network") or ()),
             ips=ips,
             macs=macs,
             tags=self.tags.get(ref, ()),
-            attributes=custom_attributes(more.get("customValue") or (), ctx.field_names),
+            attributes=custom_attributes(values, ctx.field_names) if values else (),
             guest_os=str(more.get("config.guestId") or ""),
-            folder=ctx.folder_path(moref(more.get("parent"))),
-            cluster=ctx.cluster(host),
+            folder=ctx.folder_path(moref(extra.get("parent"))),
+            cluster=cluster,
         )
 
     def vm_context(self) -> _VmContext:
@@ -194,6 +199,25 @@ class _VmContext:
             for f in props.get("field") or ()
         }
         self._paths: dict[str, str] = {}
+        self._hosts: dict[str, tuple[str, str]] = {}
+        self._networks: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+    def host(self, ref: str) -> tuple[str, str]:
+        """(name, cluster) of the host ``ref``; ("", "") when unknown."""
+        found = self._hosts.get(ref)
+        if found is None:
+            props = self.inv.hosts.get(ref, {})
+            found = self._hosts[ref] = (str(props.get("name", "")), self.cluster(props))
+        return found
+
+    def networks(self, refs: Any) -> tuple[str, ...]:
+        """The port group names of a VM's ``network`` (the same list is named once)."""
+        if not isinstance(refs, tuple):
+            return unique(self.network_name(n) for n in refs)
+        found = self._networks.get(refs)
+        if found is None:
+            found = self._networks[refs] = unique(self.network_name(n) for n in refs)
+        return found
 
     def network_name(self, ref: Any) -> str:
         key = moref(ref)
@@ -307,7 +331,7 @@ class Touched:
     reconnected: set[str] = field(default_factory=set)
 
     def note(self, feed: str, update: ObjectUpdate, inventory: Inventory) -> None:
-        if feed in ("vm", "vm-more"):
+        if feed in VM_FEEDS:
             self.vms.add(update.moref)
             return
         self.others = True

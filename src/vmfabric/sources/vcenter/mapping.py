@@ -127,11 +127,12 @@ def unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+_POWER = {p.value: p for p in Power}
+
+
 def power(value: Any) -> Power:
-    try:
-        return Power(str(value))
-    except ValueError:
-        return Power.OFF
+    """A power state; an unknown one is off."""
+    return _POWER.get(str(value), Power.OFF)
 
 
 def moref(value: Any) -> str:
