@@ -150,8 +150,10 @@ def test_a_vm_is_built_once_all_three_of_its_feeds_have_reported_it() -> None:
     inv = _vm_inventory()
     apply_update(inv.vms, _enter("vm-9", runtime__host="host-1", runtime__powerState="poweredOn"))
     assert inv.vm("vm-9") is None  # pending: the other feeds have not reported it yet
-    apply_update(inv.vm_more, _enter(
-        "vm-9", name="web-01", network=("dvportgroup-7",), config__guestId="ubuntu64Guest"))
+    apply_update(
+        inv.vm_more,
+        _enter("vm-9", name="web-01", network=("dvportgroup-7",), config__guestId="ubuntu64Guest"),
+    )
     assert inv.vm("vm-9") is None  # pending: vm-extra has not reported it yet
     apply_update(inv.vm_extra, _enter(
         "vm-9", parent="group-v9", customValue=((101, "team-a"), (102, "x")),

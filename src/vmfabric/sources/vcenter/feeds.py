@@ -49,8 +49,9 @@ WAIT_SECONDS = 1  # longest WaitForUpdatesEx wait: a feed notices ``close`` with
 # How long the heavier VM feeds' (vm-more, vm-extra) answers may take. Every other call
 # keeps the session's 30 s socket timeout, the light vm feed included, so a dead server is
 # still noticed within 30 s; but vcsim, busy, can take longer than that to collect three
-# paths of every VM for each change, and dropping the session for it (a reconnect and a full re-read, which busies it
-# more) delayed vMotions that the vm feed had already delivered (measured at 10,000 VMs).
+# paths of every VM for each change, and dropping the session for it (a reconnect and a
+# full re-read, which busies it more) delayed vMotions that the vm feed had already
+# delivered (measured at 10,000 VMs).
 SLOW_FEED_TIMEOUT = 180.0
 MAX_OBJECT_UPDATES = 1000  # per WaitForUpdatesEx answer; larger reads arrive truncated
 CONNECTION_ERRORS = (OSError, http.client.HTTPException)
@@ -93,8 +94,7 @@ class FeedSpec:
 FEEDS: tuple[FeedSpec, ...] = (
     FeedSpec("vm", "VirtualMachine", VM_PATHS, reader="fast"),
     FeedSpec("vm-more", "VirtualMachine", VM_MORE_PATHS, reader="fast", timeout=SLOW_FEED_TIMEOUT),
-    FeedSpec("vm-extra", "VirtualMachine", VM_EXTRA_PATHS, reader="fast",
-             timeout=SLOW_FEED_TIMEOUT),  # fmt: skip
+    FeedSpec("vm-extra", "VirtualMachine", VM_EXTRA_PATHS, "fast", timeout=SLOW_FEED_TIMEOUT),
     FeedSpec("host", "HostSystem", HOST_PATHS, reader="tree"),
     FeedSpec("network", "Network", ("name",), reader="fast"),
     FeedSpec("dvpg", "dvs.DistributedVirtualPortgroup", DVPG_PATHS),

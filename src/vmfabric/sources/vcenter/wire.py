@@ -178,6 +178,20 @@ def _raw_value(kind: str, inner: str) -> Any:
     return html.unescape(inner) if "&" in inner else inner
 
 
+def _structure(kind: str, inner: str, read: dict[tuple[str, str], Any]) -> Any:
+    """An array or structure value. Such values repeat from object to object (VMs on the
+    same port groups, with the same attributes): each distinct one is read once per answer
+    (``read``), and shared. Not guest NICs: their MACs differ per VM on a vCenter (vcsim
+    gives every VM the same one, and would make this look faster than it is)."""
+    if kind == "ArrayOfGuestNicInfo":
+        return _raw_nics(inner)
+    key = (kind, inner)
+    val = read.get(key, read)
+    if val is read:
+        val = read[key] = _raw_value(kind, inner)
+    return val
+
+
 def parse_fast(body: bytes) -> Updates | None:
     """A ``WaitForUpdatesExResponse`` with simple values (see ``fast_value``); None when
     the server had nothing to report."""
@@ -191,9 +205,6 @@ def parse_fast(body: bytes) -> Updates | None:
     head: tuple[str, str, str] | None = None
     changes: list[Change] = []
     tokens = _TOKENS.findall(text)
-    # Structured values repeat from object to object (VMs on the same port groups, with the
-    # same attributes): each distinct one is read once per answer, and shared. Not guest
-    # NICs: their MACs differ per VM on a vCenter (vcsim gives every VM the same one).
     read: dict[tuple[str, str], Any] = {}
     for kind, obj_type, moref, name, op, val_type, inner in tokens:
         if kind:
@@ -202,14 +213,8 @@ def parse_fast(body: bytes) -> Updates | None:
             head, changes = (kind, obj_type, _text(moref)), []
         elif not val_type:
             changes.append(Change(name, op, None))
-        elif val_type == "ArrayOfGuestNicInfo":
-            changes.append(Change(name, op, _raw_nics(inner)))
         elif "<" in inner or val_type.startswith("ArrayOf"):
-            key = (val_type, inner)
-            val = read.get(key, read)
-            if val is read:
-                val = read[key] = _raw_value(val_type, inner)
-            changes.append(Change(name, op, val))
+            changes.append(Change(name, op, _structure(val_type, inner, read)))
         else:
             changes.append(Change(name, op, html.unescape(inner) if "&" in inner else inner))
     if head is not None:
