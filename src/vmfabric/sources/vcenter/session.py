@@ -64,11 +64,12 @@ Disconnect: Any = _connect.Disconnect
 # A slow answer is treated as a lost server: reconnect and re-read. Measured in a storm of
 # 1,000 vMotions on vcsim: quiet after 40-60 s with 30 s, after 123-137 s with 120 s.
 SOCKET_TIMEOUT = 30.0
-HINT_THREADS = 16  # QueryNetworkHint calls in flight at a full read (one per host)
+HINT_THREADS = 8  # QueryNetworkHint calls in flight at a full read (one per host)
 # pyVmomi's connection pool: one connection per hint thread and a few for the session
 # thread, so that no call opens (and, with https, handshakes) a connection of its own. With
 # pyVmomi's default of 5, 250 hosts' hints opened about a hundred connections and took
-# 0.7-0.8 s while the VM feeds were parsed, 0.35-0.45 s with the pool sized.
+# 0.73-0.79 s while a VM answer was parsed, 0.43-0.48 s with the pool sized (16 threads
+# did no better in the cold start benchmark).
 POOL_SIZE = HINT_THREADS + 4
 
 
