@@ -263,6 +263,21 @@ def test_the_fast_reader_reads_what_a_vsphere_server_writes() -> None:
     assert parse_tree(VM_ANSWER) == updates
 
 
+def test_vcsims_namespace_declarations_and_vcenters_prefix_read_alike() -> None:
+    """The fast reader rewrites vcsim's per-value namespace declaration; a value whose
+    text spells that declaration (escaped, as XML requires) is left as it is."""
+    vcenter = VM_ANSWER.replace(_XSI.encode(), b" xsi")
+    assert vcenter != VM_ANSWER and parse_fast(vcenter) == parse_fast(VM_ANSWER)
+    spelled = "&lt;val" + _XSI.replace('"', "&quot;") + ':type="x'
+    answer = _answer(
+        '<objectSet><kind>enter</kind><obj type="VirtualMachine">vm-1</obj>'
+        + _change_xml("name", spelled) + "</objectSet>"
+    )  # fmt: skip
+    updates = parse_fast(answer)
+    assert updates is not None and updates == parse_tree(answer)
+    assert updates.objects[0].changes[0].val == "<val" + _XSI + ':type="x'
+
+
 def test_an_answer_written_differently_is_read_by_the_tree_reader() -> None:
     spaced = VM_ANSWER.replace(b"<changeSet><name>name", b"<changeSet>\n <name>name")
     assert parse_fast(spaced) == parse_tree(VM_ANSWER)
