@@ -180,6 +180,22 @@ def test_hint_refresh_queries_each_host_once_and_emits_only_changes(
     assert {e.host.name for e in run.events.of(HostUpsert)} == {"hv3"}
 
 
+def test_a_host_disconnected_at_connect_is_not_asked_for_hints(
+    vcsim_lab: Lab, source_run: SourceRunner
+) -> None:
+    """The connect's hints are queried before the host feed is in, from each host's
+    connection state read apart: a disconnected host is skipped there too."""
+    vcsim_lab.control.set_host_connection("hv3", "notResponding")
+    run = source_run(vcsim_lab.sim)
+    snap = _first_snapshot(run)
+    assert vcsim_lab.sim.hint_queries() == {"hv1": 1, "hv2": 1}
+    assert run.source.hint_queries == 2
+    hv3 = next(h for h in snap.hosts if h.name == "hv3")
+    assert all(nic.neighbor is None for nic in hv3.nics)
+    hv1 = next(h for h in snap.hosts if h.name == "hv1")
+    assert any(nic.neighbor is not None for nic in hv1.nics)
+
+
 def test_host_reconnect_requeries_only_that_hosts_hints(
     vcsim_lab: Lab, source_run: SourceRunner
 ) -> None:
