@@ -54,6 +54,9 @@ class Delta:
     hosts: set[Key] = field(default_factory=set)
     portgroups: set[Key] = field(default_factory=set)
     sessions: set[str] = field(default_factory=set)  # sync state changed
+    # the record each changed VM had before the batch (absent: the VM is new in it), so
+    # that an intent can uncount what it counted without keeping a copy per VM
+    before: dict[Key, Vm] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.vms or self.hosts or self.portgroups or self.sessions)
@@ -184,6 +187,8 @@ class Inventory:
             return
         if old is not None:
             self._unindex(old)
+            if key not in delta.vms:
+                delta.before[key] = old
         vm = self._canonical(vm)
         self.vms[key] = vm
         _index(self._by_host, (vm.session, vm.host), key)
@@ -207,6 +212,8 @@ class Inventory:
         old = self.vms.pop(key, None)
         if old is not None:
             self._unindex(old)
+            if key not in delta.vms:
+                delta.before[key] = old
             delta.vms.add(key)
 
     def _unindex(self, vm: Vm) -> None:
