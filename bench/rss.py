@@ -125,7 +125,7 @@ def _carries(want: dict[str, set[int]]) -> Callable[[Mapping[str, PortState]], b
     return carries
 
 
-def where(n_vms: int, top: int = 25) -> dict[str, Any]:
+def where(n_vms: int, top: int = 25, frames: int = 1) -> dict[str, Any]:
     """Where the memory goes: the same lab run in this process (controller in a thread,
     in-memory fake switches) under tracemalloc; the traced peak, and the top ``top``
     allocation sites (by file and line) once the switches carry every VLAN needed."""
@@ -138,7 +138,7 @@ def where(n_vms: int, top: int = 25) -> dict[str, Any]:
         data, expected, _ = write_lab(n_vms, folder)
         config = parse_config(data, base_dir=folder)
         drivers = {s.name: FakeDriver(s) for s in config.switches}
-        tracemalloc.start(1)
+        tracemalloc.start(frames)
         store = Store(config.store_url())
         runner = ControllerThread(Controller(config, store, drivers=drivers)).start()  # type: ignore[arg-type]
         try:
@@ -152,17 +152,22 @@ def where(n_vms: int, top: int = 25) -> dict[str, Any]:
             store.close()
             tracemalloc.stop()
     stats = snap.statistics("lineno")
+    deep = snap.statistics("traceback")[:top] if frames > 1 else []
     return {
         "vms": n_vms,
         "traced_mb": round(current / 2**20, 1),
         "traced_peak_mb": round(peak / 2**20, 1),
         "top": [f"{s.size / 2**20:8.1f} MB {s.count:9d}  {s.traceback[0]}" for s in stats[:top]],
+        "top_tracebacks": [
+            [f"{s.size / 2**20:.1f} MB", *(str(f) for f in s.traceback)] for s in deep
+        ],
     }
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--where"]:
-        print(json.dumps([where(int(a)) for a in argv[1:] or ["100000"]], indent=1))
+        sizes = [int(a) for a in argv[1:]] or [100_000]
+        print(json.dumps([where(n, frames=8) for n in sizes], indent=1))
         return 0
     sizes = [int(a) for a in argv] or [10_000, 100_000]
     out = {str(n): run(n, lambda text: print(text, file=sys.stderr)) for n in sizes}

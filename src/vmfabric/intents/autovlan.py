@@ -162,6 +162,19 @@ def _follow(mine: dict[Key, _T], table: Mapping[Key, _T], keys: Iterable[Key]) -
             mine[key] = item
 
 
+def _adopt(inventory: Inventory, delta: Delta) -> Delta:
+    """``delta`` widened to the whole inventory, for an intent whose view is still empty
+    while the inventory is not (made over a filled inventory): against an empty view
+    nothing was counted, so every VM is counted afresh."""
+    return Delta(
+        delta.vms | set(inventory.vms),
+        delta.hosts | set(inventory.hosts),
+        delta.portgroups | set(inventory.portgroups),
+        delta.sessions,
+        delta.before,
+    )
+
+
 class _Counts:
     """One port's desired VLANs with the number of (enforcing) VMs that need each: a sorted
     array of 2-byte VLANs and a parallel array of counts (a few hundred bytes a port)."""
@@ -294,6 +307,8 @@ class AutovlanIntent:
         """Recount the VMs the delta affects; return the switches whose desired state
         changed, or every switch when a session's sync state changed (held removals may
         go)."""
+        if not self._hosts and not self._pgs and (inventory.hosts or inventory.portgroups):
+            delta = _adopt(inventory, delta)
         keys = delta.affected_vms(inventory)
         vms, before, changed = inventory.vms, delta.before, delta.vms
         if delta.hosts or delta.portgroups:  # uncount against the old view, then move it

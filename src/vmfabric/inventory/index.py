@@ -82,7 +82,7 @@ class Inventory:
         self._by_pg: dict[Key, Members] = {}
         self._in_sync: dict[str, bool] = dict.fromkeys(sessions, False)
         self._synced_at: dict[str, float] = {}
-        self._networks: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # networks, tags
 
     # ---- queries -------------------------------------------------------------------------
 
@@ -197,14 +197,16 @@ class Inventory:
         delta.vms.add(key)
 
     def _canonical(self, vm: Vm) -> Vm:
-        """The VM with its host name interned and its network tuple shared with every VM
-        attached to the same port groups: thousands of VMs hold one copy (memory)."""
+        """The VM with its host name interned and its network and tag tuples shared with
+        every VM attached to the same port groups or tagged alike: thousands of VMs hold
+        one copy (memory)."""
         host = sys.intern(vm.host)
-        networks = self._networks.setdefault(vm.networks, vm.networks)
-        if host is vm.host and networks is vm.networks:
+        networks = self._shared.setdefault(vm.networks, vm.networks)
+        tags = self._shared.setdefault(vm.tags, vm.tags)
+        if host is vm.host and networks is vm.networks and tags is vm.tags:
             return vm
         return Vm(
-            vm.session, vm.id, vm.name, host, vm.power, networks, vm.ips, vm.macs, vm.tags,
+            vm.session, vm.id, vm.name, host, vm.power, networks, vm.ips, vm.macs, tags,
             vm.attributes, vm.guest_os, vm.folder, vm.cluster,
         )  # fmt: skip
 
