@@ -527,6 +527,9 @@ class _Adds:
         self.intent, self.inventory, self.switch = intent, inventory, switch
         self._hosts: dict[str, list[Key]] | None = None
         self._users: dict[str, dict[int, list[Key]]] = {}
+        # one VLAN text and one session tuple shared by every change naming it (memory)
+        self._texts: dict[int, str] = {}
+        self._sessions: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def users(self, port: str) -> dict[int, list[Key]]:
         found = self._users.get(port)
@@ -557,4 +560,6 @@ class _Adds:
                     pgs.add(pg_name)
         more = f" and {len(users) - len(names)} more" if len(users) > len(names) else ""
         reason = f"VMs {', '.join(names)}{more} (port group {', '.join(sorted(pgs))})"
-        return Change(port, str(vlan), "add", reason, tuple(sorted(sessions)))
+        member = self._texts.setdefault(vlan, str(vlan))
+        of = tuple(sorted(sessions))
+        return Change(port, member, "add", reason, self._sessions.setdefault(of, of))
