@@ -5,15 +5,17 @@ The model
 A VM *contributes* the triple (switch, port, vlan) when it is powered on, its session has
 autovlan on, one of its port groups carries ``vlan`` (within the session's allowed range),
 and an uplink of its host that carries that port group lands on ``port`` of ``switch``,
-an edge port. The intent keeps, for every triple, the VMs contributing it (a reference
-count that also answers "why"). A port's desired VLANs are the triples with at least one
-contributor from a session that is not in check mode.
+an edge port. The intent keeps, for every triple, how many VMs contribute it (a reference
+count); which VMs they are ("why") is found when a plan needs it, on the hosts wired to
+the port. A port's desired VLANs are the triples with at least one contributor from a
+session that is not in check mode. Nothing is kept per VM (memory, issue 15).
 
 The intent reads the shared inventory (``vmfabric.inventory.index``). ``update`` takes the
-inventory's ``Delta`` of one batch and recomputes the contributions of only the VMs it
-affects (changed VMs, VMs on changed hosts, VMs in changed port groups). ``full_desired``
-computes the same from scratch; the two must always agree
-(tests/unit/test_engine_equivalence.py).
+inventory's ``Delta`` of one batch and recounts only the VMs it affects (changed VMs, VMs
+on changed hosts, VMs in changed port groups): what a VM counted is recomputed from its
+record before the batch (``Delta.before``) against the intent's own view of hosts and
+port groups as it last counted them. ``full_desired`` computes the same from scratch; the
+two must always agree (tests/unit/test_engine_equivalence.py).
 
 Planning
 --------

@@ -12,6 +12,8 @@ Sync state (fail-static): a session is *in sync* once it delivered a complete sn
 there, so a manager that comes back half-started cannot prune at once.
 
 Indexes: host -> VMs on it, port group -> VMs attached to it (both by (session, name)).
+A delta also names each changed VM's record from before the batch (``before``), so that an
+intent can undo what it counted for a VM without keeping a copy of every VM.
 Not thread-safe: the runtime owns it.
 """
 
