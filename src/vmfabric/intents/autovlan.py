@@ -94,19 +94,22 @@ def vm_triples(
     """The (switch, port, vlan) triples one VM needs; sorted, without duplicates."""
     if vm.power is not Power.ON or host is None or policy is None or not policy.autovlan:
         return _NONE
-    found: set[Triple] = set()
+    found: list[Triple] = []
+    allowed = policy.allowed
     for name in vm.networks:
         pg = portgroups.get((vm.session, name))
         if pg is None:
             continue
-        vlans = pg.vlans & policy.allowed
+        vlans = pg.vlans if pg.vlans <= allowed else pg.vlans & allowed  # no copy if all
         if not vlans:
             continue
         uplinks, _ = carrying_uplinks(host, pg)
         for up in uplinks:
             if up.port in edge.get(up.switch, ()):
-                found.update((up.switch, up.port, v) for v in vlans)
-    return tuple(sorted(found)) if found else _NONE
+                found.extend((up.switch, up.port, v) for v in vlans)
+    if len(found) < 2:  # the common case: one triple (a VM recounts twice per change)
+        return (found[0],) if found else _NONE
+    return tuple(sorted(set(found)))
 
 
 def full_desired(
