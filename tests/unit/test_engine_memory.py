@@ -3,6 +3,8 @@ and the delta that lets intents do without a copy of every VM."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from vmfabric.core.model import (
     Host,
     HostUpsert,
@@ -15,6 +17,7 @@ from vmfabric.core.model import (
     VmUpsert,
 )
 from vmfabric.intents import AutovlanIntent, Removals, SessionPolicy, SwitchPolicy, full_desired
+from vmfabric.intents import groups as groups_module
 from vmfabric.intents.groups import AddressTarget, Glob, GroupDef, GroupsIntent, Tag
 from vmfabric.inventory.index import Delta, Inventory
 
@@ -95,3 +98,17 @@ def test_groups_see_a_removed_vm_as_it_was_before_the_batch() -> None:
     dirty = intent.update(inv, inv.apply([VmRemoved("vc", "a")], 1.0), 1.0)
     assert dirty == {"fw1"} and intent.addresses("web") == frozenset()
     assert intent.members("web") == frozenset()
+
+
+def test_big_groups_keep_their_members_in_a_set_and_stay_exact(monkeypatch: Any) -> None:
+    monkeypatch.setattr(groups_module, "_SMALL", 2)  # a list up to 2 members, then a set
+    intent = GroupsIntent((GroupDef("web", Tag("tier:web")),), (), (), (), Removals(0.0))
+    inv = Inventory(["vc"])
+    vms = [vm(f"v{i}", "esx1", tags=("tier:web",)) for i in range(4)]
+    intent.update(inv, inv.apply([Snapshot("vc", HOSTS, PGS, tuple(vms[:2]))], 0.0), 0.0)
+    assert isinstance(intent._members["web"], list)
+    intent.update(inv, inv.apply([VmUpsert(v) for v in vms[2:]], 1.0), 1.0)
+    assert isinstance(intent._members["web"], set)
+    untagged = vm("v1", "esx1")
+    intent.update(inv, inv.apply([VmUpsert(untagged), VmRemoved("vc", "v3")], 2.0), 2.0)
+    assert intent.members("web") == {("vc", "v0"), ("vc", "v2")}

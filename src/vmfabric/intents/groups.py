@@ -57,6 +57,7 @@ _NO_USER = object()
 _AFFIX_CACHE = 10_000  # field values whose prefix/suffix keys are kept (VM names are not)
 _COMBINATIONS = 100_000  # shared membership sets kept (beyond: forgotten, still valid)
 _REASON_VMS = 10
+_SMALL = 512  # a group's members are kept as a list up to this many
 
 # ---- expressions ---------------------------------------------------------------------------
 
@@ -585,7 +586,7 @@ class GroupsIntent:
         self.dfw_targets = {t.name: t for t in dfw_targets}
         self.removals = removals
         self._member_of: dict[Key, frozenset[str]] = {}
-        self._members: dict[str, set[Key]] = {g: set() for g in self.compiled.defs}
+        self._members: dict[str, list[Key] | set[Key]] = {g: [] for g in self.compiled.defs}
         # the shared inventory's VMs (the last one ``update`` was given): read, not copied
         self._vms: Mapping[Key, Vm] = {}
         # group -> address -> its user (a VM key; None: a static CIDR), or a set of users
@@ -709,13 +710,13 @@ class GroupsIntent:
         members, drop, add = self._members, self._drop_addr, self._add_addr
         static = self.compiled.static
         for g in before - groups:
-            members[g].discard(key)
+            _leave(members, g, key)
             for a in old_ips:
                 drop(g, a, key, now)
         if old_ips != new_ips:
             self._readdress(key, before & groups, old_ips, new_ips, now)
         for g in groups - before:
-            members[g].add(key)
+            _join(members, g, key)
             for a in new_ips if g not in static else self._uncovered(g, new_ips):
                 add(g, a, key)
 
@@ -895,6 +896,26 @@ class GroupsIntent:
         more = f" and {len(users) - len(names)} more" if len(users) > len(names) else ""
         sessions = tuple(sorted({k[0] for k in users}))
         return Change(holder, member, "add", f"VMs {', '.join(names)}{more}", sessions)
+
+
+def _join(members: dict[str, list[Key] | set[Key]], group: str, key: Key) -> None:
+    """``key`` joins ``group``: members kept in a list while few (8 bytes a member, a set
+    costs ~40), a set from ``_SMALL`` on (fast removal from big groups)."""
+    found = members[group]
+    if isinstance(found, set):
+        found.add(key)
+        return
+    found.append(key)  # callers never add a member twice (``groups - before``)
+    if len(found) > _SMALL:
+        members[group] = set(found)
+
+
+def _leave(members: dict[str, list[Key] | set[Key]], group: str, key: Key) -> None:
+    found = members[group]
+    if isinstance(found, set):
+        found.discard(key)
+    elif key in found:
+        found.remove(key)
 
 
 def _address_of(member: str) -> str:
