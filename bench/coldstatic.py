@@ -7,7 +7,8 @@ portgroups: [pg12]}``), with static links host -> (switch, port). Phases are tim
 outside: the source's file read and validation, the controller's snapshot handling (link
 resolution, engine, store) and the drivers' applies.
 
-The edit: with the controller running after its cold start, one VM line is rewritten to
+The edit: with the controller running and at rest after its cold start (its store
+caught up), one VM line is rewritten to
 a port group whose VLAN its host's port does not carry yet; timed from the file's write to
 the source's emitting the change (``edit_to_source_s``: polling, re-read, diff) and to the
 fake switch carrying the VLAN (``edit_to_switch_s``).
@@ -170,6 +171,11 @@ def once(n_vms: int, folder: Path, config_data: dict[str, Any],
         while time.monotonic() < deadline and any(not d.applies for d in drivers.values()):
             time.sleep(0.01)
         cold_applies = [a for d in drivers.values() for a in d.applies]
+        # the edit lands on a controller at rest: its store has caught up with the cold
+        # start (the audit log, then the copy of the inventory for show)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not ctl.recorder.idle():
+            time.sleep(0.01)
         written = one_line_edit(folder, edit, drivers[edit.switch])
         switched = time.time()
     finally:

@@ -725,6 +725,7 @@ def exercise(store: Store) -> dict[str, object]:
         "sessions": views.sessions(store),
         "autovlan": views.session_autovlan(store, "lab"),
         "vms": views.vms(store, detail=True),
+        "vm_named": views.vms(store, "web-01"),  # a bound parameter on the driver's cursor
         "hosts": views.hosts(store),
         "interfaces": views.interfaces(store),
         "vlans": views.vlans(store),
@@ -756,5 +757,6 @@ def test_postgresql_gives_the_same_answers_as_sqlite(postgres_url: str, tmp_path
         with reader._read() as conn:  # the server refuses writes too
             assert conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "on"
     assert got == expected
+    assert [v["name"] for v in expected["vm_named"]] == ["web-01"]  # type: ignore[attr-defined]
     assert expected["pending"] == [1]
     assert expected["unconfirmed"] is True

@@ -176,13 +176,13 @@ class Intake:
             for ev in events:
                 if isinstance(ev, SessionStatus):
                     self.status[ev.session] = ev
-            self.recorder.submit(self._publish, notices)
+            self.recorder.submit(self._publish, notices, lane="inventory")
             return
         with self._lock:
             unrecorded = bool(self._unrecorded)
         if unrecorded:  # the inventory has this batch too: record its whole view
             self.rerecord(now)
-            self.recorder.submit(self._publish, notices)
+            self.recorder.submit(self._publish, notices, lane="inventory")
             return
         problems = self._track_problems(events)
         steps: list[tuple[str, Any]] = []
@@ -201,8 +201,8 @@ class Intake:
         for session in problems:  # a port group's problem changed: refresh the warnings
             status = self.status.get(session, SessionStatus(session, "connected"))
             steps.append(("session", self._session_row(status, notices)))
-        self.recorder.submit(self._write, steps, now)
-        self.recorder.submit(self._publish, notices)
+        self.recorder.submit(self._write, steps, now, lane="inventory")
+        self.recorder.submit(self._publish, notices, lane="inventory")
 
     def _publish(self, notices: list[Notice]) -> None:
         for kind, data in notices:
@@ -267,7 +267,7 @@ class Intake:
                    "in_sync": inv.in_sync(name), "error": last.error, "version": last.version,
                    "warnings": (*last.warnings, *self._warnings(name))}  # fmt: skip
             steps.append(("session", row))
-        self.recorder.submit(self._write, steps, now)
+        self.recorder.submit(self._write, steps, now, lane="inventory")
 
     def mark_unrecorded(self) -> None:
         """Record every session's whole inventory at the next look (a new leader)."""

@@ -119,6 +119,9 @@ class Reconciler:
         self._recorded_status: tuple[str, str, int] | None = None
         self._last_check: dict[str, dict[str, Any]] = {}
         self._recorded_states: Any = None
+        self._holding = False  # a hold on the recorder's inventory lane (see recorder.py)
+        # plans left "applying" can exist only after a start or a failed step
+        self._maybe_unconfirmed = True
 
     @property
     def name(self) -> str:
@@ -129,6 +132,19 @@ class Reconciler:
         if at is not None and self.dirty_since is None:
             self.dirty_since = at
         self.wake.set()
+        self._hold()
+
+    def _hold(self) -> None:
+        """While a connected target has a change to make, the store's copy of the
+        inventory waits: the target's plan goes first."""
+        if self.connected and not self._holding:
+            self.recorder.hold()
+            self._holding = True
+
+    def _release(self) -> None:
+        if self._holding:
+            self._holding = False
+            self.recorder.release()
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -136,13 +152,18 @@ class Reconciler:
         backoff = Backoff(cap=self.settings.retry_max)
         try:
             while not stop.is_set():
-                if await self._guarded_step(stop):
+                stepped = await self._guarded_step(stop)
+                self._release()
+                if self.wake.is_set():
+                    self._hold()
+                if stepped:
                     backoff.reset()
                     continue
                 delay = backoff.next()
                 log.warning("%s %s: retrying in %.0fs", self._what(), self.name, delay)
                 await _sleep_until(stop, delay)
         finally:
+            self._release()
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.target.close)
 
@@ -167,6 +188,7 @@ class Reconciler:
             self._status("error", f"unexpected {type(exc).__name__}: {exc}")
         else:
             return True
+        self._maybe_unconfirmed = True
         return False
 
     async def _step(self, stop: asyncio.Event) -> None:
@@ -216,6 +238,8 @@ class Reconciler:
 
     async def _after_read(self) -> None:
         await self._record_states()
+        if not self._maybe_unconfirmed:
+            return
         for plan_id, entries in await self.recorder.call(self.store.unconfirmed, self.name):
             found = self.target.confirmed([_change(e) for e in entries])
             keys = {c.key for c in found}
@@ -225,6 +249,7 @@ class Reconciler:
                 "%s %s: plan %d was left applying; %d of %d changes found done and audited",
                 self._what(), self.name, plan_id, len(done), len(entries),
             )  # fmt: skip
+        self._maybe_unconfirmed = False
 
     async def _record_states(self) -> None:
         states = getattr(self.target, "states", None)

@@ -247,7 +247,9 @@ class Controller:
     async def _lead(self) -> None:
         """Become the one writer: record the sessions, start every target's loop."""
         self.leader = True
-        await self.recorder.call(register_sessions, self.config, self.store, self.clock())
+        await self.recorder.call(
+            register_sessions, self.config, self.store, self.clock(), lane="inventory"
+        )
         if not self.intake.recording:  # a standby until now: record its warm inventory
             self.intake.recording = True
             self.intake.mark_unrecorded()
@@ -409,7 +411,9 @@ class Controller:
         hosts = [HostUpsert(h) for h in self.inventory.hosts.values()]
         self.handle(hosts)  # links or switches changed: resolve every host's uplinks again
         restarted = _restarted_sessions(old, new)
-        await self.recorder.call(register_sessions, new, self.store, now, restarted)
+        await self.recorder.call(
+            register_sessions, new, self.store, now, restarted, lane="inventory"
+        )
         self.wake_all()
         log.info("configuration reloaded: %d sessions, %d switches",
                  len(new.sessions), len(new.switches))  # fmt: skip

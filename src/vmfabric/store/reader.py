@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Text, func, select, type_coerce
+from sqlalchemy import Connection, Select, Text, func, select, type_coerce
 
 from vmfabric.core.model import Host, PortGroup, PortState, Vm
 from vmfabric.store import inventory, records
@@ -57,9 +57,24 @@ def _json_lists(values: Sequence[Any]) -> list[tuple[str, ...]]:
     """JSON list columns as read: text (SQLite), decoded in one parse of them all (one
     ``json.loads`` per row costs more than the whole read at 100,000 rows), or already
     decoded (PostgreSQL)."""
-    if all(isinstance(v, str) for v in values):
+    if values and isinstance(values[0], str):  # a column's values are all of one type
         values = json.loads(f"[{','.join(values)}]")
-    return [tuple(v) for v in values]
+    return list(map(tuple, values))
+
+
+def _raw_rows(conn: Connection, stmt: Select[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``stmt`` as the database driver returns them: plain tuples, without
+    SQLAlchemy's row objects (a third of ``show vm``'s read at 100,000 VMs)."""
+    compiled = stmt.compile(dialect=conn.dialect)
+    params: Any = compiled.params
+    if compiled.positional and compiled.positiontup is not None:
+        params = tuple(params[key] for key in compiled.positiontup)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled), params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 class Reader:
@@ -104,12 +119,12 @@ class Reader:
         stmt = select(vms.c.session, vms.c.id, vms.c.name, vms.c.host, vms.c.power, *lists)
         if name is not None:
             stmt = stmt.where(vms.c.name == name)
-        found = self._conn.execute(stmt).all()
+        found = _raw_rows(self._conn, stmt)
         if not found:
             return []
         columns = list(zip(*found, strict=True))
         nets, ips, tags = (_json_lists(c) for c in columns[5:])
-        return list(map(VmSummary._make, zip(*columns[:5], nets, ips, tags, strict=True)))
+        return list(map(VmSummary, *columns[:5], nets, ips, tags))
 
     # ---- target side ---------------------------------------------------------------------
 

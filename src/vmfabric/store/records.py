@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
@@ -32,10 +32,11 @@ SWITCHPORT = "switchport"
 APPROVAL = "approval"
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
+class AuditEntry(NamedTuple):
     """One change vmfabric made to a target (or one approval), when and why.
 
+    A named tuple: immutable, and five times cheaper to make than a frozen dataclass (a
+    100,000-VM cold start makes 90,000 entries before its applies and as many after).
     ``kind`` names the target kind ("switchport", "addrset", "vtep") or "approval";
     ``target`` the switch, firewall or VTEP list; ``holder`` what holds the member there
     (an edge port, an address set); ``member`` the member as text (a VLAN, an address).
@@ -85,14 +86,38 @@ class AuditEntry:
         return self.holder
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # spelt out: dataclasses.asdict deep-copies field by field, 30x slower, and a
+        # 100,000-VM cold start writes 100,000 entries twice (plan, then audit log)
+        return {
+            "time": self.time,
+            "kind": self.kind,
+            "target": self.target,
+            "holder": self.holder,
+            "member": self.member,
+            "action": self.action,
+            "reason": self.reason,
+            "session": self.session,
+            "plan": self.plan,
+        }
+
+    def to_row(self) -> list[Any]:
+        """The entry as a JSON array in field order (an ``applying`` plan's entries)."""
+        return [self.time, self.kind, self.target, self.holder, self.member, self.action,
+                self.reason, self.session, self.plan]  # fmt: skip
+
+    def with_plan(self, plan: int) -> AuditEntry:
+        return AuditEntry(self.time, self.kind, self.target, self.holder, self.member,
+                          self.action, self.reason, self.session, plan)  # fmt: skip
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> AuditEntry:
-        return cls(**{k: doc[k] for k in _ENTRY_FIELDS if k in doc})
+    def from_json(cls, doc: Mapping[str, Any] | Sequence[Any]) -> AuditEntry:
+        """From ``to_json``'s object or ``to_row``'s array (a plan's entries)."""
+        if isinstance(doc, Mapping):
+            return cls(**{k: doc[k] for k in _ENTRY_FIELDS if k in doc})
+        return cls(*doc)
 
 
-_ENTRY_FIELDS = tuple(AuditEntry.__dataclass_fields__)
+_ENTRY_FIELDS = AuditEntry._fields
 
 
 def check_plan_status(status: str) -> str:
@@ -161,7 +186,7 @@ def mark_applied(conn: Connection, target: str, now: float) -> None:
 
 
 def _audit_row(entry: AuditEntry) -> rows.Row:
-    return asdict(entry)
+    return entry.to_json()
 
 
 def record_audit(conn: Connection, entries: Iterable[AuditEntry]) -> None:
@@ -234,7 +259,7 @@ def save_plan(
         reason=reason,
         sessions=sorted(set(sessions)),
         plan=dict(doc),
-        entries=None if entries is None else [e.to_json() for e in entries],
+        entries=None if entries is None else [e.to_row() for e in entries],
     )
     key = conn.execute(stmt).inserted_primary_key
     if key is None:
@@ -270,6 +295,12 @@ def load_plans(
 def get_plan(conn: Connection, plan_id: int) -> PlanRecord | None:
     row = conn.execute(select(plans).where(plans.c.id == plan_id)).mappings().first()
     return None if row is None else _plan(row)
+
+
+def plan_state(conn: Connection, plan_id: int) -> tuple[str, str] | None:
+    """A plan's (target, status), without reading its document and entries."""
+    row = conn.execute(select(plans.c.target, plans.c.status).where(plans.c.id == plan_id)).first()
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 def set_plan_status(

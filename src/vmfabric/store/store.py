@@ -341,7 +341,6 @@ class Store:
     ) -> int:
         """Record, before applying it, a plan with status ``applying`` and the audit
         entries it writes once the target confirms them (one transaction); its id."""
-        _check_json(doc)
         with self._write() as conn:
             return records.save_plan(
                 conn,
@@ -367,17 +366,18 @@ class Store:
         time) or ``failed`` (none), and each holder in ``origins`` gets that origin
         record. Raises ValueError for a plan that is not ``applying``."""
         with self._write() as conn:
-            plan = records.get_plan(conn, plan_id)
-            if plan is None or plan.status != "applying":
-                found = "no such plan" if plan is None else f"it is {plan.status}"
-                raise ValueError(f"plan {plan_id} is not applying ({found})")
+            found = records.plan_state(conn, plan_id)
+            if found is None or found[1] != "applying":
+                why = "no such plan" if found is None else f"it is {found[1]}"
+                raise ValueError(f"plan {plan_id} is not applying ({why})")
+            target = found[0]
             status = "applied" if confirmed else "failed"
             records.set_plan_status(conn, plan_id, status, now)
-            records.record_audit(conn, [_with_plan(e, plan_id) for e in confirmed])
+            records.record_audit(conn, [e.with_plan(plan_id) for e in confirmed])
             if confirmed:
-                records.mark_applied(conn, plan.target, now)
+                records.mark_applied(conn, target, now)
             for holder, members in (origins or {}).items():
-                records.set_origins(conn, plan.target, holder, members)
+                records.set_origins(conn, target, holder, members)
 
     def unconfirmed(self, target: str) -> list[tuple[int, list[AuditEntry]]]:
         """Plans of ``target`` still ``applying`` (a crash, a timeout, a frozen switch) with
@@ -480,10 +480,6 @@ def _audit_dict(entry_id: int, entry: AuditEntry) -> dict[str, Any]:
     if entry.kind == records.SWITCHPORT:
         found.update(switch=entry.target, port=entry.holder, vlan=entry.vlan)
     return found
-
-
-def _with_plan(entry: AuditEntry, plan_id: int) -> AuditEntry:
-    return AuditEntry(**{**entry.to_json(), "plan": plan_id})
 
 
 def _approval(plan: PlanRecord, now: float) -> AuditEntry:

@@ -27,8 +27,10 @@ from vmfabric.views.common import (
 )
 from vmfabric.views.common import vlan_value as _vlan_value
 from vmfabric.views.models import (
+    Attachment,
     HostView,
     NeighborView,
+    NetworkRef,
     ProvisionedPort,
     SessionAutovlanView,
     SessionView,
@@ -167,20 +169,39 @@ class _VmParts:
         return found
 
 
-def _vm(vm: VmSummary, parts: _Parts) -> VmView:
-    networks, ports, carriage = parts
-    return {
-        "name": vm.name,
-        "session": vm.session,
-        "host": vm.host,
-        "power_state": vm.power,
-        "networks": [{"portgroup": n, "vlan": v} for n, v in networks],
-        "attachments": [{"switch": s, "port": p} for s, p in ports],
-        "ips": list(vm.ips),
-        "tags": list(vm.tags),
-        "id": vm.id,
-        "carriage": carriage,
-    }
+class _Memo:
+    """A VM's networks and attachments as the view shows them, built once per (session,
+    networks) and per set of switch ports, and shared by the VMs alike (read-only lists:
+    100,000 VMs on a few thousand hosts share a few thousand)."""
+
+    def __init__(self, parts: _VmParts) -> None:
+        self._parts = parts
+        self._networks: dict[tuple[str, tuple[str, ...]], list[NetworkRef]] = {}
+        self._ports: dict[int, list[Attachment]] = {}  # by id of _VmParts' memoised tuples
+        self._keep: list[tuple[SwitchPort, ...]] = []  # ...kept alive while ids are keys
+
+    def view(self, vm: VmSummary) -> VmView:
+        nets, ports, carriage = self._parts.get(vm)
+        networks = self._networks.get((vm.session, vm.networks))
+        if networks is None:
+            networks = [{"portgroup": n, "vlan": v} for n, v in nets]
+            self._networks[(vm.session, vm.networks)] = networks
+        attachments = self._ports.get(id(ports))
+        if attachments is None:
+            attachments = self._ports[id(ports)] = [{"switch": s, "port": p} for s, p in ports]
+            self._keep.append(ports)
+        return {
+            "name": vm.name,
+            "session": vm.session,
+            "host": vm.host,
+            "power_state": vm.power,
+            "networks": networks,
+            "attachments": attachments,
+            "ips": list(vm.ips),
+            "tags": list(vm.tags),
+            "id": vm.id,
+            "carriage": carriage,
+        }
 
 
 def _sorted(found: list[VmSummary]) -> list[VmSummary]:
@@ -205,9 +226,9 @@ def vms(store: Store, name: str | None = None, *, detail: bool = False) -> list[
         found = read.vm_summaries(name)
         if not found:
             return []
-        parts = _VmParts(read.hosts(), read.portgroups())
+        memo = _Memo(_VmParts(read.hosts(), read.portgroups()))
         full = {vm.key: vm for vm in read.vms(name=name)} if detail else {}
-        result = [_vm(vm, parts.get(vm)) for vm in _sorted(found)]
+        result = [memo.view(vm) for vm in _sorted(found)]
     if detail:
         result = [_details(v, full[(v["session"], v["id"])]) for v in result]
     return result

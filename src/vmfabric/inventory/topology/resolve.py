@@ -64,6 +64,10 @@ class Resolver:
             if sw.mgmt_address:
                 self._by_addr[sw.mgmt_address.strip().lower()] = sw
         self._links = list(links)
+        # by host name: a 2,500-host cold start resolves every host once
+        self._links_by_host: dict[str, list[LinkConfig]] = {}
+        for link in self._links:
+            self._links_by_host.setdefault(link.host, []).append(link)
 
     def match_switch(self, neighbor: Neighbor) -> SwitchConfig | None:
         for name in (neighbor.system_name, neighbor.chassis_id):
@@ -92,8 +96,8 @@ class Resolver:
     def static_links(self, host: Host) -> dict[str, Uplink]:
         return {
             link.nic: Uplink(link.nic, link.switch, link.port, "static")
-            for link in self._links
-            if link.host == host.name and link.session in (None, host.session)
+            for link in self._links_by_host.get(host.name, ())
+            if link.session in (None, host.session)
         }
 
     def resolve(self, host: Host) -> Host:

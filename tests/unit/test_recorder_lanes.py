@@ -1,0 +1,120 @@
+"""The store's writer thread: the targets lane goes before the inventory lane, a held
+inventory lane waits for its release (or ``max_defer``), and nothing queued is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vmfabric.runtime.recorder import Recorder
+from vmfabric.store import AuditEntry, Store
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Iterator[Recorder]:
+    store = Store(f"sqlite:///{tmp_path / 'vmfabric.db'}")
+    rec = Recorder(store)
+    yield rec
+    rec.close()
+    store.close()
+
+
+def _blocked(rec: Recorder) -> threading.Event:
+    """Occupy the writer until the returned event is set."""
+    gate = threading.Event()
+    started = threading.Event()
+
+    def block() -> None:
+        started.set()
+        gate.wait(30)
+
+    rec.submit(block)
+    assert started.wait(30)
+    return gate
+
+
+def test_targets_lane_overtakes_queued_inventory_writes(recorder: Recorder) -> None:
+    done: list[str] = []
+    gate = _blocked(recorder)
+    recorder.submit(done.append, "inventory 1", lane="inventory")
+    recorder.submit(done.append, "inventory 2", lane="inventory")
+    last = recorder.submit(done.append, "plan")
+    gate.set()
+    last.result(30)
+    recorder.close()
+    assert done == ["plan", "inventory 1", "inventory 2"]
+
+
+def test_held_inventory_lane_waits_for_release(recorder: Recorder) -> None:
+    recorder.max_defer = 3600.0
+    recorder.hold()
+    copied = recorder.submit(lambda: "copied", lane="inventory")
+    planned = recorder.submit(lambda: "planned")
+    assert planned.result(30) == "planned"
+    assert not copied.done() and not recorder.idle()
+    recorder.release()
+    assert copied.result(30) == "copied"
+    deadline = time.monotonic() + 30
+    while not recorder.idle() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert recorder.idle()
+
+
+def test_a_hold_never_starves_the_inventory_lane(recorder: Recorder) -> None:
+    recorder.max_defer = 0.05
+    recorder.hold()  # never released: a target stuck mid-step
+    assert recorder.submit(lambda: "copied", lane="inventory").result(30) == "copied"
+
+
+def test_close_runs_what_is_queued_even_when_held(recorder: Recorder) -> None:
+    recorder.max_defer = 3600.0
+    recorder.hold()
+    done: list[str] = []
+    recorder.submit(done.append, "inventory", lane="inventory")
+    recorder.close()
+    assert done == ["inventory"]
+    with pytest.raises(RuntimeError):
+        recorder.submit(done.append, "late")
+
+
+def test_call_returns_the_result_and_raises_the_error(recorder: Recorder) -> None:
+    async def main() -> tuple[int, str]:
+        value = await recorder.call(sum, [1, 2, 3])
+        try:
+            await recorder.call(int, "not a number")
+        except ValueError as exc:
+            return value, str(exc)
+        return value, ""
+
+    value, error = asyncio.run(main())
+    assert value == 6
+    assert "not a number" in error
+
+
+def test_plan_entries_round_trip_as_rows(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'vmfabric.db'}")
+    try:
+        entries = [
+            AuditEntry.switchport(1.5, "sw1", f"p{i}", 100 + i, "add", "vm", "s") for i in range(3)
+        ]
+        plan_id = store.begin_apply("sw1", {"ports": [], "changes": []}, entries, 1.5, ["s"])
+        [(found_id, pending)] = store.unconfirmed("sw1")
+        assert found_id == plan_id and pending == entries
+        store.finish_apply(plan_id, pending[:2], 2.0)
+        logged = store.audit(10)
+        assert store.unconfirmed("sw1") == []
+        assert sorted((e["port"], e["vlan"], e["plan"]) for e in logged) == [
+            ("p0", 100, plan_id),
+            ("p1", 101, plan_id),
+        ]
+        assert store.plan(plan_id)["status"] == "applied"  # type: ignore[index]
+        # an entry stored as wave 2's first object form still reads
+        assert AuditEntry.from_json(entries[0].to_json()) == entries[0]
+        assert AuditEntry.from_json(entries[0].to_row()) == entries[0]
+    finally:
+        store.close()
