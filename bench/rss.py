@@ -33,7 +33,7 @@ from vmfabric.targets.switchport.fake import FakeDriver
 Progress = Callable[[str], None]
 DEADLINE_S = 900.0  # generous: a 100k cold start on a busy 2-core machine
 STOP_S = 120.0
-SETTLE_S = 5.0  # RSS is sampled this long after convergence (the store's writes finish)
+SETTLE_S = 3.0  # RSS is sampled this long after the store counts every VM
 TARGET_MB = 250.0  # issue 15
 
 
@@ -83,12 +83,31 @@ def _sample(pid: int, started: float, rss: list[list[float]]) -> None:
     rss.append([round(time.monotonic() - started, 1), round(kb / 1024, 1)])
 
 
-def _settle(pid: int, started: float, rss: list[list[float]], seconds: float) -> None:
-    """Samples for ``seconds`` more: the store catching up with the cold start's audit."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        _sample(pid, started, rss)
+def _settle(proc: subprocess.Popen[bytes], config: Path, n_vms: int, started: float,
+            rss: list[list[float]]) -> float:  # fmt: skip
+    """Samples until ``show session --json`` counts every VM (the store has caught up with
+    the cold start: its inventory written), then ``SETTLE_S`` more; returns when the store
+    had them (seconds since start)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while _stored_vms(config) < n_vms:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the store never counted every VM")
+        _sample(proc.pid, started, rss)
         time.sleep(0.5)
+    stored = time.monotonic() - started
+    end = time.monotonic() + SETTLE_S
+    while time.monotonic() < end:
+        _sample(proc.pid, started, rss)
+        time.sleep(0.5)
+    return stored
+
+
+def _stored_vms(config: Path) -> int:
+    cmd = [sys.executable, "-m", "vmfabric", "show", "session", "--json", "-c", str(config)]
+    out = subprocess.run(cmd, capture_output=True, check=False, cwd=config.parent)
+    if out.returncode != 0:
+        return 0
+    return sum(int(s.get("vms") or 0) for s in json.loads(out.stdout))
 
 
 def _lab(n_vms: int, folder: Path) -> tuple[Path, list[FakeDriver], dict[Any, set[int]]]:
@@ -103,7 +122,7 @@ def _lab(n_vms: int, folder: Path) -> tuple[Path, list[FakeDriver], dict[Any, se
 
 def run(n_vms: int, progress: Progress = lambda _: None) -> dict[str, Any]:
     """Start ``vmfabric run`` on an ``n_vms`` static lab, wait until the switches carry
-    every VLAN needed, read its peak RSS (and again ``SETTLE_S`` later), stop it with
+    every VLAN needed and the store counts every VM, read its peak RSS, stop it with
     SIGTERM. Figures in MB (2**20); ``met`` compares the peak with ``TARGET_MB``."""
     with tempfile.TemporaryDirectory(prefix="vmfabric-rss-") as tmp:
         folder = Path(tmp)
@@ -120,7 +139,7 @@ def run(n_vms: int, progress: Progress = lambda _: None) -> dict[str, Any]:
             _wait(proc, lambda: _converged(drivers, expected), log, samples)
             converged = time.monotonic() - started
             status = proc_status(proc.pid)
-            _settle(proc.pid, started, samples, SETTLE_S)
+            stored = _settle(proc, config, n_vms, started, samples)
             after = proc_status(proc.pid)
         finally:
             if proc.poll() is None:
@@ -136,12 +155,13 @@ def run(n_vms: int, progress: Progress = lambda _: None) -> dict[str, Any]:
             "peak_rss_mb": round(hwm, 1),  # VmHWM once settled
             "peak_rss_at_convergence_mb": round(status["VmHWM"] / 1024, 1),
             "rss_at_convergence_mb": round(status["VmRSS"] / 1024, 1),
-            "rss_settled_mb": round(after["VmRSS"] / 1024, 1),  # SETTLE_S later
+            "rss_settled_mb": round(after["VmRSS"] / 1024, 1),  # once stored, SETTLE_S on
             "rss_samples": samples,  # [seconds since start, VmRSS MB]
             "bytes_per_vm_peak": round(hwm * 2**20 / n_vms, 1),
             "target_mb": TARGET_MB,
             "met": hwm <= TARGET_MB,
             "converged_s": round(converged, 2),
+            "stored_s": round(stored, 2),  # when the store counted every VM
             "exit_code": rc,
             "loadavg": [round(x, 2) for x in os.getloadavg()],
         }
