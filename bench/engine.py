@@ -32,6 +32,16 @@ from vmfabric.core.model import (
 )
 from vmfabric.intents import AutovlanIntent, Removals, SessionPolicy, SwitchPolicy
 from vmfabric.intents.autovlan import full_desired
+from vmfabric.intents.groups import (
+    AddressTarget,
+    AllOf,
+    Glob,
+    GroupDef,
+    GroupsIntent,
+    Ref,
+    RuleDef,
+    Tag,
+)
 from vmfabric.inventory.index import Inventory as SharedInventory
 
 SESSION = "bench"
@@ -61,7 +71,13 @@ def port_of(index: int) -> tuple[str, str]:
     return f"leaf{index // PORTS_PER_SWITCH + 1}", f"e{index % PORTS_PER_SWITCH + 1}"
 
 
-def make_inventory(n_vms: int, seed: int = 1) -> Inventory:
+TIERS = ("tier:web", "tier:app", "tier:db")
+ENVS = ("env:prod", "env:dev")
+
+
+def make_inventory(n_vms: int, seed: int = 1, tagged: bool = False) -> Inventory:
+    """``tagged``: every VM also has a tier and an env tag (``TIERS``, ``ENVS``) and one
+    IPv4 address, for the security-groups intent (the rest is the same inventory)."""
     rng = random.Random(seed)
     n_hosts = host_count(n_vms)
     hosts = []
@@ -78,24 +94,56 @@ def make_inventory(n_vms: int, seed: int = 1) -> Inventory:
            (f"pg{rng.randrange(PORTGROUPS)}",))
         for i in range(n_vms)
     ]  # fmt: skip
+    if tagged:
+        tags = random.Random(seed + 1)
+        vms = [
+            dataclasses.replace(
+                vm,
+                tags=tuple(sorted((tags.choice(ENVS), tags.choice(TIERS)))),
+                ips=(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",),
+            )
+            for i, vm in enumerate(vms)
+        ]
     return Inventory(switches, hosts, pgs, vms)
 
 
-class Engine:
-    """What the runtime keeps per inventory: the shared index and the autovlan intent."""
+# a typical security-group configuration: a few tag and name groups, one nested, two rules
+GROUPS = (
+    GroupDef("web", Tag("tier:web")),
+    GroupDef("db", Tag("tier:db")),
+    GroupDef("prod-web", AllOf((Ref("web"), Tag("env:prod")))),
+    GroupDef("vm1", Glob("name", "vm1*")),
+    GroupDef("vm5", Glob("name", "vm*5")),
+)
+RULES = (RuleDef("web-to-db", ("web",), ("db",)), RuleDef("vm1-to-vm5", ("vm1",), ("vm5",)))
 
-    def __init__(self, switches: list[SwitchPolicy]) -> None:
+
+def groups_intent() -> GroupsIntent:
+    """The groups intent of ``GROUPS`` with one nftables-like address target."""
+    names = frozenset(g.name for g in GROUPS)
+    target = AddressTarget("fw1", "nftables", names, tuple(r.name for r in RULES))
+    return GroupsIntent(GROUPS, RULES, (target,), (), Removals(0.0))
+
+
+class Engine:
+    """What the runtime keeps per inventory: the shared index and the autovlan intent, and
+    with ``groups`` the security-groups intent of ``GROUPS``."""
+
+    def __init__(self, switches: list[SwitchPolicy], groups: bool = False) -> None:
         self.policies = [SessionPolicy(SESSION)]
         self.inventory = SharedInventory([SESSION])
         self.intent = AutovlanIntent(switches, self.policies, Removals(30.0))
+        self.groups = groups_intent() if groups else None
 
     def apply_one(self, event: SourceEvent, now: float) -> None:
         delta = self.inventory.apply((event,), now)
         self.intent.update(self.inventory, delta, now)
+        if self.groups is not None:
+            self.groups.update(self.inventory, delta, now)
 
 
-def new_engine(inv: Inventory) -> Engine:
-    return Engine(inv.switches)
+def new_engine(inv: Inventory, groups: bool = False) -> Engine:
+    return Engine(inv.switches, groups)
 
 
 def moves(inv: Inventory, count: int, seed: int = 2) -> list[VmUpsert]:
@@ -164,25 +212,27 @@ def recompute(inv: Inventory, rounds: int) -> dict[str, Any]:
     }
 
 
-def memory(n_vms: int) -> dict[str, Any]:
+def memory(n_vms: int, groups: bool = False, tagged: bool = False) -> dict[str, Any]:
     """Bytes per VM held by an engine after a snapshot: everything it keeps (its Vm, Host
-    and PortGroup objects included), and its indexes alone (inventory made beforehand)."""
+    and PortGroup objects included), and its indexes alone (inventory made beforehand).
+    ``groups``: with the security-groups intent of ``GROUPS`` too; ``tagged``: every VM
+    with two tags and an address (see ``make_inventory``)."""
     gc.collect()
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        inv = make_inventory(n_vms)
-        engine = new_engine(inv)
+        inv = make_inventory(n_vms, tagged=tagged)
+        engine = new_engine(inv, groups)
         engine.apply_one(inv.snapshot(), 0.0)
         del inv
         gc.collect()
         total = tracemalloc.get_traced_memory()[0] - base
         del engine
         gc.collect()
-        inv = make_inventory(n_vms)
+        inv = make_inventory(n_vms, tagged=tagged)
         gc.collect()
         base = tracemalloc.get_traced_memory()[0]
-        engine = new_engine(inv)
+        engine = new_engine(inv, groups)
         engine.apply_one(inv.snapshot(), 0.0)
         gc.collect()
         indexes = tracemalloc.get_traced_memory()[0] - base
@@ -192,6 +242,15 @@ def memory(n_vms: int) -> dict[str, Any]:
     return {
         "bytes_per_vm_total": round(total / n_vms, 1),
         "bytes_per_vm_indexes": round(indexes / n_vms, 1),
+    }
+
+
+def memory_groups(n_vms: int) -> dict[str, Any]:
+    """``memory`` with the groups intent: on the same inventory, and on a tagged one."""
+    return {
+        "same_inventory": memory(n_vms, groups=True),
+        "tagged": memory(n_vms, groups=True, tagged=True),
+        "tagged_without_groups": memory(n_vms, tagged=True),
     }
 
 
@@ -206,5 +265,6 @@ def run(sizes: tuple[int, ...], events: int, rounds: int, progress: Progress) ->
         result.update(recompute(inv, rounds))
         del inv
         result.update(memory(n))
+        result["memory_with_groups"] = memory_groups(n)
         out[str(n)] = result
     return out

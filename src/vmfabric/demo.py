@@ -629,12 +629,18 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt, so it cleans up as Ctrl-C does."""
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    """Within the block, SIGTERM raises KeyboardInterrupt, so it cleans up as Ctrl-C does;
+    so does SIGINT even when it was ignored (a background job of a non-interactive shell
+    starts with SIGINT ignored, and its children, the controller, would still stop)."""
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt),
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_demo(pause: bool = False) -> float:

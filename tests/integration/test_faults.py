@@ -36,7 +36,7 @@ from vmfabric.config import Config, load_config
 from vmfabric.lab.vcsim import VcsimControl
 from vmfabric.runtime import Controller
 from vmfabric.runtime.switchports import SwitchPortTarget
-from vmfabric.store import Store
+from vmfabric.store import Store, StoreError
 from vmfabric.targets.switchport.fake import FakeDriver
 
 pytestmark = pytest.mark.integration
@@ -294,6 +294,32 @@ def test_unwritable_store_is_reported_and_nothing_unrecorded_is_applied(
         wait_for(lambda: "db-01" in {v["name"] for v in ctl.store.show_vms()}, 5, "show vm")
     failures = [r.getMessage() for r in caplog.records if "locked" in r.getMessage()]
     assert all("\n" not in m for m in failures)
+
+
+def test_a_plan_the_store_refused_is_retried_without_a_new_event(tmp_path: Path) -> None:
+    """The store refuses to record a plan once (StoreError, as after SQLite's busy
+    timeout): nothing is applied then, and the loop retries on its own after the backoff
+    (no source event, no re-read timer) and applies and audits the change."""
+    fake = {"name": "leaf1", "driver": "fake", "edge_ports": ["e1", "e2"]}
+    config = write_setup(tmp_path, [fake], LINKS, inv=inventory(TWO, PGS))
+    driver = FakeDriver(config.switches[0])
+    with controller(config, {"leaf1": driver}, port_reread=3600) as ctl:
+        wait_for(lambda: driver.ports["e2"].trunks == {120}, 10, "first convergence")
+        begin = ctl.store.begin_apply
+        refused: list[tuple[Any, ...]] = []
+
+        def refuse_once(*args: Any, **kwargs: Any) -> int:
+            if not refused:
+                refused.append(args)
+                raise StoreError("store vmfabric.db: database is locked")
+            return begin(*args, **kwargs)
+
+        ctl.store.begin_apply = refuse_once  # type: ignore[method-assign]
+        rewrite(tmp_path / "inv.yaml", inventory([*TWO, ("db-01", "esx2", "db")], PGS))
+        wait_for(lambda: bool(refused), 15, "the plan refused by the store")
+        assert 130 not in driver.ports["e2"].trunks, "applied what the store refused to record"
+        wait_for(lambda: 130 in driver.ports["e2"].trunks, 20, "applied on the retry")
+        wait_for(lambda: ("e2", 130, "add") in audited(ctl), 5, "the change audited")
 
 
 @contextmanager

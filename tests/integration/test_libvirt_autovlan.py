@@ -141,7 +141,7 @@ def test_one_controller_serves_vcenter_and_libvirt_on_the_same_switch(
                  "both sessions' VLANs")  # fmt: skip
 
         def users() -> set[str]:
-            return {s for s, _ in ctl.autovlan.users("leaf1", "Et2", 110)}
+            return {s for s, _ in ctl.autovlan.users("leaf1", "Et2", 110, ctl.inventory)}
 
         wait_for(lambda: users() == {"vc", "kvm"}, 5, "both sessions needing 110 on Et2")
         control.power_off("web-vc")  # one of the two VMs needing 110 on Et2 goes

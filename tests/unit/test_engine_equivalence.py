@@ -220,7 +220,7 @@ def test_incremental_equals_full_recompute_after_every_batch(
         recomputed = av.intent.recompute(av.inventory)
         assert {sw: av.intent.desired(sw) for sw in recomputed} == recomputed, where
         for (sw, port, vlan), users in ref.users().items():
-            assert av.intent.users(sw, port, vlan) == users, where
+            assert av.intent.users(sw, port, vlan, av.inventory) == users, where
         assert av.intent.checked() == ref.checked(), where
         nonempty += bool(full)
     DENSITY.append(nonempty / len(batches))

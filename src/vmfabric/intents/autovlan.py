@@ -5,15 +5,17 @@ The model
 A VM *contributes* the triple (switch, port, vlan) when it is powered on, its session has
 autovlan on, one of its port groups carries ``vlan`` (within the session's allowed range),
 and an uplink of its host that carries that port group lands on ``port`` of ``switch``,
-an edge port. The intent keeps, for every triple, the VMs contributing it (a reference
-count that also answers "why"). A port's desired VLANs are the triples with at least one
-contributor from a session that is not in check mode.
+an edge port. The intent keeps, for every triple, how many VMs contribute it (a reference
+count); which VMs they are ("why") is found when a plan needs it, on the hosts wired to
+the port. A port's desired VLANs are the triples with at least one contributor from a
+session that is not in check mode. Nothing is kept per VM (memory, issue 15).
 
 The intent reads the shared inventory (``vmfabric.inventory.index``). ``update`` takes the
-inventory's ``Delta`` of one batch and recomputes the contributions of only the VMs it
-affects (changed VMs, VMs on changed hosts, VMs in changed port groups). ``full_desired``
-computes the same from scratch; the two must always agree
-(tests/unit/test_engine_equivalence.py).
+inventory's ``Delta`` of one batch and recounts only the VMs it affects (changed VMs, VMs
+on changed hosts, VMs in changed port groups): what a VM counted is recomputed from its
+record before the batch (``Delta.before``) against the intent's own view of hosts and
+port groups as it last counted them. ``full_desired`` computes the same from scratch; the
+two must always agree (tests/unit/test_engine_equivalence.py).
 
 Planning
 --------
@@ -38,7 +40,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 from vmfabric.core.model import (
     Host,
@@ -57,6 +59,7 @@ Key = tuple[str, str]  # (session, name or id)
 PortKey = tuple[str, str]  # (switch, port)
 Triple = tuple[str, str, int]  # (switch, port, vlan)
 _NONE: tuple[Triple, ...] = ()
+_T = TypeVar("_T", Host, PortGroup)
 _REASON_VMS = 10  # VMs named in one reason; the rest are counted
 CLOSE_MEMBER = "all"  # the change that closes an open port: (port, "all", remove)
 
@@ -91,19 +94,22 @@ def vm_triples(
     """The (switch, port, vlan) triples one VM needs; sorted, without duplicates."""
     if vm.power is not Power.ON or host is None or policy is None or not policy.autovlan:
         return _NONE
-    found: set[Triple] = set()
+    found: list[Triple] = []
+    allowed = policy.allowed
     for name in vm.networks:
         pg = portgroups.get((vm.session, name))
         if pg is None:
             continue
-        vlans = pg.vlans & policy.allowed
+        vlans = pg.vlans if pg.vlans <= allowed else pg.vlans & allowed  # no copy if all
         if not vlans:
             continue
         uplinks, _ = carrying_uplinks(host, pg)
         for up in uplinks:
             if up.port in edge.get(up.switch, ()):
-                found.update((up.switch, up.port, v) for v in vlans)
-    return tuple(sorted(found)) if found else _NONE
+                found.extend((up.switch, up.port, v) for v in vlans)
+    if len(found) < 2:  # the common case: one triple (a VM recounts twice per change)
+        return (found[0],) if found else _NONE
+    return tuple(sorted(set(found)))
 
 
 def full_desired(
@@ -151,18 +157,73 @@ def _take(index: dict[PortKey, Vlans], port: PortKey, vlan: int) -> None:
             del index[port]
 
 
-def _as_tuple(value: Triple | tuple[Triple, ...] | None) -> tuple[Triple, ...]:
-    """A VM's contribution as stored (one triple alone, or several) as a tuple."""
-    if not value:
-        return _NONE
-    if isinstance(value[0], str):
-        return (value,)
-    return value
+def _follow(mine: dict[Key, _T], table: Mapping[Key, _T], keys: Iterable[Key]) -> None:
+    """Make ``mine`` equal ``table`` at ``keys``."""
+    for key in keys:
+        item = table.get(key)
+        if item is None:
+            mine.pop(key, None)
+        else:
+            mine[key] = item
+
+
+def _adopt(inventory: Inventory, delta: Delta) -> Delta:
+    """``delta`` widened to the whole inventory, for an intent whose view is still empty
+    while the inventory is not (made over a filled inventory): against an empty view
+    nothing was counted, so every VM is counted afresh."""
+    return Delta(
+        delta.vms | set(inventory.vms),
+        delta.hosts | set(inventory.hosts),
+        delta.portgroups | set(inventory.portgroups),
+        delta.sessions,
+        delta.before,
+    )
+
+
+class _Counts:
+    """One port's desired VLANs with the number of (enforcing) VMs that need each: a sorted
+    array of 2-byte VLANs and a parallel array of counts (a few hundred bytes a port)."""
+
+    __slots__ = ("counts", "vlans")
+
+    def __init__(self) -> None:
+        self.vlans: Vlans = array("H")
+        self.counts: array[int] = array("I")
+
+    def add(self, vlan: int) -> int:
+        """One more user of ``vlan``; the users it has now."""
+        vlans, at = self.vlans, bisect_left(self.vlans, vlan)
+        if at < len(vlans) and vlans[at] == vlan:
+            self.counts[at] += 1
+            return self.counts[at]
+        vlans.insert(at, vlan)
+        self.counts.insert(at, 1)
+        return 1
+
+    def drop(self, vlan: int) -> int:
+        """One user of ``vlan`` fewer; the users left (-1: it had none)."""
+        vlans, at = self.vlans, bisect_left(self.vlans, vlan)
+        if at == len(vlans) or vlans[at] != vlan:
+            return -1
+        left = self.counts[at] - 1
+        if left:
+            self.counts[at] = left
+        else:
+            del vlans[at]
+            del self.counts[at]
+        return left
 
 
 class AutovlanIntent:
     """Incremental desired VLANs per edge port, and planning. Not thread-safe: the runtime
-    owns it. See the module docstring."""
+    owns it. See the module docstring.
+
+    Nothing is kept per VM (memory): the intent keeps, per port, how many VMs need each
+    VLAN, and its own view of the hosts and port groups as it last counted them. What a VM
+    counted is recomputed when it changes, from its record before the batch (the delta's
+    ``before``) or the inventory's, against that view. Invariant, between updates: the
+    counts are the sum over the inventory's VMs of ``vm_triples`` against the view, and the
+    view equals the inventory's hosts and port groups for every key a delta named."""
 
     name = "autovlan"
     kind = "switchport"
@@ -177,31 +238,31 @@ class AutovlanIntent:
         self._edge = {s.name: s.edge_ports for s in self.switches.values()}
         self.policies = {p.name: p for p in policies}
         self.removals = removals
-        self._contrib: dict[Key, Triple | tuple[Triple, ...]] = {}
-        # users of a triple: one VM key alone (the common case, no set), or a set of them
-        self._users: dict[Triple, Key | set[Key]] = {}
+        self._hosts: dict[Key, Host] = {}  # the view: hosts and port groups as counted
+        self._pgs: dict[Key, PortGroup] = {}
+        self._desired: dict[PortKey, _Counts] = {}  # enforcing users per port and VLAN
         self._checkers: dict[Triple, int] = {}  # users from sessions in check mode (rare)
-        self._desired: dict[PortKey, Vlans] = {}
         self._checked: dict[PortKey, Vlans] = {}  # wanted by check-mode sessions only
         self._dirty: set[str] = set()
 
     # ---- queries ---------------------------------------------------------------------
 
     def desired_vlans(self) -> dict[PortKey, frozenset[int]]:
-        return {k: frozenset(v) for k, v in self._desired.items() if v}
+        return {k: frozenset(v.vlans) for k, v in self._desired.items() if v.vlans}
 
     def checked(self) -> dict[PortKey, frozenset[int]]:
         """VLANs that only sessions in check mode want, per port: reported, not applied."""
         return {k: frozenset(v) for k, v in self._checked.items() if v}
 
     def desired_for(self, switch: str, port: str) -> frozenset[int]:
-        return frozenset(self._desired.get((switch, port), ()))
+        found = self._desired.get((switch, port))
+        return frozenset(found.vlans) if found is not None else frozenset()
 
     def desired(self, target: str) -> dict[str, frozenset[str]]:
         return {
-            port: frozenset(str(v) for v in vlans)
-            for (sw, port), vlans in self._desired.items()
-            if sw == target and vlans
+            port: frozenset(str(v) for v in counts.vlans)
+            for (sw, port), counts in self._desired.items()
+            if sw == target and counts.vlans
         }
 
     def recompute(self, inventory: Inventory) -> dict[str, dict[str, frozenset[str]]]:
@@ -217,78 +278,104 @@ class AutovlanIntent:
             out.setdefault(sw, {})[port] = frozenset(str(v) for v in vlans)
         return out
 
-    def users(self, switch: str, port: str, vlan: int) -> frozenset[Key]:
-        found = self._users.get((switch, port, vlan))
-        if found is None:
-            return frozenset()
-        return frozenset(found) if isinstance(found, set) else frozenset((found,))
+    def users(self, switch: str, port: str, vlan: int, inventory: Inventory) -> frozenset[Key]:
+        """The VMs that need ``vlan`` on the port (found on the hosts wired to it)."""
+        hosts = self._hosts_by_port(switch).get(port, ())
+        return frozenset(self._port_users(inventory, switch, port, hosts).get(vlan, ()))
 
-    def contributions(self) -> dict[Key, tuple[Triple, ...]]:
-        return {k: _as_tuple(v) for k, v in self._contrib.items()}
+    def _hosts_by_port(self, switch: str) -> dict[str, list[Key]]:
+        """The hosts of the view with an uplink on each port of ``switch``."""
+        out: dict[str, list[Key]] = {}
+        for key, host in self._hosts.items():
+            for up in host.uplinks:
+                if up.switch == switch:
+                    found = out.setdefault(up.port, [])
+                    if not found or found[-1] != key:
+                        found.append(key)
+        return out
+
+    def _port_users(
+        self, inventory: Inventory, switch: str, port: str, hosts: Iterable[Key]
+    ) -> dict[int, list[Key]]:
+        """Per VLAN, the VMs on ``hosts`` that need it on (switch, port)."""
+        out: dict[int, list[Key]] = {}
+        for host in hosts:
+            for key in inventory.vms_on_host(host):
+                for sw, p, vlan in self._triples(inventory.vms.get(key)):
+                    if sw == switch and p == port:
+                        out.setdefault(vlan, []).append(key)
+        return out
 
     # ---- changes -----------------------------------------------------------------------
 
     def update(self, inventory: Inventory, delta: Delta, now: float) -> set[str]:
-        """Recompute the VMs the delta affects; return the switches whose desired state
+        """Recount the VMs the delta affects; return the switches whose desired state
         changed, or every switch when a session's sync state changed (held removals may
         go)."""
+        if not self._hosts and not self._pgs and (inventory.hosts or inventory.portgroups):
+            delta = _adopt(inventory, delta)
         keys = delta.affected_vms(inventory)
-        self._recompute(inventory, keys, now)
+        vms, before, changed = inventory.vms, delta.before, delta.vms
+        if delta.hosts or delta.portgroups:  # uncount against the old view, then move it
+            olds = [(k, self._triples(before.get(k) if k in changed else vms.get(k))) for k in keys]
+            self._move_view(inventory, delta)
+            for key, old in olds:
+                self._set(key, old, self._triples(vms.get(key)), now)
+        else:
+            for key in keys:
+                old = self._triples(before.get(key) if key in changed else vms.get(key))
+                self._set(key, old, self._triples(vms.get(key)), now)
         dirty, self._dirty = self._dirty, set()
         if delta.sessions:
             dirty |= set(self.switches)
         return dirty
 
+    def _move_view(self, inventory: Inventory, delta: Delta) -> None:
+        _follow(self._hosts, inventory.hosts, delta.hosts)
+        _follow(self._pgs, inventory.portgroups, delta.portgroups)
+
     def set_policies(
         self, policies: Iterable[SessionPolicy], inventory: Inventory, now: float
     ) -> set[str]:
-        """Replace session policies (config reload); recomputes the VMs of changed ones."""
+        """Replace session policies (config reload); recounts the VMs of changed ones."""
         new = {p.name: p for p in policies}
         old = self.policies
         changed = {n for n in set(new) | set(old) if new.get(n) != old.get(n)}
-        keys = [k for k in self._contrib if k[0] in changed]
-        for key in keys:  # counted under the old policy: uncount under it
-            self._set_contrib(key, _NONE, now)
+        vms = [vm for k, vm in inventory.vms.items() if k[0] in changed]
+        for vm in vms:  # counted under the old policy (check mode or not): uncount under it
+            self._set(vm.key, self._triples(vm), _NONE, now)
         self.policies = new
-        self._recompute(inventory, [k for k in inventory.vms if k[0] in changed], now)
+        for vm in vms:
+            self._set(vm.key, _NONE, self._triples(vm), now)
         dirty, self._dirty = self._dirty, set()
         return dirty
 
     def set_switches(
         self, switches: Iterable[SwitchPolicy], inventory: Inventory, now: float
     ) -> set[str]:
-        """Replace switch policies (config reload): every VM is recomputed."""
+        """Replace switch policies (config reload): every VM is recounted."""
         new = {s.name: s for s in switches}
         changed = {n for n in set(new) | set(self.switches) if new.get(n) != self.switches.get(n)}
         for name in set(self.switches) - set(new):
             self.removals.forget_target(name)
+        olds = [(vm, self._triples(vm)) for vm in inventory.vms.values()]
         self.switches = new
         self._edge = {s.name: s.edge_ports for s in new.values()}
-        self._recompute(inventory, list(inventory.vms), now)
-        for key in [k for k in self._contrib if k not in inventory.vms]:
-            self._set_contrib(key, _NONE, now)
+        for vm, old in olds:
+            self._set(vm.key, old, self._triples(vm), now)
         dirty, self._dirty = self._dirty, set()
         return (dirty | changed) & set(new)
 
-    def _recompute(self, inventory: Inventory, keys: Iterable[Key], now: float) -> None:
-        edge, policies, portgroups = self._edge, self.policies, inventory.portgroups
-        for key in keys:
-            vm = inventory.vms.get(key)
-            if vm is None:
-                self._set_contrib(key, _NONE, now)
-                continue
-            host = inventory.hosts.get((vm.session, vm.host))
-            triples = vm_triples(vm, host, portgroups, policies.get(vm.session), edge)
-            self._set_contrib(key, triples, now)
+    def _triples(self, vm: Vm | None) -> tuple[Triple, ...]:
+        """What ``vm`` needs against the view (what it is counted for, between updates)."""
+        if vm is None:
+            return _NONE
+        host = self._hosts.get((vm.session, vm.host))
+        return vm_triples(vm, host, self._pgs, self.policies.get(vm.session), self._edge)
 
-    def _set_contrib(self, key: Key, new: tuple[Triple, ...], now: float) -> None:
-        old = _as_tuple(self._contrib.get(key))
+    def _set(self, key: Key, old: tuple[Triple, ...], new: tuple[Triple, ...], now: float) -> None:
         if old == new:
             return
-        if new:  # one triple is kept alone, not in a 1-tuple (memory: most VMs have one)
-            self._contrib[key] = new[0] if len(new) == 1 else new
-        else:
-            self._contrib.pop(key, None)
         for t in old:
             if t not in new:
                 self._drop_user(t, key, now)
@@ -300,70 +387,49 @@ class AutovlanIntent:
         policy = self.policies.get(session)
         return policy is not None and policy.check
 
+    def _enforced(self, port: PortKey, vlan: int) -> bool:
+        counts = self._desired.get(port)
+        if counts is None:
+            return False
+        at = bisect_left(counts.vlans, vlan)
+        return at < len(counts.vlans) and counts.vlans[at] == vlan
+
     def _add_user(self, t: Triple, key: Key) -> None:
-        found = self._users.get(t)
-        if found is None:
-            self._users[t] = key
-            count = 1
-        elif isinstance(found, set):
-            found.add(key)
-            count = len(found)
-        else:
-            self._users[t] = {found, key}
-            count = 2
         port = (t[0], t[1])
         if self._checking(key[0]):
-            checkers = self._checkers.get(t, 0) + 1
-            self._checkers[t] = checkers
-            if checkers == count:  # no enforcing user: check mode only
+            self._checkers[t] = self._checkers.get(t, 0) + 1
+            if not self._enforced(port, t[2]):  # no enforcing user: check mode only
                 _put(self._checked, port, t[2])
                 self._dirty.add(t[0])
             return
-        if count - self._checkers.get(t, 0) > 1:
+        counts = self._desired.get(port)
+        if counts is None:
+            counts = self._desired[port] = _Counts()
+        if counts.add(t[2]) > 1:
             return
-        _put(self._desired, port, t[2])
         _take(self._checked, port, t[2])
         self.removals.reclaimed(t[0], t[1], str(t[2]))
         self._dirty.add(t[0])
 
     def _drop_user(self, t: Triple, key: Key, now: float) -> None:
-        count = self._discard_user(t, key)
-        if count < 0:
-            return
         port = (t[0], t[1])
-        checkers = self._checkers.get(t, 0)
         if self._checking(key[0]):
-            checkers -= 1
-            if checkers:
+            checkers = self._checkers.pop(t, 0) - 1
+            if checkers > 0:
                 self._checkers[t] = checkers
-            else:
-                self._checkers.pop(t, None)
-            if count == 0:
+            elif checkers == 0 and not self._enforced(port, t[2]):
                 _take(self._checked, port, t[2])
                 self._dirty.add(t[0])
             return
-        if count - checkers:
+        counts = self._desired.get(port)
+        if counts is None or counts.drop(t[2]) != 0:
             return
-        _take(self._desired, port, t[2])
-        if checkers:  # only check-mode users are left
+        if not counts.vlans:
+            del self._desired[port]
+        if self._checkers.get(t):  # only check-mode users are left
             _put(self._checked, port, t[2])
         self.removals.vacated(t[0], t[1], str(t[2]), now)
         self._dirty.add(t[0])
-
-    def _discard_user(self, t: Triple, key: Key) -> int:
-        """Remove ``key`` from the users of ``t``; the users left, or -1 if it was none."""
-        found = self._users.get(t)
-        if isinstance(found, set):
-            if key not in found:
-                return -1
-            found.discard(key)
-            if len(found) == 1:
-                self._users[t] = next(iter(found))
-            return len(found)
-        if found is None or found != key:
-            return -1
-        del self._users[t]
-        return 0
 
     # ---- planning ----------------------------------------------------------------------
 
@@ -401,6 +467,7 @@ class AutovlanIntent:
         if sw is None:
             return TargetPlan(switch, self.kind)
         gate = self.gate(inventory)
+        adds = _Adds(self, inventory, switch)
         changes: list[Change] = []
         held: list[Change] = []
         check: list[Change] = []
@@ -409,16 +476,16 @@ class AutovlanIntent:
             state = states.get(port)
             if state is None:
                 continue
-            todo, waiting = self._plan_port(sw, state, inventory, (now, gate))
+            todo, waiting = self._plan_port(sw, state, adds, (now, gate))
             changes.extend(todo)
             held.extend(waiting)
-            check.extend(self._check_port(state, inventory))
+            check.extend(self._check_port(state, adds))
             if state.mode is PortMode.OPEN and not sw.close_open:
                 notes[port] = "open: carries every VLAN, left alone (open_ports: keep)"
         return TargetPlan(switch, self.kind, tuple(changes), tuple(held), tuple(check), notes)
 
     def _plan_port(
-        self, sw: SwitchPolicy, state: PortState, inventory: Inventory, at: tuple[float, Gate]
+        self, sw: SwitchPolicy, state: PortState, adds: _Adds, at: tuple[float, Gate]
     ) -> tuple[list[Change], list[Change]]:
         now, gate = at
         changes: list[Change] = []
@@ -427,13 +494,14 @@ class AutovlanIntent:
         if state.mode is not PortMode.TRUNK and not closing:
             return changes, held
         key = (state.switch, state.port)
-        desired = set(self._desired.get(key, ()))
+        counts = self._desired.get(key)
+        desired = set(counts.vlans) if counts is not None else set()
         vlans = frozenset() if closing else state.vlans
         if closing:
             note = "port carried every VLAN: closed to those needed (open_ports: close)"
             changes.append(Change(state.port, CLOSE_MEMBER, "remove", note))
         for vlan in sorted(desired - vlans):
-            changes.append(self._add_change(key, vlan, inventory))
+            changes.append(adds.change(state.port, vlan))
         dynamic = {str(v) for v in state.dynamic}
         wanted = {str(v) for v in desired}
         remove, waiting = self.removals.due(
@@ -450,28 +518,53 @@ class AutovlanIntent:
             held.append(Change(state.port, member, "remove", why))
         return changes, held
 
-    def _check_port(self, state: PortState, inventory: Inventory) -> list[Change]:
+    def _check_port(self, state: PortState, adds: _Adds) -> list[Change]:
         """What sessions in check mode would add to this port (never applied)."""
-        key = (state.switch, state.port)
-        would = set(self._checked.get(key, ())) - state.vlans
-        return [self._add_change(key, v, inventory) for v in sorted(would)]
+        would = set(self._checked.get((state.switch, state.port), ())) - state.vlans
+        return [adds.change(state.port, v) for v in sorted(would)]
 
-    def _add_change(self, key: PortKey, vlan: int, inventory: Inventory) -> Change:
-        users = sorted(self.users(key[0], key[1], vlan))
+
+class _Adds:
+    """The add changes of one plan, each with its reason: the VMs that need the VLAN on the
+    port, found once per port on the hosts wired to it (nothing is kept per VM)."""
+
+    def __init__(self, intent: AutovlanIntent, inventory: Inventory, switch: str) -> None:
+        self.intent, self.inventory, self.switch = intent, inventory, switch
+        self._hosts: dict[str, list[Key]] | None = None
+        self._users: dict[str, dict[int, list[Key]]] = {}
+        # one VLAN text and one session tuple shared by every change naming it (memory)
+        self._texts: dict[int, str] = {}
+        self._sessions: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def users(self, port: str) -> dict[int, list[Key]]:
+        found = self._users.get(port)
+        if found is None:
+            if self._hosts is None:
+                self._hosts = self.intent._hosts_by_port(self.switch)
+            hosts = self._hosts.get(port, ())
+            found = self._users[port] = self.intent._port_users(
+                self.inventory, self.switch, port, hosts
+            )
+        return found
+
+    def change(self, port: str, vlan: int) -> Change:
+        users = sorted(self.users(port).get(vlan, ()))
         names: list[str] = []
         pgs: set[str] = set()
         sessions: set[str] = set()
         for vm_key in users:
-            vm = inventory.vms.get(vm_key)
+            vm = self.inventory.vms.get(vm_key)
             if vm is None:
                 continue
             sessions.add(vm.session)
             if len(names) < _REASON_VMS:
                 names.append(vm.name)
             for pg_name in vm.networks:
-                pg = inventory.portgroups.get((vm.session, pg_name))
+                pg = self.inventory.portgroups.get((vm.session, pg_name))
                 if pg is not None and vlan in pg.vlans:
                     pgs.add(pg_name)
         more = f" and {len(users) - len(names)} more" if len(users) > len(names) else ""
         reason = f"VMs {', '.join(names)}{more} (port group {', '.join(sorted(pgs))})"
-        return Change(key[1], str(vlan), "add", reason, tuple(sorted(sessions)))
+        member = self._texts.setdefault(vlan, str(vlan))
+        of = tuple(sorted(sessions))
+        return Change(port, member, "add", reason, self._sessions.setdefault(of, of))

@@ -54,8 +54,10 @@ GlobField = Literal["name", "portgroup", "guest_os", "host", "cluster", "folder"
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _NO_GROUPS: frozenset[str] = frozenset()
 _NO_USER = object()
-_AFFIX_CACHE = 100_000  # field values whose prefix/suffix keys are kept
+_AFFIX_CACHE = 10_000  # field values whose prefix/suffix keys are kept (VM names are not)
+_COMBINATIONS = 100_000  # shared membership sets kept (beyond: forgotten, still valid)
 _REASON_VMS = 10
+_SMALL = 512  # a group's members are kept as a list up to this many
 
 # ---- expressions ---------------------------------------------------------------------------
 
@@ -250,6 +252,7 @@ class Compiled:
         self._affixes = [(k[0] + k[1], k[0] == "^", _KEY_VALUES[k[1]], sorted(ls))
                          for k, ls in sorted(self.affixes.items())]  # fmt: skip
         self._affix_keys: dict[tuple[str, str], list[ReqKey]] = {}  # (kind, value) -> keys
+        self._combinations: dict[frozenset[str], frozenset[str]] = {}
         fields = sorted(self.fields)
         self.relevant: Callable[[Vm], object] = (
             operator.attrgetter(*fields) if fields else lambda vm: ()
@@ -374,6 +377,10 @@ class Compiled:
             out += [(kind, v) for v in values(vm)]
         cache = self._affix_keys
         for kind, front, values, lengths in self._affixes:
+            if kind[1:] == "name":  # unique per VM: a cache would hold every name (memory)
+                for v in values(vm):
+                    out += _affix_keys(kind, front, v, lengths)
+                continue
             for v in values(vm):
                 found = cache.get((kind, v))
                 if found is None:
@@ -400,12 +407,17 @@ class Compiled:
                     found.add(name)
             candidates.update(hit[1])
         candidates -= found
-        if not candidates:
-            return frozenset(found) if found else _NO_GROUPS
-        ctx = _Ctx(vm)
-        ctx.memo = dict.fromkeys(found, True)
-        found.update(g for g in candidates if self.member(g, ctx))
-        return frozenset(found)
+        if candidates:
+            ctx = _Ctx(vm)
+            ctx.memo = dict.fromkeys(found, True)
+            found.update(g for g in candidates if self.member(g, ctx))
+        if not found:
+            return _NO_GROUPS
+        groups = frozenset(found)  # one shared set per combination of groups (memory)
+        shared = self._combinations
+        if len(shared) >= _COMBINATIONS:
+            shared.clear()
+        return shared.setdefault(groups, groups)
 
     def why(self, group: str, vm: Vm) -> str:
         """Why ``vm`` is in ``group`` (a short text), or "" when it is not."""
@@ -574,8 +586,9 @@ class GroupsIntent:
         self.dfw_targets = {t.name: t for t in dfw_targets}
         self.removals = removals
         self._member_of: dict[Key, frozenset[str]] = {}
-        self._members: dict[str, set[Key]] = {g: set() for g in self.compiled.defs}
-        self._seen: dict[Key, Vm] = {}
+        self._members: dict[str, list[Key] | set[Key]] = {g: [] for g in self.compiled.defs}
+        # the shared inventory's VMs (the last one ``update`` was given): read, not copied
+        self._vms: Mapping[Key, Vm] = {}
         # group -> address -> its user (a VM key; None: a static CIDR), or a set of users
         self._addrs: dict[str, dict[str, object]] = {g: {} for g in self.compiled.defs}
         self._vacated_by: dict[str, set[str]] = {}  # member -> sessions of its last users
@@ -625,7 +638,7 @@ class GroupsIntent:
             return {g: frozenset(self._addrs.get(g, ())) for g in sorted(at.groups)}
         dt = self.dfw_targets.get(target)
         if dt is not None:
-            return self._dfw_desired(dt, self._seen.values())
+            return self._dfw_desired(dt, self._vms.values())
         return {}
 
     def recompute(self, inventory: Inventory) -> dict[str, Desired]:
@@ -658,8 +671,9 @@ class GroupsIntent:
         """Re-evaluate the VMs the delta names; return the targets whose desired state
         changed, or every target when a session's sync state changed (held removals may
         go). Host and port group changes do not change membership (only VM fields do)."""
-        for key in delta.vms:
-            self._update_vm(key, inventory.vms.get(key), now)
+        self._vms, before = inventory.vms, delta.before
+        for key in delta.vms:  # as last seen: its record before the batch (None: new)
+            self._update_vm(key, before.get(key), inventory.vms.get(key), now)
         dirty, self._dirty = self._dirty, set()
         for g in self._changed:
             dirty.update(self._dirty_of[g])
@@ -668,15 +682,11 @@ class GroupsIntent:
             dirty |= set(self.targets())
         return dirty
 
-    def _update_vm(self, key: Key, vm: Vm | None, now: float) -> None:
-        old = self._seen.get(key)
+    def _update_vm(self, key: Key, old: Vm | None, vm: Vm | None, now: float) -> None:
         if vm is None:
-            if old is None:
-                return
-            del self._seen[key]
-            self._set_groups(key, old, None, _NO_GROUPS, now)
+            if old is not None:
+                self._set_groups(key, old, None, _NO_GROUPS, now)
             return
-        self._seen[key] = vm
         if old is not None and self.compiled.relevant(old) == self.compiled.relevant(vm):
             groups = self._member_of.get(key, _NO_GROUPS)
         else:
@@ -700,13 +710,13 @@ class GroupsIntent:
         members, drop, add = self._members, self._drop_addr, self._add_addr
         static = self.compiled.static
         for g in before - groups:
-            members[g].discard(key)
+            _leave(members, g, key)
             for a in old_ips:
                 drop(g, a, key, now)
         if old_ips != new_ips:
             self._readdress(key, before & groups, old_ips, new_ips, now)
         for g in groups - before:
-            members[g].add(key)
+            _join(members, g, key)
             for a in new_ips if g not in static else self._uncovered(g, new_ips):
                 add(g, a, key)
 
@@ -809,7 +819,7 @@ class GroupsIntent:
 
     def unaddressed(self, group: str) -> list[Key]:
         """Members of ``group`` with no known address (left out of its address set)."""
-        return sorted(k for k in self._members.get(group, ()) if not self._seen[k].ips)
+        return sorted(k for k in self._members.get(group, ()) if not self._vms[k].ips)
 
     def blocked(self, target: str) -> str:
         """Why applying ``target`` is blocked (unknown_address: block), or ""."""
@@ -823,7 +833,7 @@ class GroupsIntent:
             for g in rule.groups():
                 missing = self.unaddressed(g)
                 if missing:
-                    vm = self._seen[missing[0]].name
+                    vm = self._vms[missing[0]].name
                     return (
                         f"rule {rule.name}: VM {vm} in group {g} has no known address "
                         "(unknown_address: block)"
@@ -881,10 +891,31 @@ class GroupsIntent:
         users = sorted(k for k in self._users(group, member) if k is not None)
         if not users:
             return Change(holder, member, "add", "desired")
-        names = [self._seen[k].name for k in users[:_REASON_VMS] if k in self._seen]
+        vms = self._vms
+        names = [vms[k].name for k in users[:_REASON_VMS] if k in vms]
         more = f" and {len(users) - len(names)} more" if len(users) > len(names) else ""
         sessions = tuple(sorted({k[0] for k in users}))
         return Change(holder, member, "add", f"VMs {', '.join(names)}{more}", sessions)
+
+
+def _join(members: dict[str, list[Key] | set[Key]], group: str, key: Key) -> None:
+    """``key`` joins ``group``: members kept in a list while few (8 bytes a member, a set
+    costs ~40), a set from ``_SMALL`` on (fast removal from big groups)."""
+    found = members[group]
+    if isinstance(found, set):
+        found.add(key)
+        return
+    found.append(key)  # callers never add a member twice (``groups - before``)
+    if len(found) > _SMALL:
+        members[group] = set(found)
+
+
+def _leave(members: dict[str, list[Key] | set[Key]], group: str, key: Key) -> None:
+    found = members[group]
+    if isinstance(found, set):
+        found.discard(key)
+    elif key in found:
+        found.remove(key)
 
 
 def _address_of(member: str) -> str:

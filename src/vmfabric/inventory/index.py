@@ -12,6 +12,8 @@ Sync state (fail-static): a session is *in sync* once it delivered a complete sn
 there, so a manager that comes back half-started cannot prune at once.
 
 Indexes: host -> VMs on it, port group -> VMs attached to it (both by (session, name)).
+A delta also names each changed VM's record from before the batch (``before``), so that an
+intent can undo what it counted for a VM without keeping a copy of every VM.
 Not thread-safe: the runtime owns it.
 """
 
@@ -54,6 +56,9 @@ class Delta:
     hosts: set[Key] = field(default_factory=set)
     portgroups: set[Key] = field(default_factory=set)
     sessions: set[str] = field(default_factory=set)  # sync state changed
+    # the record each changed VM had before the batch (absent: the VM is new in it), so
+    # that an intent can uncount what it counted without keeping a copy per VM
+    before: dict[Key, Vm] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.vms or self.hosts or self.portgroups or self.sessions)
@@ -79,7 +84,7 @@ class Inventory:
         self._by_pg: dict[Key, Members] = {}
         self._in_sync: dict[str, bool] = dict.fromkeys(sessions, False)
         self._synced_at: dict[str, float] = {}
-        self._networks: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # networks, tags
 
     # ---- queries -------------------------------------------------------------------------
 
@@ -184,6 +189,8 @@ class Inventory:
             return
         if old is not None:
             self._unindex(old)
+            if key not in delta.vms:
+                delta.before[key] = old
         vm = self._canonical(vm)
         self.vms[key] = vm
         _index(self._by_host, (vm.session, vm.host), key)
@@ -192,14 +199,16 @@ class Inventory:
         delta.vms.add(key)
 
     def _canonical(self, vm: Vm) -> Vm:
-        """The VM with its host name interned and its network tuple shared with every VM
-        attached to the same port groups: thousands of VMs hold one copy (memory)."""
+        """The VM with its host name interned and its network and tag tuples shared with
+        every VM attached to the same port groups or tagged alike: thousands of VMs hold
+        one copy (memory)."""
         host = sys.intern(vm.host)
-        networks = self._networks.setdefault(vm.networks, vm.networks)
-        if host is vm.host and networks is vm.networks:
+        networks = self._shared.setdefault(vm.networks, vm.networks)
+        tags = self._shared.setdefault(vm.tags, vm.tags)
+        if host is vm.host and networks is vm.networks and tags is vm.tags:
             return vm
         return Vm(
-            vm.session, vm.id, vm.name, host, vm.power, networks, vm.ips, vm.macs, vm.tags,
+            vm.session, vm.id, vm.name, host, vm.power, networks, vm.ips, vm.macs, tags,
             vm.attributes, vm.guest_os, vm.folder, vm.cluster,
         )  # fmt: skip
 
@@ -207,6 +216,8 @@ class Inventory:
         old = self.vms.pop(key, None)
         if old is not None:
             self._unindex(old)
+            if key not in delta.vms:
+                delta.before[key] = old
             delta.vms.add(key)
 
     def _unindex(self, vm: Vm) -> None:

@@ -151,14 +151,17 @@ class OvsInstance:
             pid = self._read_pid(daemon)
         if pid is None or not self._is_ours(pid):
             return
+        started = _start_time(pid)
         os.kill(pid, sig)
         deadline = time.monotonic() + wait
-        while self._is_ours(pid) and time.monotonic() < deadline:
+        # until it is gone or a zombie: an exiting daemon's cmdline is empty before its
+        # threads are torn down, so the cmdline alone says "gone" too early
+        while _alive(pid, started) and time.monotonic() < deadline:
             time.sleep(0.02)
-        if self._is_ours(pid):
+        if _alive(pid, started) and self._is_ours(pid):
             os.kill(pid, signal.SIGKILL)
-            while self._is_ours(pid) and time.monotonic() < deadline + 2:
-                time.sleep(0.02)
+        while _alive(pid, started) and time.monotonic() < deadline + 5:
+            time.sleep(0.02)
 
     def stop(self) -> None:
         """Kill both daemons, delete namespace and directory. Safe to call twice."""
@@ -239,3 +242,25 @@ class OvsInstance:
             settings.append(f"trunks={_vlan_list(set(trunks))}")
         self.vsctl("add-port", bridge, port, *settings)
         return peer
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name, or None when there is no PID."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[-1].split()
+
+
+def _start_time(pid: int) -> str:
+    fields = _stat(pid)
+    return fields[19] if fields and len(fields) > 19 else ""
+
+
+def _alive(pid: int, started: str) -> bool:
+    """The process that had start time ``started`` runs (not gone, not a zombie)."""
+    fields = _stat(pid)
+    if not fields or len(fields) <= 19 or fields[19] != started:
+        return False
+    return fields[0] not in ("Z", "X")

@@ -154,11 +154,12 @@ class Reconciler:
             while not stop.is_set():
                 stepped = await self._guarded_step(stop)
                 self._release()
-                if self.wake.is_set():
-                    self._hold()
                 if stepped:
+                    if self.wake.is_set():
+                        self._hold()
                     backoff.reset()
                     continue
+                self.wake.set()  # the retry reconciles again, woken or not
                 delay = backoff.next()
                 log.warning("%s %s: retrying in %.0fs", self._what(), self.name, delay)
                 await _sleep_until(stop, delay)
