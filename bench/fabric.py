@@ -65,9 +65,9 @@ class Hooks:
             marks.setdefault("read_end", time.time())
             return snap  # type: ignore[no-any-return]
 
-        def timed_hints(w: Any, hosts: list[str], systems: Any = None) -> None:
+        def timed_hints(w: Any, hosts: list[str]) -> None:
             started = time.time()
-            query_hints(w, hosts, systems)
+            query_hints(w, hosts)
             if "hints_end" not in marks:
                 self.hints += time.time() - started
                 marks["hints_end"] = time.time()

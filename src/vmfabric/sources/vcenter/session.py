@@ -4,13 +4,12 @@ Lifecycle: connecting -> connected -> (Snapshot, changes) -> disconnected (one-l
 -> reconnect with ``Backoff`` capped at 60 s. The password never leaves memory.
 
 Full read (at connect and every ``audit_interval``): every feed (``feeds.FEEDS``) starts
-and reads its kind at once, in parallel; at connect, a thread reads each host's network
-system and connection state (a few bytes per host, before the host feed's heavy network
-configuration is in) and queries the hints, while VMs are still arriving; the ``Snapshot``
-follows once every feed, the hints (and, at the first read, the tags) have answered.
-Afterwards each feed answer is applied in arrival order and the rebuilt model objects are
-diffed against what was last emitted: ``VmUpsert``, ``HostUpsert``, ``PortGroupUpsert``...
-An audit recreates the feeds and emits a new ``Snapshot`` (the runtime diffs it).
+and reads its kind at once, in parallel; hints are queried as soon as the hosts are in,
+while VMs are still arriving; the ``Snapshot`` follows once every feed (and, at the first
+read, the tags) has answered. Afterwards each feed answer is applied in arrival order and
+the rebuilt model objects are diffed against what was last emitted: ``VmUpsert``,
+``HostUpsert``, ``PortGroupUpsert``... An audit recreates the feeds and emits a new
+``Snapshot`` (the runtime diffs it).
 
 Uplink discovery: ``QueryNetworkHint`` once per host (never per NIC) at every connect,
 when a host (re)connects and every ``hint_refresh``; a ``HostUpsert`` follows only when a
@@ -44,7 +43,6 @@ from vmfabric.sources.vcenter.feeds import (
     WAIT_SECONDS,
     Feed,
     FeedItem,
-    filter_spec,
 )
 from vmfabric.sources.vcenter.inventory import (
     Emitted,
@@ -303,7 +301,6 @@ class _Watch:
         self._drop_stale()
         old = self.inventory
         self.inventory = Inventory(old.session, neighbors=old.neighbors, tags=old.tags)
-        hints = _EarlyHints(self).start() if query_hints else None
         self.feeds = [
             Feed(s, self.content, self.stub, self.queue, old.session).start() for s in FEEDS
         ]
@@ -312,6 +309,9 @@ class _Watch:
         pending = {f.spec.name for f in self.feeds}
         if self.tag_feed is not None and not self.tags_read:
             pending.add("tags")
+        hints = query_hints
+        if hints:
+            self.inventory.neighbors = {}
         while pending:
             if stop.is_set():
                 return False
@@ -322,8 +322,9 @@ class _Watch:
             self._absorb(item, Touched())
             if item.initial or item.feed == "tags":
                 pending.discard(item.feed)
-        if hints is not None and not hints.join(stop):
-            return False
+            if hints and "host" not in pending:
+                self.query_hints(list(self.inventory.hosts))
+                hints = False
         self._read_hosts(h for h, p in self.inventory.vms.items() if p.get("runtime.host") is None)
         snap = self.inventory.snapshot()
         self.source.full_reads += 1
@@ -418,13 +419,10 @@ class _Watch:
 
     # -- hints
 
-    def query_hints(self, hosts: list[str], systems: dict[str, Any] | None = None) -> None:
+    def query_hints(self, hosts: list[str]) -> None:
         """QueryNetworkHint once per host, ``HINT_THREADS`` at a time; hosts that cannot be
-        asked or do not answer keep their last neighbours. ``systems``: each connected
-        host's network system, when the inventory does not know them yet."""
-        if systems is None:
-            systems = {ref: system for ref in hosts if (system := self._network_system(ref))}
-        asked = [(ref, systems[ref]) for ref in hosts if ref in systems]
+        asked or do not answer keep their last neighbours."""
+        asked = [(ref, system) for ref in hosts if (system := self._network_system(ref))]
         self.source.hint_queries += len(asked)
         with ThreadPoolExecutor(HINT_THREADS, thread_name_prefix="vcenter-hints") as pool:
             answers = list(pool.map(lambda pair: self._hints(*pair), asked))
@@ -455,61 +453,6 @@ class _Watch:
         self.query_hints(hosts)
         for event in self.emitted.host_changes(self.inventory.hosts_by_name()):
             self.emit(event)
-
-
-class _EarlyHints:
-    """The hints of a connect's full read, queried in a thread of their own as soon as each
-    host's network system and connection state are read (``RetrieveProperties``, two small
-    paths per host): at 250 hosts the host feed's answer, parsed while the VM answers are,
-    arrived 0.3-0.8 s into the read, and the hints after it were the read's critical path.
-    ``join`` waits for them (False when ``stop`` is set first) and raises what failed."""
-
-    PATHS = ("configManager.networkSystem", "runtime.connectionState")
-
-    def __init__(self, watch: _Watch) -> None:
-        self.watch = watch
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(
-            target=self._run, name=f"vcenter-{watch.source.name}-hints", daemon=True
-        )
-
-    def start(self) -> _EarlyHints:
-        self.watch.inventory.neighbors = {}
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            systems = self._systems()
-            self.watch.query_hints(sorted(systems), systems)
-        except Exception as exc:  # the session decides, as for a failed feed
-            self.error = exc
-
-    def _systems(self) -> dict[str, Any]:
-        """Each connected host's network system, by host moref id."""
-        content = self.watch.content
-        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.HostSystem], True)
-        try:
-            spec = filter_spec(view, vim.HostSystem, self.PATHS)
-            found = content.propertyCollector.RetrieveContents([spec]) or ()
-        finally:
-            view.DestroyView()
-        out = {}
-        for obj in found:
-            props = {p.name: p.val for p in obj.propSet or ()}
-            system = props.get("configManager.networkSystem")
-            if system is not None and props.get("runtime.connectionState") == "connected":
-                out[moref(obj.obj)] = system
-        return out
-
-    def join(self, stop: threading.Event) -> bool:
-        while self.thread.is_alive():
-            if stop.is_set():
-                return False
-            self.thread.join(WAIT_SECONDS)
-        if self.error is not None:
-            raise self.error
-        return True
 
 
 def _create(config: SessionConfig, base_dir: Path) -> VcenterSource:
