@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import coldstatic, engine, fabric, profile, report, showvm
+from bench import coldstatic, engine, fabric, profile, report, rss, showvm
 from bench.stats import machine
 from bench.vclab import Lab
 
@@ -158,6 +158,7 @@ def run(plan: Plan, say: Clock) -> dict[str, Any]:
         str(n): coldstatic.run(n, plan.static_reps, say) for n in plan.static_vms
     }
     results["show_vm"] = showvm.run(max(plan.static_vms), plan.static_reps, say)
+    results["rss"] = {str(n): rss.run(n, say) for n in plan.static_vms}
     results["labs"] = {}
     for spec in plan.labs:
         results["labs"][spec.name] = run_lab(spec, plan.intervals, say)

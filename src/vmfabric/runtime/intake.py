@@ -142,7 +142,7 @@ class Intake:
 
     def _vm_keys(self, events: Iterable[SourceEvent]) -> list[tuple[str, str]]:
         """The VMs a batch may change: named by upserts and removals, and every VM of a
-        session a snapshot replaces (before and after)."""
+        session a snapshot replaces (before and after), unless it is the session's first."""
         keys: list[tuple[str, str]] = []
         for ev in events:
             if isinstance(ev, VmUpsert):
@@ -150,8 +150,10 @@ class Intake:
             elif isinstance(ev, VmRemoved):
                 keys.append((ev.session, ev.id))
             elif isinstance(ev, Snapshot):
-                keys.extend(k for k in self.inventory.vms if k[0] == ev.session)
-                keys.extend(vm.key for vm in ev.vms)
+                known = [k for k in self.inventory.vms if k[0] == ev.session]
+                if known:  # a session's first inventory is no news per VM: its session
+                    keys.extend(known)  # event says to read the views (100,000 VMs would
+                    keys.extend(vm.key for vm in ev.vms)  # flush the 10,000 events kept)
         return keys
 
     def _vm_notices(self, before: dict[tuple[str, str], Vm | None]) -> list[Notice]:

@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,7 +46,7 @@ from vmfabric.runtime.bus import EventBus
 from vmfabric.runtime.lease import LeaseLost
 from vmfabric.runtime.recorder import Recorder, audit_entries, plan_doc
 from vmfabric.runtime.target import Target
-from vmfabric.store import AuditEntry, StoreError
+from vmfabric.store import AuditEntry, Store, StoreError
 
 log = logging.getLogger("vmfabric")
 Clock = Callable[[], float]
@@ -267,12 +267,11 @@ class Reconciler:
         self, plan: TargetPlan, kept: Sequence[Change], now: float
     ) -> tuple[int, tuple[Change, ...]]:
         self.check_leader()
-        entries = audit_entries(self.target.kind, self.name, kept, now)
         sessions = sorted({s for c in kept for s in c.sessions})
-        doc = plan_doc(self.name, kept)
         plan_id = await self.recorder.call(
-            self.store.begin_apply, self.name, doc, entries, now, sessions
-        )
+            _begin_apply, self.store, self.name, kept, kind=self.target.kind, now=now,
+            sessions=sessions,
+        )  # fmt: skip
         started = time.monotonic()
         await asyncio.to_thread(self.target.apply, kept)
         seconds = time.monotonic() - started
@@ -283,9 +282,8 @@ class Reconciler:
         await self._settle_approvals(plan, {(c.holder, c.member) for c in confirmed})
         done = self.clock()
         await self.recorder.call(
-            self.store.finish_apply, plan_id,
-            audit_entries(self.target.kind, self.name, confirmed, done), done,
-            origins=self.target.origins(),
+            _finish_apply, self.store, self.name, plan_id, kind=self.target.kind,
+            confirmed=confirmed, done=done, origins=self.target.origins(),
         )  # fmt: skip
         self.target.applied(confirmed)
         self.last_apply = done
@@ -427,3 +425,24 @@ def _change(entry: AuditEntry) -> Change:
 async def _sleep_until(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+# The audit entries and the JSON document of a plan are made on the writer thread, right
+# before they are written: a cold start's plans (100,000 changes) do not all wait in
+# memory, made at once, for their turn on the store.
+
+
+def _begin_apply(
+    store: Store, target: str, kept: Sequence[Change], *, kind: str, now: float,
+    sessions: Sequence[str],
+) -> int:  # fmt: skip
+    entries = audit_entries(kind, target, kept, now)
+    return store.begin_apply(target, plan_doc(target, kept), entries, now, sessions)
+
+
+def _finish_apply(
+    store: Store, target: str, plan_id: int, *, kind: str, confirmed: Sequence[Change],
+    done: float, origins: Mapping[str, Collection[str]] | None,
+) -> None:  # fmt: skip
+    entries = audit_entries(kind, target, confirmed, done)
+    store.finish_apply(plan_id, entries, done, origins=origins)

@@ -90,7 +90,14 @@ def insert_portgroups(conn: Connection, items: Iterable[PortGroup]) -> None:
 
 
 def insert_vms(conn: Connection, items: Iterable[Vm]) -> None:
-    _insert(conn, vms, [rows.vm_row(v) for v in items])
+    # in chunks: the rows and the driver's parameters of 100,000 VMs at once were the
+    # controller's peak memory (about 100 MB)
+    listed = list(items)
+    for start in range(0, len(listed), _CHUNK):
+        _insert(conn, vms, [rows.vm_row(v) for v in listed[start : start + _CHUNK]])
+
+
+_CHUNK = 2000
 
 
 def delete_sessions(conn: Connection, names: Iterable[str]) -> None:
@@ -111,10 +118,14 @@ def touch_sessions(conn: Connection, names: Iterable[str], now: float) -> None:
 
 def _unique(session: str, items: Sequence[_Item]) -> list[_Item]:
     """One object per key (the last wins), all of ``session``."""
-    by_key: dict[Key, _Item] = {}
     for item in items:
         if item.session != session:
             raise ValueError(f"{item.key} is not of session {session!r}")
+    names = [item.id if isinstance(item, Vm) else item.name for item in items]
+    if len(set(names)) == len(names):  # the usual case: no dict of 100,000 keys made
+        return list(items)
+    by_key: dict[Key, _Item] = {}
+    for item in items:
         by_key[item.key] = item
     return list(by_key.values())
 

@@ -140,10 +140,14 @@ class _Section:
 
 @dataclass
 class _State:
-    """The last good flow-lines file, to re-read only the lines an edit changed."""
+    """The last good flow-lines file, to re-read only the lines an edit changed (its text
+    as one string: 100,000 line strings kept would cost twice its size)."""
 
-    lines: list[str]
+    text: str
     sections: dict[str, _Section]
+
+    def lines(self) -> list[str]:
+        return self.text.split("\n")
 
     def parsed(self) -> Parsed:
         out = Parsed()
@@ -171,7 +175,7 @@ class InventoryReader:
         text = read_text(path)
         try:
             if self._state is not None:
-                spliced = self._splice(path, text.split("\n"))
+                spliced = self._splice(path, text)
                 if spliced is not None:
                     return spliced
             doc = read_document(text, known=self._built)
@@ -199,17 +203,17 @@ class InventoryReader:
                 parsed.of(kind).append(obj)
         self._check(parsed, lambda loc: _item_line(doc, loc), path)
         self._built = built
-        self._state = _state_of(text.split("\n"), doc, parsed)
+        self._state = _state_of(text, doc, parsed)
         return parsed
 
     # -- an edit of a few lines
 
-    def _splice(self, path: Path, new: list[str]) -> Parsed | None:
+    def _splice(self, path: Path, text: str) -> Parsed | None:
         """The file with only its changed lines read; None when the change is not a few
         items of one section (the caller reads the file again)."""
         state = self._state
         assert state is not None
-        old = state.lines
+        old, new = state.lines(), text.split("\n")
         first, old_end, new_end = _changed(old, new)
         if first == old_end == new_end or first == len(old) == len(new):
             return state.parsed()  # nothing changed (a comment, or nothing at all)
@@ -237,7 +241,7 @@ class InventoryReader:
             )
             for name, sec in state.sections.items()
         }  # fmt: skip
-        candidate = _State(new, sections)
+        candidate = _State(text, sections)
         parsed = candidate.parsed()
         self._check(parsed, lambda loc: _state_line(candidate, loc), path)
         self._state = candidate
@@ -322,7 +326,8 @@ def _state_line(state: _State, loc: tuple[int | str, ...]) -> int | None:
     return section.lines[index] + 1
 
 
-def _state_of(lines: list[str], doc: Document, parsed: Parsed) -> _State:
+def _state_of(text: str, doc: Document, parsed: Parsed) -> _State:
+    lines = text.split("\n")
     headers = {}
     for number, line in enumerate(lines):
         if line[:1] not in ("", " ", "#", "-"):
@@ -339,7 +344,7 @@ def _state_of(lines: list[str], doc: Document, parsed: Parsed) -> _State:
             [i.text for i in items],
             list(parsed.of(kind)),
         )
-    return _State(lines, sections)
+    return _State(text, sections)
 
 
 def _changed(old: list[str], new: list[str]) -> tuple[int, int, int]:
