@@ -183,8 +183,7 @@ def test_hint_refresh_queries_each_host_once_and_emits_only_changes(
 def test_a_host_disconnected_at_connect_is_not_asked_for_hints(
     vcsim_lab: Lab, source_run: SourceRunner
 ) -> None:
-    """The connect's hints are queried before the host feed is in, from each host's
-    connection state read apart: a disconnected host is skipped there too."""
+    """Only connected hosts are asked at connect; the others keep no neighbours."""
     vcsim_lab.control.set_host_connection("hv3", "notResponding")
     run = source_run(vcsim_lab.sim)
     snap = _first_snapshot(run)
