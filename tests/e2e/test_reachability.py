@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,7 +105,13 @@ def test_reachability_follows_vms_through_moves(e2e: E2e, vm_cleanup: None) -> N
     move(e2e, "mv-b", "hv5", peer="mv-a")  # to the dual-homed host: leaf1 eth3 + leaf2 eth3
     move(e2e, "mv-a", "hv1", peer="mv-b")  # back where it started
     assert sorted(carriers(fab, 110)) == [("leaf1", "eth1"), ("leaf1", "eth3"), ("leaf2", "eth3")]
-    vm = {v["name"]: v for v in e2e.controller.store.show_vms()}["mv-b"]
+
+    def mv_b() -> dict[str, Any]:
+        return {v["name"]: v for v in e2e.controller.store.show_vms()}["mv-b"]
+
+    # the store's copy of the inventory follows the switches' plans (the writer's lanes)
+    until(e2e, lambda: mv_b()["host"] == "hv5", 30, "show vm: mv-b on hv5")
+    vm = mv_b()
     assert vm["host"] == "hv5"
     assert {(a["switch"], a["port"]) for a in vm["attachments"]} == {
         ("leaf1", "eth3"), ("leaf2", "eth3"),

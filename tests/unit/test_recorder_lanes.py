@@ -4,6 +4,7 @@ inventory lane waits for its release (or ``max_defer``), and nothing queued is l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from support.store_data import esx01, portgroups, vms
+from vmfabric.core.model import Snapshot, VmUpsert
+from vmfabric.inventory.index import Inventory
+from vmfabric.runtime.bus import EventBus
+from vmfabric.runtime.intake import Intake
 from vmfabric.runtime.recorder import Recorder
 from vmfabric.store import AuditEntry, Store
 
@@ -118,3 +124,28 @@ def test_plan_entries_round_trip_as_rows(tmp_path: Path) -> None:
         assert AuditEntry.from_json(entries[0].to_row()) == entries[0]
     finally:
         store.close()
+
+
+def test_a_snapshot_waits_in_the_inventory_lane_and_what_follows_it_too(
+    recorder: Recorder,
+) -> None:
+    """The intake queues a whole inventory in the inventory lane, and the incremental
+    changes behind it there too (in order); once it is written, changes go with the plans."""
+    store = recorder.store
+    intake = Intake(Inventory(["lab"]), lambda: (), recorder, EventBus(), lambda *_: None)
+    snapshot = Snapshot("lab", (esx01(),), tuple(portgroups()), tuple(vms()))
+    moved = dataclasses.replace(vms()[0], host="esx02")
+    gate = _blocked(recorder)
+    intake.handle([snapshot], 1.0)
+    intake.handle([VmUpsert(moved)], 2.0)
+    lanes = {name: len(queued) for name, queued in recorder._lanes.items()}
+    assert lanes == {"targets": 0, "inventory": 4}  # two writes and their two publishes
+    gate.set()
+    deadline = time.monotonic() + 30
+    while not recorder.idle() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert {v.id: v.host for v in store.snapshot("lab").vms}[moved.id] == "esx02"
+    gate = _blocked(recorder)
+    intake.handle([VmUpsert(dataclasses.replace(moved, host="esx01"))], 3.0)
+    assert {name: len(q) for name, q in recorder._lanes.items()} == {"targets": 2, "inventory": 0}
+    gate.set()

@@ -94,7 +94,8 @@ class Intake:
         self.status: dict[str, SessionStatus] = {}  # last status per session
         self._problems: dict[str, dict[str, str]] = {}  # session -> port group -> problem
         self._unrecorded: set[str] = set()  # sessions whose inventory the store missed
-        self._lock = threading.Lock()  # guards _unrecorded (set by the writer thread)
+        self._lock = threading.Lock()  # guards _unrecorded and _deferred (writer thread)
+        self._deferred = 0  # this intake's writes queued in the recorder's inventory lane
         self.recording = True  # False on a standby controller: the leader records
 
     # ---- the queue ---------------------------------------------------------------------
@@ -178,13 +179,13 @@ class Intake:
             for ev in events:
                 if isinstance(ev, SessionStatus):
                     self.status[ev.session] = ev
-            self.recorder.submit(self._publish, notices, lane="inventory")
+            self._submit(False, self._publish, notices)
             return
         with self._lock:
             unrecorded = bool(self._unrecorded)
         if unrecorded:  # the inventory has this batch too: record its whole view
             self.rerecord(now)
-            self.recorder.submit(self._publish, notices, lane="inventory")
+            self._submit(True, self._publish, notices)
             return
         problems = self._track_problems(events)
         steps: list[tuple[str, Any]] = []
@@ -203,8 +204,29 @@ class Intake:
         for session in problems:  # a port group's problem changed: refresh the warnings
             status = self.status.get(session, SessionStatus(session, "connected"))
             steps.append(("session", self._session_row(status, notices)))
-        self.recorder.submit(self._write, steps, now, lane="inventory")
-        self.recorder.submit(self._publish, notices, lane="inventory")
+        whole = any(isinstance(ev, Snapshot) for ev in events)
+        self._submit(whole, self._write, steps, now)
+        self._submit(whole, self._publish, notices)
+
+    def _submit(self, whole: bool, fn: Callable[..., object], *args: Any) -> None:
+        """Queue a write of the inventory's copy (or the live events that follow it). A
+        whole inventory (a snapshot, a re-record) goes to the recorder's inventory lane,
+        after the switches' plans; so does everything queued behind one, in order. Other
+        changes go with the plans, in order, so that a view read on a plan's live event
+        already shows the VM change that made the plan."""
+        with self._lock:
+            deferred = whole or self._deferred > 0
+            if deferred:
+                self._deferred += 1
+        if not deferred:
+            self.recorder.submit(fn, *args)
+            return
+        future = self.recorder.submit(fn, *args, lane="inventory")
+        future.add_done_callback(self._undefer)
+
+    def _undefer(self, _: object) -> None:
+        with self._lock:
+            self._deferred -= 1
 
     def _publish(self, notices: list[Notice]) -> None:
         for kind, data in notices:
@@ -269,7 +291,7 @@ class Intake:
                    "in_sync": inv.in_sync(name), "error": last.error, "version": last.version,
                    "warnings": (*last.warnings, *self._warnings(name))}  # fmt: skip
             steps.append(("session", row))
-        self.recorder.submit(self._write, steps, now, lane="inventory")
+        self._submit(True, self._write, steps, now)
 
     def mark_unrecorded(self) -> None:
         """Record every session's whole inventory at the next look (a new leader)."""

@@ -6,12 +6,13 @@ busy timeout is 5 s) then delays only the work that waits for that write, never 
 loop, the intake of source events or another target's reconcile loop.
 
 Writes run in two lanes, each in the order given. The ``targets`` lane (plans, the audit
-log, port states, statuses: what a reconcile step waits for) goes first; the ``inventory``
-lane (the store's copy of the sources' inventory for ``show`` and the API, and the live
-events that follow it) runs when the targets lane is empty and no target is between a
-wake-up and its recorded apply (``hold``/``release``), or once its oldest write has waited
-``max_defer`` seconds. A 100,000-VM snapshot takes the store a second or more to copy:
-the switches' plans no longer wait for it, and ``show`` catches up right after.
+log, port states, statuses, incremental inventory changes: what a reconcile step waits
+for or follows) goes first; the ``inventory`` lane (whole inventories: a session's
+snapshot for ``show`` and the API, what the intake queues behind one, and their live
+events) runs when the targets lane is empty and no target is between a wake-up and its
+recorded apply (``hold``/``release``), or once its oldest write has waited ``max_defer``
+seconds. A 100,000-VM snapshot takes the store a second or more to copy: the switches'
+plans no longer wait for it, and ``show`` catches up right after.
 
 It also turns the reconcile loop's typed ``Change``s into the store's audit entries.
 """
