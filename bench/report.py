@@ -411,36 +411,32 @@ FINDINGS = """## What the figures say
   of every object they cover. Wave 1's source had five filters on one collector: about 25
   collections of everything per change, 6x floor (a) at 10,000 VMs. The source now keeps
   one PropertyCollector, filter and long-poll thread per object kind and reads the VMs
-  through two feeds: `vm` (`runtime.host`, `runtime.powerState`: what a vMotion or a power
-  change needs) and `vm-more` (name, networks, guest OS, folder, custom attributes, guest
-  NICs), so the feed a vMotion travels on costs two paths per VM, next to floor (a)'s one
-  (`python -m bench.profile filters` shows the cost of paths per VM and of filters per
-  collector: at 10,000 VMs a bare listener with the vm feed's two paths is as fast as one
-  with `runtime.host` alone, one with every VM path the source reads takes three times as
-  long, and wave 1's five filters seven times). The ratio is now 1.1-1.2 at every size,
-  four vCenters included, and p99 within 1.1-1.3x floor (a)'s; what remains above floor (a)
-  is vmfabric's own 30-50 ms (the 20 ms `coalesce` window most) and vcsim's cost of the
-  source's other feeds on the shared CPU. `guest.net` (addresses and MACs) is read: it costs
-  nothing at p50, but on a busy machine the heavy vm-more feed (six paths of every VM per
-  change) sometimes took vcsim more than the 30 s socket timeout to answer, and the
-  session's reconnect made the 10,000-VM p99 2.6-2.8x floor (a)'s in A/B runs; that feed
-  alone may now take 180 s (a dead server is still noticed within 30 s by every other
-  call), which brought it to 1.1x with `guest.net` kept. These runs shared the 2 cores with
-  other engineers' test suites (load in the tables): absolute times are 1.5-3x wave 1's
-  quiet-machine figures, the ratios are the comparable ones.
+  through three feeds: `vm` (`runtime.host`, `runtime.powerState`: what a vMotion or a
+  power change needs), `vm-more` (name, networks, guest OS) and `vm-extra` (folder, custom
+  attributes, guest NICs), so the feed a vMotion travels on costs two paths per VM, next
+  to floor (a)'s one (`python -m bench.profile filters` shows the cost of paths per VM and
+  of filters per collector: at 10,000 VMs a bare listener with the vm feed's two paths is
+  as fast as one with `runtime.host` alone, one with every VM path the source reads takes
+  three times as long, and wave 1's five filters seven times). The ratio and the p99 are
+  in the tables; what remains above floor (a) is vmfabric's own 30-50 ms (the 20 ms
+  `coalesce` window most) and vcsim's cost of the source's other feeds on the shared CPU.
+  On a busy machine the heavy feeds (three paths of every VM per change) sometimes took
+  vcsim more than the 30 s socket timeout to answer, and the session's reconnect made the
+  10,000-VM p99 2.6-2.8x floor (a)'s in A/B runs; those two feeds alone may take 180 s (a
+  dead server is still noticed within 30 s by every other call).
 - **Cold start of 10,000 VMs.** Every feed sets itself up and reads its kind in parallel;
   VM answers are read by a regular-expression reader (every plain value, no object per XML
-  element: the 5 MB `vm` answer in about 0.1 s, the 15 MB `vm-more` one in about 0.4 s,
-  where pyVmomi takes 1.2 s and 3.3 s), hosts by ElementTree (named tuples for the network
-  configuration: tens of ms where pyVmomi takes a second), hints eight at a time and while
-  the VMs still arrive. The source's whole full read uses 0.85-1.2 s of CPU at 10,000 VMs
-  and 250 hosts; its critical path is the vm-more feed (vcsim collecting and writing 15 MB,
-  about 0.6 s, then 0.4 s to read it: see the profile below), and the cold start is 2.1 s
-  at p50 here (load 1.6-1.8): the 1.5 s target is missed by the last few hundred ms.
-  Next: read the answer while it streams in (it arrives in pieces of `objectSet`), and
-  split vm-more in two feeds so that vcsim writes them in parallel. The vcsim harness
-  answered `QueryNetworkHint` by parsing its whole hints file per call (250 hosts: 250
-  parses of a 250-host file); it now caches it until the file changes.
+  element, in pieces of 256k characters so that no other thread waits long for the GIL:
+  the 5 MB `vm` answer in about 0.055 s, `vm-more` and `vm-extra` together in about 0.3 s,
+  where pyVmomi takes 1.2 s and 3.3 s), hosts by ElementTree, and the two heavy VM feeds
+  are built by vcsim on its two cores at once. vcsim uses about 0.85 s of CPU for a full
+  read and the source about 0.75 s; the critical path is now the 250 `QueryNetworkHint`
+  calls (CDP/LLDP per host): 0.1 s alone, but 0.55-1.2 s during the read, because each
+  waits for the GIL while the VM answers are parsed. Then the runtime adds about 0.3 s
+  (compute, store, apply). Where the target is missed, that is why. Next: the hints sent
+  back to back on one connection and read by a light reader instead of pyVmomi's
+  deserializer. Reading an answer while it streams in is not possible on vcsim 0.24: it
+  builds the whole answer before writing a byte, and ignores `maxObjects` (no paging).
 - **Static inventory at 100,000 VMs.** The file is written as the README shows it, one flow
   mapping per line. The source reads such files itself (regular-expression passes turn the
   lines into JSON, `json.loads` reads them, a value JSON cannot tell apart from YAML's
