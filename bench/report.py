@@ -459,7 +459,17 @@ FINDINGS = """## What the figures say
   searched per host. What is left to try: the intake's per-VM work in the shared
   inventory and the intents, and a source that parses in a second process.
 - **Engine.** Events/s fall with the inventory size (same calls, slower dict lookups: a
-  memory-bound working set). Memory: the autovlan intent keeps nothing per VM (per port a
+  memory-bound working set). The 100,000 events/s target is missed: the work per event is
+  now the shared inventory's (index the VM, keep its record from before the batch for
+  every intent) and then each intent's, where wave 1's one engine did both at once. Wave
+  1's engine on this same machine (its last commit, 90d7e2a, the same
+  `bench.engine.throughput`, 20,000 events, 5 rounds, load 0.4) gave 142,270 / 101,320 /
+  65,429 events/s at 1k / 10k / 100k, this code 68,301 / 53,850 / 41,606 (the published
+  wave-1 figures, 237,276 / 181,009 / 101,766, came from a faster CPU); cProfile of 20,000
+  moves puts half the time in the inventory (`_upsert_vm`, `_unindex`) and half in the
+  autovlan intent (`update`, `vm_triples`). Index entries are lists up to 64 VMs (memory)
+  and sets above: with lists up to 512, a removal scanned a 500-VM port group's list and
+  100,000 VMs gave 24,428 events/s. Memory: the autovlan intent keeps nothing per VM (per port a
   sorted array of VLANs and one of counts; what a VM counted before comes from the
   inventory's record of it before the batch), the groups intent reads the shared inventory
   instead of a copy of every VM and VMs in the same groups share one membership set, and

@@ -19,6 +19,7 @@ Not thread-safe: the runtime owns it.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ Key = tuple[str, str]  # (session, name or id)
 _T = TypeVar("_T", Host, PortGroup)
 _EMPTY: frozenset[Key] = frozenset()
 Members = list[Key] | set[Key]
-SMALL = 512  # index entries kept as a list up to this many VMs
+SMALL = 64  # index entries kept as a list up to this many VMs (a removal scans it)
 
 
 @dataclass(slots=True)
@@ -257,8 +258,9 @@ def _unindex(index: dict[Key, Members], at: Key, key: Key) -> None:
         return
     if isinstance(members, set):
         members.discard(key)
-    elif key in members:
-        members.remove(key)
+    else:
+        with contextlib.suppress(ValueError):  # one scan, not "in" then "remove"
+            members.remove(key)
     if not members:
         del index[at]
 
