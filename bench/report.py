@@ -485,7 +485,15 @@ FINDINGS = """## What the figures say
   thread right before it is written), one live event per VM of a session's first inventory
   (its `session` event says it), the source's own copies of VMs the inventory then copied
   again, its last text kept as 100,000 line strings, and Alembic imported to stamp a new
-  store (30 MB). About 80 MB of what is left is the interpreter and the imports.
+  store (30 MB). Single runs of `python -m bench.rss 100000` gave 246-249 MB after those;
+  this run's 260.7 MB misses the 250 MB target: RSS is 247 MB when the switches have
+  converged and the peak comes after, while the store copies the 100,000 VMs (2,000-row
+  chunks of rows and driver parameters on top of everything the controller keeps; the
+  inventory index lists of up to 64 VMs, for the engine's speed, add about 4 MB). About
+  80 MB is the interpreter and the imports; the static source still keeps its own
+  100,000-entry map of line text to object for one-line edits (about 25 MB). Next: copy
+  the inventory in smaller chunks or from the inventory's own objects, and key the
+  source's map by line number.
 - **Storm.** 1,000 vMotions cost one or two OVSDB transactions and only the (port, VLAN)
   memberships the final placement needs, with no redundant write. vcsim still takes more
   than the source's 30 s socket timeout to answer some long polls during the storm (every
