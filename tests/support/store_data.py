@@ -3,15 +3,12 @@ fills, and the ``postgres_url`` fixture (import it into a test module to use it)
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from support import postgres
 from vmfabric.core.model import (
     Host,
     Neighbor,
@@ -116,28 +113,12 @@ def url_of(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def _as_postgres(*command: str) -> None:
-    subprocess.run(
-        ["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120
-    )
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL server on a unix socket (skipped where none is installed)."""
     pytest.importorskip("psycopg")
-    if not (shutil.which("initdb") and shutil.which("pg_ctl") and shutil.which("runuser")):
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    if os.geteuid() != 0:
-        pytest.skip("starts PostgreSQL as the postgres user, which needs root")
-    folder = Path(tempfile.mkdtemp(prefix="vmfabric-pg-"))
-    shutil.chown(folder, "postgres")
-    data = folder / "data"
-    _as_postgres("initdb", "-D", str(data), "-A", "trust", "-U", "vmfabric", "--no-sync")
-    options = f"-k {folder} -c listen_addresses='' -F"
-    _as_postgres("pg_ctl", "-D", str(data), "-o", options, "-w", "-l", f"{folder}/log", "start")
-    try:
-        yield f"postgresql+psycopg://vmfabric@/postgres?host={folder}"
-    finally:
-        _as_postgres("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
+    why = postgres.missing()
+    if why:
+        pytest.skip(why)
+    with postgres.postgres_server() as url:
+        yield url
