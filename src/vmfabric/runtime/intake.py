@@ -94,8 +94,7 @@ class Intake:
         self.status: dict[str, SessionStatus] = {}  # last status per session
         self._problems: dict[str, dict[str, str]] = {}  # session -> port group -> problem
         self._unrecorded: set[str] = set()  # sessions whose inventory the store missed
-        self._lock = threading.Lock()  # guards _unrecorded and _deferred (writer thread)
-        self._deferred = 0  # this intake's writes queued in the recorder's inventory lane
+        self._lock = threading.Lock()  # guards _unrecorded (set by the writer thread)
         self.recording = True  # False on a standby controller: the leader records
 
     # ---- the queue ---------------------------------------------------------------------
@@ -214,19 +213,8 @@ class Intake:
         after the switches' plans; so does everything queued behind one, in order. Other
         changes go with the plans, in order, so that a view read on a plan's live event
         already shows the VM change that made the plan."""
-        with self._lock:
-            deferred = whole or self._deferred > 0
-            if deferred:
-                self._deferred += 1
-        if not deferred:
-            self.recorder.submit(fn, *args)
-            return
-        future = self.recorder.submit(fn, *args, lane="inventory")
-        future.add_done_callback(self._undefer)
-
-    def _undefer(self, _: object) -> None:
-        with self._lock:
-            self._deferred -= 1
+        deferred = whole or self.recorder.inventory_pending()
+        self.recorder.submit(fn, *args, lane="inventory" if deferred else "targets")
 
     def _publish(self, notices: list[Notice]) -> None:
         for kind, data in notices:

@@ -46,7 +46,7 @@ class Recorder:
         self._ready = threading.Condition()
         self._closed = False
         self._holds = 0
-        self._running = False
+        self._running: Lane | None = None  # the lane of the job the thread runs
         self._thread: threading.Thread | None = None
 
     def hold(self) -> None:
@@ -79,7 +79,13 @@ class Recorder:
     def idle(self) -> bool:
         """Nothing queued in either lane and nothing running: the store has caught up."""
         with self._ready:
-            return not any(self._lanes.values()) and not self._running
+            return not any(self._lanes.values()) and self._running is None
+
+    def inventory_pending(self) -> bool:
+        """Whether a write of the inventory lane is queued or running: what must follow
+        it in order goes to that lane too."""
+        with self._ready:
+            return bool(self._lanes["inventory"]) or self._running == "inventory"
 
     def close(self) -> None:
         """Finish the queued writes (both lanes) and stop the thread."""
@@ -106,14 +112,14 @@ class Recorder:
         targets, inventory = self._lanes["targets"], self._lanes["inventory"]
         with self._ready:
             while True:
-                self._running = False
+                self._running = None
                 if targets:
-                    self._running = True
+                    self._running = "targets"
                     return targets.popleft()
                 if inventory:
                     waited = time.monotonic() - inventory[0][2]
                     if not self._holds or self._closed or waited >= self.max_defer:
-                        self._running = True
+                        self._running = "inventory"
                         return inventory.popleft()
                     self._ready.wait(self.max_defer - waited)
                     continue
