@@ -41,8 +41,14 @@ _VERSION_KEY = "schema_version"
 REVISIONS = (LEGACY_REVISION, HEAD_REVISION)
 """Every revision this vmfabric knows, oldest first (a test compares it with Alembic's)."""
 
-# Alembic's own table, read without Alembic (not part of ``metadata``: Alembic owns it)
-_alembic_version = Table("alembic_version", MetaData(), Column("version_num", String(32)))
+# Alembic's own table, read (and for a new store made) without Alembic; not part of
+# ``metadata``: Alembic owns it
+_alembic_version = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),  # as Alembic makes it
+)
 
 
 def revision(conn: Connection, where: str) -> str | None:
@@ -108,14 +114,8 @@ def _stamp_new(conn: Connection) -> None:
     """Stamp a store just created at the head revision as ``alembic stamp`` does (its
     table and row), without importing Alembic: 30 MB of a new controller's memory for
     one row. Upgrades of older stores still run through Alembic."""
-    version = Table(
-        _alembic_version.name,
-        MetaData(),
-        Column("version_num", String(32), nullable=False),
-        PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
-    )
-    version.create(conn)
-    conn.execute(version.insert().values(version_num=HEAD_REVISION))
+    _alembic_version.create(conn)
+    conn.execute(_alembic_version.insert().values(version_num=HEAD_REVISION))
 
 
 def _has_alembic_version(conn: Connection) -> bool:
