@@ -121,7 +121,7 @@ def test_plan_entries_round_trip_as_rows(tmp_path: Path) -> None:
         assert store.plan(plan_id)["status"] == "applied"  # type: ignore[index]
         # an entry stored as wave 2's first object form still reads
         assert AuditEntry.from_json(entries[0].to_json()) == entries[0]
-        assert AuditEntry.from_json(entries[0].to_row()) == entries[0]
+        assert AuditEntry.from_json(list(entries[0])) == entries[0]
     finally:
         store.close()
 

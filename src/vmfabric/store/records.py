@@ -86,32 +86,12 @@ class AuditEntry(NamedTuple):
         return self.holder
 
     def to_json(self) -> dict[str, Any]:
-        # spelt out: dataclasses.asdict deep-copies field by field, 30x slower, and a
-        # 100,000-VM cold start writes 100,000 entries twice (plan, then audit log)
-        return {
-            "time": self.time,
-            "kind": self.kind,
-            "target": self.target,
-            "holder": self.holder,
-            "member": self.member,
-            "action": self.action,
-            "reason": self.reason,
-            "session": self.session,
-            "plan": self.plan,
-        }
-
-    def to_row(self) -> list[Any]:
-        """The entry as a JSON array in field order (an ``applying`` plan's entries)."""
-        return [self.time, self.kind, self.target, self.holder, self.member, self.action,
-                self.reason, self.session, self.plan]  # fmt: skip
-
-    def with_plan(self, plan: int) -> AuditEntry:
-        return AuditEntry(self.time, self.kind, self.target, self.holder, self.member,
-                          self.action, self.reason, self.session, plan)  # fmt: skip
+        return self._asdict()
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any] | Sequence[Any]) -> AuditEntry:
-        """From ``to_json``'s object or ``to_row``'s array (a plan's entries)."""
+        """From ``to_json``'s object or the entry as an array in field order (an
+        ``applying`` plan keeps its entries so: ``list(entry)``)."""
         if isinstance(doc, Mapping):
             return cls(**{k: doc[k] for k in _ENTRY_FIELDS if k in doc})
         return cls(*doc)
@@ -259,7 +239,7 @@ def save_plan(
         reason=reason,
         sessions=sorted(set(sessions)),
         plan=dict(doc),
-        entries=None if entries is None else [e.to_row() for e in entries],
+        entries=None if entries is None else [list(e) for e in entries],
     )
     key = conn.execute(stmt).inserted_primary_key
     if key is None:

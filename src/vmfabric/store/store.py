@@ -373,7 +373,7 @@ class Store:
             target = found[0]
             status = "applied" if confirmed else "failed"
             records.set_plan_status(conn, plan_id, status, now)
-            records.record_audit(conn, [e.with_plan(plan_id) for e in confirmed])
+            records.record_audit(conn, [e._replace(plan=plan_id) for e in confirmed])
             if confirmed:
                 records.mark_applied(conn, target, now)
             for holder, members in (origins or {}).items():
