@@ -9,11 +9,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from support.store_data import esx01, portgroups, vms
-from vmfabric.core.model import Snapshot, VmUpsert
+from vmfabric.core.model import SessionStatus, Snapshot, VmUpsert
 from vmfabric.inventory.index import Inventory
 from vmfabric.runtime.bus import EventBus
 from vmfabric.runtime.intake import Intake
@@ -149,3 +150,27 @@ def test_a_snapshot_waits_in_the_inventory_lane_and_what_follows_it_too(
     intake.handle([VmUpsert(dataclasses.replace(moved, host="esx01"))], 3.0)
     assert {name: len(q) for name, q in recorder._lanes.items()} == {"targets": 2, "inventory": 0}
     gate.set()
+
+
+def test_no_session_row_says_in_sync_before_the_store_has_its_inventory(
+    recorder: Recorder,
+) -> None:
+    """A source's status and its first snapshot in one batch: each row written says in
+    sync only once the store holds the session's VMs (``show host`` reads the store)."""
+    store = recorder.store
+    written: list[tuple[bool, int]] = []
+    set_status = store.set_session_status
+
+    def watched(session: str, state: str, **kwargs: Any) -> None:
+        written.append((bool(kwargs.get("in_sync")), len(store.snapshot(session).vms)))
+        set_status(session, state, **kwargs)
+
+    store.set_session_status = watched  # type: ignore[method-assign,assignment]
+    intake = Intake(Inventory(["lab"]), lambda: (), recorder, EventBus(), lambda *_: None)
+    snapshot = Snapshot("lab", (esx01(),), tuple(portgroups()), tuple(vms()))
+    intake.handle([SessionStatus("lab", "connected"), snapshot], 1.0)
+    deadline = time.monotonic() + 30
+    while not recorder.idle() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert written[-1] == (True, len(vms()))
+    assert all(count for in_sync, count in written if in_sync), written

@@ -189,12 +189,17 @@ class Intake:
         problems = self._track_problems(events)
         steps: list[tuple[str, Any]] = []
         changes: list[Any] = []
-        for ev in events:
+        # a status row written before its session's snapshot (one batch, one transaction
+        # each) must not claim an inventory the store does not have yet: the snapshot's
+        # own row, written with the inventory, says in sync
+        snapshot_at = {ev.session: i for i, ev in enumerate(events) if isinstance(ev, Snapshot)}
+        for i, ev in enumerate(events):
             if isinstance(ev, SessionStatus | Snapshot):
                 if changes:
                     steps.append(("changes", changes))
                     changes = []
-                steps.append(("session", self._session_row(ev, notices)))
+                early = snapshot_at.get(ev.session, -1) > i
+                steps.append(("session", self._session_row(ev, notices, early=early)))
                 problems.discard(ev.session)
             else:
                 changes.append(ev)
@@ -221,8 +226,9 @@ class Intake:
             self.bus.publish(kind, data)
 
     def _session_row(
-        self, ev: SessionStatus | Snapshot, notices: list[Notice] | None = None
-    ) -> dict[str, Any]:
+        self, ev: SessionStatus | Snapshot, notices: list[Notice] | None = None,
+        *, early: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
         row: dict[str, Any] = {"session": ev.session}
         if isinstance(ev, Snapshot):
             row["inventory"] = (ev.hosts, ev.portgroups, ev.vms)
@@ -236,8 +242,9 @@ class Intake:
                 "session %s: %s%s", ev.session, ev.state, f": {ev.error}" if ev.error else "",
             )  # fmt: skip
         warnings = (*ev.warnings, *self._warnings(ev.session))
-        row.update(state=ev.state, in_sync=self.inventory.in_sync(ev.session), error=ev.error,
-                   version=ev.version, warnings=warnings)  # fmt: skip
+        in_sync = self.inventory.in_sync(ev.session) and not early
+        row.update(state=ev.state, in_sync=in_sync, error=ev.error, version=ev.version,
+                   warnings=warnings)  # fmt: skip
         if notices is not None:
             notices.append(("session", {"name": ev.session, "state": ev.state,
                                         "in_sync": row["in_sync"], "error": ev.error}))  # fmt: skip
