@@ -191,10 +191,10 @@ def next_member_on(reader: SseReader, switch: str, port: str) -> dict[str, Any]:
 
 
 def wait_for_vlan(fabric: LiveFabric, switch: str, port: str, vlan: int) -> None:
-    """Until the switch carries ``vlan`` on ``port`` (the controller's first apply)."""
-    driver = fabric.controller.targets[switch]
+    """Until the switch carries ``vlan`` on ``port`` (the controller's first apply; its
+    targets are made once it runs, so a missing one is "not yet")."""
     deadline = time.monotonic() + 60
-    while vlan not in vlans_of(driver, port):
+    while vlan not in vlans_of(fabric.controller.targets.get(switch), port):
         assert time.monotonic() < deadline, f"{switch} {port} never carried VLAN {vlan}"
         time.sleep(0.05)
 
