@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 
 from vmfabric.intents.base import Change
 from vmfabric.store import AuditEntry, Store
+from vmfabric.store.records import plan_document
 
 log = logging.getLogger("vmfabric")
 T = TypeVar("T")
@@ -158,27 +159,6 @@ def audit_entries(
 
 
 def plan_doc(target: str, changes: Sequence[Change]) -> dict[str, Any]:
-    """A plan as JSON for the store, ``show plan``, ``approve`` and ``sync --json``:
-    ``changes`` lists every change with its member as text (any target kind); ``ports``
-    groups VLAN changes per switch port:
-    {"ports": [{"switch", "port", "add", "remove", "reasons": [{vlan, action, note}]}]}."""
-    ports: dict[str, dict[str, Any]] = {}
-    for c in changes:
-        if not (c.member.isdigit() or c.member == "all"):
-            continue
-        entry = ports.setdefault(
-            c.holder, {"switch": target, "port": c.holder, "add": [], "remove": [], "reasons": []}
-        )
-        vlan = int(c.member) if c.member.isdigit() else 0
-        entry[c.action].append(vlan)
-        entry["reasons"].append(
-            {"vlan": vlan, "action": c.action, "note": c.reason, "sessions": list(c.sessions)}
-        )
-    for entry in ports.values():
-        entry["add"].sort()
-        entry["remove"].sort()
-    listed = [
-        {"holder": c.holder, "member": c.member, "action": c.action, "reason": c.reason}
-        for c in changes
-    ]
-    return {"ports": [ports[k] for k in sorted(ports)], "changes": listed}
+    """A plan as JSON (``records.plan_document``) from its changes."""
+    return plan_document(target, ((c.holder, c.member, c.action, c.reason, c.sessions)
+                                  for c in changes))  # fmt: skip

@@ -1,4 +1,5 @@
-"""Pausing Python's cyclic garbage collector around bulk work.
+"""Pausing Python's cyclic garbage collector around bulk work, and keeping it off what
+lives long.
 
 Building or writing a 100,000-VM inventory allocates a million containers; meanwhile
 the cyclic collector rescans the growing heap again and again, which costs as much as
@@ -24,3 +25,13 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now out of the collector's reach (``gc.freeze``): called
+    once a whole inventory is built (a session's snapshot), which lives until the next
+    one. Without it, every full collection rescans its million objects: the plans and
+    audit entries of a 100,000-VM cold start made the collector walk it again and again
+    (0.3 s). Reference counting still frees a frozen object (an inventory holds no
+    cycles); only a cycle that is garbage at the time of the call is kept for good."""
+    gc.freeze()
