@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
+from vmfabric.core.gcpause import HeapFreeze
 from vmfabric.intents.base import Change
 from vmfabric.store import AuditEntry, Store
 from vmfabric.store.records import plan_document
@@ -47,6 +48,7 @@ class Recorder:
         self._ready = threading.Condition()
         self._closed = False
         self._holds = 0
+        self._heap = HeapFreeze()
         self._running: Lane | None = None  # the lane of the job the thread runs
         self._thread: threading.Thread | None = None
 
@@ -55,6 +57,14 @@ class Recorder:
         ``max_defer`` seconds per write)."""
         with self._ready:
             self._holds += 1
+
+    def freeze_heap(self) -> None:
+        """Keep what is alive now (a whole inventory just handled) out of the cyclic
+        collector's reach until the targets are at rest: nothing queued in the targets
+        lane and no hold (``core.gcpause.HeapFreeze``)."""
+        with self._ready:
+            self._heap.freeze()
+            self._ready.notify()
 
     def release(self) -> None:
         """The work of a ``hold`` is recorded (or failed)."""
@@ -96,6 +106,7 @@ class Recorder:
             thread = self._thread
         if thread is not None:
             thread.join()
+        self._heap.thaw()
 
     def _queue(self, lane: Lane, job: Callable[[], Any]) -> Future[Any]:
         future: Future[Any] = Future()
@@ -114,6 +125,8 @@ class Recorder:
         with self._ready:
             while True:
                 self._running = None
+                if not targets and not self._holds:
+                    self._heap.thaw()  # the targets are at rest
                 if targets:
                     self._running = "targets"
                     return targets.popleft()
