@@ -31,16 +31,17 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 log = logging.getLogger("vmfabric.bus")
 Listener = Callable[["BusEvent"], None]
 
 
-@dataclass(frozen=True, slots=True)
-class BusEvent:
+class BusEvent(NamedTuple):
+    """One event (a named tuple: a cold start publishes one per change, 90,000 at 100,000
+    VMs)."""
+
     id: int
     time: float
     kind: str
@@ -72,6 +73,18 @@ class EventBus:
             for listener in list(self._listeners):
                 _deliver(listener, event)
         return event
+
+    def publish_many(self, kind: str, datas: Iterable[dict[str, Any]]) -> None:
+        """``publish(kind, data)`` for each of ``datas`` in order, under one lock."""
+        with self._lock:
+            listeners = list(self._listeners)
+            append, ids, now = self._recent.append, self._ids, time.time()
+            for data in datas:
+                event = BusEvent(next(ids), now, kind, data)
+                self._last = event.id
+                append(event)
+                for listener in listeners:
+                    _deliver(listener, event)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` for every later event, in id order (from the publisher's thread,

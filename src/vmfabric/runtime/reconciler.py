@@ -292,17 +292,25 @@ class Reconciler:
         return plan_id, tuple(confirmed)
 
     def _publish_applied(self, plan_id: int, confirmed: Sequence[Change], seconds: float) -> None:
-        for c in confirmed:
-            log.info("%s %s: %s %s %s (%s)", self._what(), self.name, c.holder,
-                     "+" if c.action == "add" else "-", c.member, c.reason)  # fmt: skip
-            data: dict[str, Any] = {
-                "kind": self.target.kind, "target": self.name, "holder": c.holder,
-                "member": c.member, "action": c.action, "plan": plan_id,
-            }  # fmt: skip
-            if self.target.kind == "switchport":
-                vlan = int(c.member) if c.member.isdigit() else None
-                data.update(switch=self.name, port=c.holder, vlan=vlan)
-            self.bus.publish("member", data)
+        what, name, kind = self._what(), self.name, self.target.kind
+        if log.isEnabledFor(logging.INFO):
+            for c in confirmed:
+                log.info("%s %s: %s %s %s (%s)", what, name, c.holder,
+                         "+" if c.action == "add" else "-", c.member, c.reason)  # fmt: skip
+        if kind == "switchport":
+            datas = [
+                {"kind": kind, "target": name, "holder": c.holder, "member": c.member,
+                 "action": c.action, "plan": plan_id, "switch": name, "port": c.holder,
+                 "vlan": int(c.member) if c.member.isdigit() else None}
+                for c in confirmed
+            ]  # fmt: skip
+        else:
+            datas = [
+                {"kind": kind, "target": name, "holder": c.holder, "member": c.member,
+                 "action": c.action, "plan": plan_id}
+                for c in confirmed
+            ]  # fmt: skip
+        self.bus.publish_many("member", datas)
         age = None if self.dirty_since is None else self.clock() - self.dirty_since
         self.bus.publish("apply", {
             "target": self.name, "kind": self.target.kind, "changes": len(confirmed),
