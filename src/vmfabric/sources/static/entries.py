@@ -12,7 +12,8 @@ finds duplicate names and dangling references over all entries.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -27,7 +28,16 @@ from vmfabric.sources.addresses import (
     parse_ip,
     parse_mac,
 )
-from vmfabric.sources.static.flow import SLOW, SPECIAL_FIRST, SlowError, reading
+from vmfabric.sources.static.flow import (
+    HOST,
+    PORTGROUPS,
+    POWER,
+    SLOW,
+    SPECIAL_FIRST,
+    Row,
+    SlowError,
+    reading,
+)
 
 T = TypeVar("T")
 _POWER = {
@@ -260,6 +270,50 @@ def fast_vm(session: str, value: Any) -> Vm:
         cluster=_str(get("cluster", "")),
     )  # fmt: skip
 
+
+def _plain(text: str) -> bool:
+    """Whether YAML reads plain ``text`` as this string."""
+    return text[:1] not in SPECIAL_FIRST or reading(text) == text
+
+
+def _powers(texts: set[str]) -> dict[str, Power]:
+    out = {"": Power.ON}  # no power key
+    for text in texts - {""}:
+        with suppress(SlowError):  # the YAML loader and the schema decide
+            out[text] = _both(text, power_of)
+    return out
+
+
+def _portgroups(texts: set[str]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {"": ()}  # no port groups, or []
+    for text in texts - {""}:
+        names = text.split(", ")
+        if all(map(_plain, names)):
+            out[text] = _shared(tuple(names))
+    return out
+
+
+def fast_vms(session: str, rows: Sequence[Row]) -> list[Vm | None]:
+    """The Vm of each row of the VM shape (``flow.LINE``) whose values are plainly valid,
+    else None (the caller reads that item one by one). Each distinct host, power and list
+    of port groups is checked once; a VM's own work is a few dict look-ups."""
+    hosts = {h: sys.intern(h) for h in {row[HOST] for row in rows} if h and _plain(h)}
+    powers = _powers({row[POWER] for row in rows})
+    groups = _portgroups({row[PORTGROUPS] for row in rows})
+    return [
+        Vm(session, name, name, hosts[host], powers[power], groups[pgs])
+        if host in hosts
+        and power in powers
+        and pgs in groups
+        and (name[:1] not in SPECIAL_FIRST or reading(name) == name)
+        else None
+        for _, _, name, host, power, pgs, _, _ in rows
+    ]
+
+
+FAST_ROWS: dict[str, Callable[[str, Sequence[Row]], Sequence[Host | PortGroup | Vm | None]]] = {
+    "vms": fast_vms,
+}
 
 FAST: dict[str, Callable[[str, Any], Host | PortGroup | Vm]] = {
     "hosts": fast_host,

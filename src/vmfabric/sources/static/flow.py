@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Container
+from collections.abc import Container, Sequence
 from typing import Any, NamedTuple
 
 import yaml
@@ -44,29 +44,40 @@ _ODD = re.compile(
     "|[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 )
 _ODD_ASCII = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
-# Every line is an item, a section key (possibly "key: []") or blank/comment.
-LINE = re.compile(
-    r"^(?:( *)- +(\{.*?\})(?: +#.*)? *|([A-Za-z_][A-Za-z0-9_]*): *(\[\])? *(?:#.*)?"
-    r"| *(?:#.*)?)\r?$",
-    re.M,
-)
 # Quoting: every pass starts with a literal delimiter (fast to find) and replaces it with
 # itself and quotes, a constant. A plain scalar starts after "[", "{", ", " or ": " and ends
 # right before ", ", ": ", "]" or "}"; a ", " or ": " between two plain scalars closes one
 # and opens the next in one pass. Anything else leaves a scalar unquoted (JSON then fails
 # and the line goes to the YAML loader). "<" and "=" (YAML's merge and value keys) never
 # start one: JSON would silently drop a duplicate key's value the loader refuses.
+_TRAIL = r"(?: +#.*)? *"  # what may follow an item's flow text on its line
 _BODY = r"[^,\[\]{}#:\"'\\\n]*+"
 _LAST = r"[^\s,\[\]{}\"':\\]"  # a plain scalar's last character
-# A plain scalar ahead that an end pass will close: its body, its last character, and (a
-# quote a previous pass put there, then) a delimiter. A quote in the file there would be a
-# quoted string holding a delimiter: ``_UNSAFE_QUOTES`` sent such lines away.
-_START = (
-    r"(?=(?:[^\s\"'\-?:,\[\]{}#&*!|>%@`\\<=]|-(?![ ,\]}]))"
-    + _BODY
-    + f"(?<={_LAST})"
-    + r'"?(?:, |: |\]|\}))'
+# A plain scalar: its first character, its body and its last character
+_PLAIN = r"(?:[^\s\"'\-?:,\[\]{}#&*!|>%@`\\<=]|-(?![ ,\]}]))" + _BODY + f"(?<={_LAST})"
+# A plain scalar ahead that an end pass will close, and (a quote a previous pass put
+# there, then) a delimiter. A quote in the file there would be a quoted string holding a
+# delimiter: ``_UNSAFE_QUOTES`` sent such lines away.
+_START = "(?=" + _PLAIN + r'"?(?:, |: |\]|\}))'
+# The README's VM line, ``{name: web-01, host: esx01, power: on, portgroups: [web, db]}``
+# (power and port groups optional), every value a plain scalar: the line regex captures
+# its fields, so that such a line needs no quoting and no JSON (``entries.fast_vms``).
+_VM_SHAPE = (
+    rf"name: ({_PLAIN}), host: ({_PLAIN})(?:, power: ({_PLAIN}))?"
+    rf"(?:, portgroups: \[((?:{_PLAIN}(?:, {_PLAIN})*)?)\])?\}}"
 )
+# Every line is an item, a section key (possibly "key: []") or blank/comment. An item's
+# flow text is the same whether or not the line is of the VM shape.
+LINE = re.compile(
+    rf"^(?:( *)- +(\{{(?:{_VM_SHAPE}|.*?\}})){_TRAIL}"
+    r"|([A-Za-z_][A-Za-z0-9_]*): *(\[\])? *(?:#.*)?| *(?:#.*)?)\r?$",
+    re.M,
+)
+# The fields of a line's match (``LINE.findall``, ``match.groups()``), "" when absent:
+# an item's indentation and flow text, the VM shape's name, host, power and port groups
+# (the text between the brackets), a section's key and its "[]".
+INDENT, FLOW, NAME, HOST, POWER, PORTGROUPS, SECTION, EMPTY = range(8)
+Row = tuple[str, ...]
 
 
 def _passes() -> list[tuple[re.Pattern[str], str]]:
@@ -168,43 +179,70 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def read_document(text: str, known: Container[tuple[str, str]] = ()) -> Document | None:
-    """Sections of one-line flow-mapping items, with line numbers; None when the document
-    has any other shape (the YAML loader must read it whole). Items whose (section, flow
-    text) is in ``known`` are not read again: their value is ``KNOWN``."""
-    try:
-        return _read_document(text, known)
-    except DuplicateKeyInFlow:
-        return None  # a key given twice: the loader reads it whole (and refuses it)
+class Section(NamedTuple):
+    """One section of a document read by ``read_sections``: its key's line index, and
+    its items' line indexes (0-based) and rows (their lines' ``LINE`` fields)."""
+
+    header: int
+    lines: Sequence[int]
+    rows: list[Row]
 
 
-def _read_document(text: str, known: Container[tuple[str, str]]) -> Document | None:
+def read_sections(text: str) -> dict[str, Section | None] | None:
+    """The sections of a document made of one-line flow-mapping items (a section without
+    items nor "[]" is None); None when the document has any other shape (the YAML loader
+    must read it whole). Nothing is read from the items' flow text yet: see ``items_of``
+    and the VM shape's fields (``LINE``)."""
     if odd(text) or "&" in text or "*" in text or "!" in text:
         return None  # characters YAML refuses, odd line breaks, tabs; anchors, aliases, tags
     lines = LINE.findall(text)
     if len(lines) != text.count("\n") + 1:
         return None  # a line of another shape
-    sections: dict[str, list[tuple[int, str]]] = {}
-    empty: set[str] = set()  # sections written as "key: []"
-    current: list[tuple[int, str]] | None = None
-    indent = ""
-    for number, (item_indent, flow, section, brackets) in enumerate(lines, start=1):
-        if flow:
-            if current is None or (current and item_indent != indent):
-                return None  # an item outside a section, or items that do not line up
-            indent = item_indent
-            current.append((number, flow))
-        elif section:
-            if section in sections:
-                return None  # a key used twice: the loader decides
-            current = sections[section] = []
-            if brackets:
-                empty.add(section)
-                current = None
-    return {
-        name: items_of(name, entries, known) if entries or name in empty else None
-        for name, entries in sections.items()
-    }
+    heads = [n for n, line in enumerate(lines) if line[SECTION]]
+    if any(line[FLOW] for line in lines[: heads[0] if heads else len(lines)]):
+        return None  # an item outside a section
+    sections: dict[str, Section | None] = {}
+    for head, end in zip(heads, [*heads[1:], len(lines)], strict=True):
+        key, brackets = lines[head][SECTION], lines[head][EMPTY]
+        section = _section(lines, head, end)
+        if key in sections or section is None or (brackets and section.rows):
+            return None  # a key used twice (the loader decides), items that do not line up
+            # or follow "key: []"
+        sections[key] = section if section.rows or brackets else None
+    return sections
+
+
+def _section(lines: list[Row], head: int, end: int) -> Section | None:
+    block = lines[head + 1 : end]
+    rows = [line for line in block if line[FLOW]]
+    if len({row[INDENT] for row in rows}) > 1:
+        return None  # items that do not line up
+    if len(rows) == len(block):
+        return Section(head, range(head + 1, end), rows)
+    return Section(head, [n for n, line in enumerate(block, head + 1) if line[FLOW]], rows)
+
+
+def read_document(text: str, known: Container[tuple[str, str]] = ()) -> Document | None:
+    """Sections of one-line flow-mapping items, with line numbers, all read (as JSON);
+    None when the document has any other shape (the YAML loader must read it whole).
+    Items whose (section, flow text) is in ``known`` are not read again: their value is
+    ``KNOWN``."""
+    sections = read_sections(text)
+    if sections is None:
+        return None
+    try:
+        return {key: _items(key, section, known) for key, section in sections.items()}
+    except DuplicateKeyInFlow:
+        return None  # a key given twice: the loader reads it whole (and refuses it)
+
+
+def _items(
+    key: str, section: Section | None, known: Container[tuple[str, str]]
+) -> list[Item] | None:
+    if section is None:
+        return None
+    lines = [n + 1 for n in section.lines]
+    return items_of(key, list(zip(lines, [row[FLOW] for row in section.rows], strict=True)), known)
 
 
 def odd(text: str) -> bool:
