@@ -14,6 +14,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
+from itertools import chain
+from operator import attrgetter
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -325,7 +327,9 @@ FAST: dict[str, Callable[[str, Any], Host | PortGroup | Vm]] = {
 # ---- references -------------------------------------------------------------------------------
 
 
-def _first_duplicate(names: Iterable[str]) -> tuple[int, str] | None:
+def _first_duplicate(names: list[str]) -> tuple[int, str] | None:
+    if len(set(names)) == len(names):
+        return None
     seen: set[str] = set()
     for i, name in enumerate(names):
         if name in seen:
@@ -337,17 +341,18 @@ def _first_duplicate(names: Iterable[str]) -> tuple[int, str] | None:
 def check_references(
     hosts: list[Host], portgroups: list[PortGroup], vms: list[Vm]
 ) -> tuple[tuple[str, int], str] | None:
-    """The first duplicate name or dangling reference: ((section, index), "key: message")."""
-    for kind, names in (
-        ("hosts", [h.name for h in hosts]),
-        ("portgroups", [p.name for p in portgroups]),
-        ("vms", [v.name for v in vms]),
-    ):
-        dup = _first_duplicate(names)
+    """The first duplicate name or dangling reference: ((section, index), "key: message").
+    Whole-list set operations first (the common, valid case); the first culprit only then."""
+    for kind, objects in (("hosts", hosts), ("portgroups", portgroups), ("vms", vms)):
+        dup = _first_duplicate(list(map(_NAME, objects)))
         if dup is not None:
             return (kind, dup[0]), f"name: {dup[1]!r} is used twice"
-    host_names = {h.name for h in hosts}
-    pg_names = {p.name for p in portgroups}
+    host_names = set(map(_NAME, hosts))
+    pg_names = set(map(_NAME, portgroups))
+    if host_names.issuperset(map(_HOST, vms)) and pg_names.issuperset(
+        chain.from_iterable(set(map(_NETWORKS, vms)))
+    ):
+        return None
     for i, vm in enumerate(vms):
         if vm.host not in host_names:
             return ("vms", i), f"host: host {vm.host!r} is not in hosts"
@@ -355,6 +360,9 @@ def check_references(
             if pg not in pg_names:
                 return ("vms", i), f"portgroups: port group {pg!r} is not in portgroups"
     return None
+
+
+_NAME, _HOST, _NETWORKS = attrgetter("name"), attrgetter("host"), attrgetter("networks")
 
 
 def by_name(objects: Iterable[T], name: Callable[[T], str]) -> Mapping[str, T]:
