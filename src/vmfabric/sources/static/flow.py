@@ -8,20 +8,25 @@ Generated inventories look like this (the README's format)::
       - {name: web-01, host: esx01, power: on, portgroups: [web], ips: [10.0.110.11]}
 
 libyaml takes about 10 s for 100,000 such lines (a node, then a Python object, per token).
-``read_document`` reads a document made only of top-level section keys and one-line
-flow-mapping items itself: one regular expression classifies every line, a few passes
-quote every plain scalar (constant replacements, no Python call per scalar), and
+``read_sections`` reads a document made only of top-level section keys and one-line
+flow-mapping items itself: one regular expression (``LINE``) classifies every line. A
+line of the README's VM shape (``{name: .., host: .., power: .., portgroups: [..]}``, in
+that order, power and port groups optional, every value a plain scalar) has its values
+captured by that same expression: ``entries.fast_vms`` builds a whole section of them at
+once, with no further parsing. Any other item is read by ``items_of``: a few passes quote
+every plain scalar (constant replacements, no Python call per scalar), and
 ``json.loads`` reads the result at C speed. JSON cannot tell a quoted ``"on"`` from a
-plain ``on`` (which YAML reads as True): ``reading`` gives YAML's reading of a plain
-scalar, and the caller (``entries``) accepts a value only when both readings lead to the
-same result (``power: on`` and ``power: "on"`` are both on), else asks the YAML loader.
+plain ``on`` (which YAML reads as True), and a captured value is plain: ``reading`` gives
+YAML's reading of a plain scalar, and the caller (``entries``) accepts a string only when
+both readings lead to the same result (``power: on`` and ``power: "on"`` are both on),
+else asks the YAML loader.
 
 What this reader cannot read exactly as the YAML loader would is left to the loader, per
-line (``Item.value`` is ``SLOW``) or for the whole document (``read_document`` returns
+line (``Item.value`` is ``SLOW``) or for the whole document (``read_sections`` returns
 None): backslashes, single quotes, colons or ``#`` in plain scalars, a quoted string
 holding a delimiter, anchors, aliases, tags, multi-line flows, block mappings, tabs.
 ``tests/unit/test_static_flow.py`` and ``test_static_source.py`` check equality with the
-YAML loader on generated documents.
+YAML loader on generated documents (JSON-read lines, captured VM lines, whole files).
 """
 
 from __future__ import annotations
@@ -50,7 +55,6 @@ _ODD_ASCII = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
 # and opens the next in one pass. Anything else leaves a scalar unquoted (JSON then fails
 # and the line goes to the YAML loader). "<" and "=" (YAML's merge and value keys) never
 # start one: JSON would silently drop a duplicate key's value the loader refuses.
-_TRAIL = r"(?: +#.*)? *"  # what may follow an item's flow text on its line
 _BODY = r"[^,\[\]{}#:\"'\\\n]*+"
 _LAST = r"[^\s,\[\]{}\"':\\]"  # a plain scalar's last character
 # A plain scalar: its first character, its body and its last character
@@ -66,8 +70,10 @@ _VM_SHAPE = (
     rf"name: ({_PLAIN}), host: ({_PLAIN})(?:, power: ({_PLAIN}))?"
     rf"(?:, portgroups: \[((?:{_PLAIN}(?:, {_PLAIN})*)?)\])?\}}"
 )
+_TRAIL = r"(?: +#.*)? *"  # what may follow an item's flow text on its line
 # Every line is an item, a section key (possibly "key: []") or blank/comment. An item's
-# flow text is the same whether or not the line is of the VM shape.
+# flow text is the same whether or not the line is of the VM shape (the shape holds no
+# "}" before its last).
 LINE = re.compile(
     rf"^(?:( *)- +(\{{(?:{_VM_SHAPE}|.*?\}})){_TRAIL}"
     r"|([A-Za-z_][A-Za-z0-9_]*): *(\[\])? *(?:#.*)?| *(?:#.*)?)\r?$",

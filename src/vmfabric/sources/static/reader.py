@@ -1,8 +1,10 @@
 """Reading an inventory file into model objects, again and again, cheaply.
 
 ``InventoryReader.read`` reads a file of one-line flow-mapping items (``flow``) and
-builds each item's model object (``entries``); it remembers the object built for each
-item line, so a re-read builds only the lines that changed: a one-line edit of a
+builds each item's model object (``entries``: the README's VM lines a section at a time,
+other items one by one); it remembers the object built for each item line (its last
+state: the text, and per section the items' lines, flow texts and objects), so a
+re-read builds only the lines that changed: a one-line edit of a
 100,000-VM file costs one line's parsing plus one pass of cheap checks (duplicate names,
 references). A file of another shape is read whole by the YAML loader and the schema.
 
