@@ -191,3 +191,13 @@ def test_an_item_line_is_the_same_item_with_or_without_the_vm_shape() -> None:
     assert [row[NAME] for row in vms.rows] == ["a", "b", "", "", ""]
     assert [row[PORTGROUPS] for row in vms.rows][:2] == ["web, db", ""]
     assert vms.rows[4][FLOW] == "{name: e, host: h1}, {name: f}"
+
+
+def test_a_line_of_two_mappings_or_a_mapping_across_lines_is_left_to_the_loader() -> None:
+    doc = read_document("vms:\n  - {name: a}, {name: b}\n  - {name: c}\n")
+    assert doc is not None and [item.value for item in doc["vms"] or []] == [SLOW, {"name": "c"}]
+    doc = read_document("vms:\n  - {a: [{b: 1}\n  - {c: 1}]}\n  - {d: {e: 1}}\n")
+    assert doc is not None
+    assert [item.value for item in doc["vms"] or []] == [SLOW, SLOW, {"d": {"e": "1"}}]
+    assert read_document("vms:\n  - {d: {e: 1, e: 2}}\n") is None  # the loader refuses it
+    assert read_document("vms:\n  - {d: 1, d: 1}\n") is None

@@ -427,3 +427,14 @@ def test_a_large_file_of_the_readme_shape_is_built_whole_with_shared_port_group_
     assert parsed.vms[1].power is Power.OFF and parsed.vms[1].networks == ("pg1", "pg2")
     assert parsed.vms[0].networks is parsed.vms[5].networks  # one tuple per distinct list
     assert parsed.vms[0].host is parsed.vms[10].host
+
+
+def test_a_line_of_two_mappings_is_refused_as_the_yaml_loader_refuses_it(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text(
+        "hosts:\n  - {name: h}\nvms:\n  - {name: a, host: h}, {name: b, host: h}\n"
+        "  - {name: c, host: h}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        InventoryReader("inv").read(path)
+    assert str(err.value).startswith(f"{path}:4:") and "invalid YAML" in str(err.value)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Container, Sequence
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import yaml
@@ -154,22 +155,36 @@ def to_json(flow: str) -> str:
 
 
 def _values(flows: list[str]) -> list[Any]:
-    """The JSON values of ``flows``, all at once when they all read, else one by one
-    (``SLOW`` for each that JSON cannot read)."""
+    """The JSON values of ``flows`` (``SLOW`` for each that JSON cannot read as one value);
+    ``DuplicateKeyInFlow`` when one gives a key twice.
+
+    The lines of one mapping each (one "{", so one "}": the last) are read at once: every
+    "{" there is closed by its own line's last "}" or JSON fails, so each line is one
+    value. Such a line holds one ": " per key (no plain nor JSON-read quoted scalar holds
+    one): a value with fewer keys gives one twice. Other lines (``{a: 1}, {b: 2}``, nested
+    mappings) are read one by one, refusing duplicate keys as they are read."""
+    texts = to_json("\n".join(flows)).split("\n") if flows else []
+    flat = [k for k, n in enumerate(map(str.count, flows, repeat("{"))) if n == 1]
+    values: list[Any] = list(texts)
+    if len(flat) < len(flows):
+        for k in set(range(len(flows))).difference(flat):
+            values[k] = _value(texts[k])
     try:
-        values: list[Any] = json.loads(
-            to_json("[" + ",".join(flows) + "]"), object_pairs_hook=_no_duplicates
-        )
-        return values
+        found = json.loads("[" + ",".join([texts[k] for k in flat]) + "]")
     except ValueError:
-        pass
-    out = []
-    for flow in flows:
-        try:
-            out.append(json.loads(to_json(flow), object_pairs_hook=_no_duplicates))
-        except ValueError:
-            out.append(SLOW)  # the YAML loader reads it (and says what is wrong)
-    return out
+        found = [_value(texts[k]) for k in flat]  # some line JSON cannot read
+    for k, value in zip(flat, found, strict=True):
+        if value is not SLOW and len(value) != flows[k].count(": "):
+            raise DuplicateKeyInFlow
+        values[k] = value
+    return values
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except ValueError:
+        return SLOW  # the YAML loader reads it (and says what is wrong)
 
 
 class DuplicateKeyInFlow(Exception):  # noqa: N818 (a signal to the reader, not an error)
