@@ -400,11 +400,16 @@ def test_vm_lines_of_the_readme_shape_read_as_the_yaml_loader_reads_them(
      "{name: vm, host: esx1, portgroups: [110]}", "{name: vm, host: esx1, portgroups: []}",
      "{name: vm, host: esx1, portgroups: ['110', web]}", "{name: vm, host: esx1, power: yes}",
      "{name: vm, host: esx1, power: true}", "{name: vm, host: esx1, power: maybe}",
-     "{name: vm, host: esx1, power: \"on\"}", "{name: vm, host: db 02, power: OFF}"],
+     "{name: vm, host: esx1, power: \"on\"}", "{name: vm, host: db 02, power: OFF}",
+     # not of the shape (read as JSON, then built as the shape's rows are, or one by one)
+     "{host: esx1, name: vm, power: off}", "{name: vm, host: esx1, power: \"\"}",
+     "{name: vm, host: esx1, portgroups: [\"\"]}", "{name: vm, host: esx1, portgroups: [\"web\"]}",
+     "{name: \"\", host: esx1}", "{name: vm, host: esx1, power: [on]}",
+     "{name: vm, host: esx1, portgroups: web}", "{name: vm, host: esx1, portgroups: [[web]]}",
+     "{name: vm, host: \"esx1\", portgroups: [web, 1]}", "{name: vm, host: esx1, ips: [10.0.0.1]}",
+     "{name: vm, host: esx1, portgroups: {web: x}}"],
 )  # fmt: skip
-def test_a_vm_line_of_the_readme_shape_reads_as_the_yaml_loader_reads_it(
-    tmp_path: Path, vm: str
-) -> None:
+def test_a_vm_line_reads_as_the_yaml_loader_reads_it(tmp_path: Path, vm: str) -> None:
     _readme_inventory(tmp_path / "inv.yaml", [f"  - {vm}", "  - {name: b, host: esx1}"])
     fast, slow, by_line = _fast_and_slow(tmp_path / "inv.yaml")
     assert fast == slow

@@ -313,9 +313,36 @@ def fast_vms(session: str, rows: Sequence[Row]) -> list[Vm | None]:
     ]
 
 
-FAST_ROWS: dict[str, Callable[[str, Sequence[Row]], Sequence[Host | PortGroup | Vm | None]]] = {
-    "vms": fast_vms,
-}
+_SHAPE_KEYS = frozenset(("name", "host", "power", "portgroups"))
+_NO_ROW: Row = ("",) * 8
+
+
+def _vm_row(value: Any) -> Row:
+    """A JSON-read VM as a row of the VM shape (``flow.LINE``'s fields) when it has only
+    the shape's keys and its values are non-empty strings (port groups: a list of them);
+    else a row of no VM."""
+    if value.__class__ is not dict or not _SHAPE_KEYS.issuperset(value):
+        return _NO_ROW
+    name, host, power = value.get("name", ""), value.get("host", ""), value.get("power", "")
+    groups = value.get("portgroups", [])
+    if not (name.__class__ is host.__class__ is power.__class__ is str and name and host):
+        return _NO_ROW
+    if (not power and "power" in value) or groups.__class__ is not list or "" in groups:
+        return _NO_ROW
+    try:
+        return ("", "", name, host, power, ", ".join(groups), "", "")
+    except TypeError:
+        return _NO_ROW  # port groups that are not all strings
+
+
+def vms_of_values(session: str, values: Sequence[Any]) -> list[Vm | None]:
+    """``fast_vms`` of JSON-read VMs (None for each that is not of the VM shape's keys)."""
+    return fast_vms(session, list(map(_vm_row, values)))
+
+
+Built = Sequence[Host | PortGroup | Vm | None]
+FAST_ROWS: dict[str, Callable[[str, Sequence[Row]], Built]] = {"vms": fast_vms}
+FAST_VALUES: dict[str, Callable[[str, Sequence[Any]], Built]] = {"vms": vms_of_values}
 
 FAST: dict[str, Callable[[str, Any], Host | PortGroup | Vm]] = {
     "hosts": fast_host,

@@ -278,17 +278,23 @@ def odd(text: str) -> bool:
 def items_of(
     section: str, entries: list[tuple[int, str]], known: Container[tuple[str, str]]
 ) -> list[Item]:
-    if known:
-        states = [KNOWN if (section, f) in known else _readable(f) for _, f in entries]
-    else:
-        states = [_readable(flow) for _, flow in entries]
-    values = iter(
-        _values([flow for (_, flow), s in zip(entries, states, strict=True) if s is None])
-    )
+    """Items of (line number, flow text) ``entries``, each read (``values_of``) unless its
+    (section, flow text) is in ``known``: its value is then ``KNOWN``."""
+    flows = [flow for _, flow in entries]
+    is_known = [(section, flow) in known for flow in flows] if known else [False] * len(flows)
+    values = iter(values_of([flow for flow, k in zip(flows, is_known, strict=True) if not k]))
     return [
-        Item(n, flow, next(values) if state is None else state)
-        for (n, flow), state in zip(entries, states, strict=True)
+        Item(n, flow, KNOWN if k else next(values))
+        for (n, flow), k in zip(entries, is_known, strict=True)
     ]
+
+
+def values_of(flows: list[str]) -> list[Any]:
+    """The value of each flow text as JSON reads it, or ``SLOW`` (the YAML loader's to
+    read); ``DuplicateKeyInFlow`` when one gives a key twice."""
+    states = list(map(_readable, flows))
+    values = iter(_values([flow for flow, s in zip(flows, states, strict=True) if s is None]))
+    return [next(values) if s is None else s for s in states]
 
 
 def _readable(flow: str) -> Any:

@@ -32,6 +32,7 @@ from vmfabric.sources.static.entries import (
     ENTRIES,
     FAST,
     FAST_ROWS,
+    FAST_VALUES,
     InventoryFile,
     check_references,
     host_of,
@@ -50,10 +51,10 @@ from vmfabric.sources.static.flow import (
     Item,
     Section,
     SlowError,
-    items_of,
     load_flow,
     odd,
     read_sections,
+    values_of,
 )
 
 KINDS = ("hosts", "portgroups", "vms")
@@ -232,9 +233,13 @@ class InventoryReader:
                 found[k] = obj
         self.lines_built += len(rows)
         left = [k for k, obj in enumerate(found) if obj is None]
-        items = items_of(kind, [(section.lines[k] + 1, flows[k]) for k in left], ())
-        for k, item in zip(left, items, strict=True):
-            found[k] = self._build(path, kind, offset + k, item)
+        values = values_of([flows[k] for k in left])
+        by_values = FAST_VALUES.get(kind)
+        built = list(by_values(self.session, values)) if by_values else [None] * len(left)
+        for k, value, obj in zip(left, values, built, strict=True):
+            found[k] = obj or self._build(
+                path, kind, offset + k, Item(section.lines[k] + 1, flows[k], value)
+            )
         return found  # type: ignore[return-value]  # no None left
 
     # -- an edit of a few lines
