@@ -201,3 +201,14 @@ def test_a_line_of_two_mappings_or_a_mapping_across_lines_is_left_to_the_loader(
     assert [item.value for item in doc["vms"] or []] == [SLOW, SLOW, {"d": {"e": "1"}}]
     assert read_document("vms:\n  - {d: {e: 1, e: 2}}\n") is None  # the loader refuses it
     assert read_document("vms:\n  - {d: 1, d: 1}\n") is None
+
+
+def test_reading_a_plain_word_is_the_yaml_loaders() -> None:
+    words = ["y", "Y", "n", "N", "o", "t", "f", "yes", "yES", "YES", "No", "nO", "true",
+             "tRUE", "on", "oN", "ON", "Off", "OFf", "null", "Null", "NULL", "nuLL", "none",
+             "nginx", "~", "0", "010", "1.5", "-", "-1", ".inf", "2001-12-14", "+1",
+             "0x1F"]  # fmt: skip
+    for word in words:
+        loaded = yaml.load(f"[{word}]", Loader=LOADER)[0]  # noqa: S506 - a safe loader
+        value = reading(word)
+        assert value is SLOW or (type(value), value) == (type(loaded), loaded), word

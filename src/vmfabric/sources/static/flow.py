@@ -100,6 +100,7 @@ _UNSAFE_QUOTES = re.compile(r'(?:[^"]*"[^"]*")*[^"]*"[^"]*(?:[,\[\]{}]|: |$)')
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 _BOOL = {k: True for k in ("yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON")}
 _BOOL.update({k: False for k in ("no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF")})
+_WORDS: dict[str, Any] = {**_BOOL, "null": None, "Null": None, "NULL": None}
 _RESOLVER: Any = yaml.resolver.Resolver()
 _STR, _BOOL_TAG, _NULL, _INT = (f"tag:yaml.org,2002:{t}" for t in ("str", "bool", "null", "int"))
 # First characters of every plain scalar YAML may read as something else than a string
@@ -126,10 +127,15 @@ Document = dict[str, list[Item] | None]  # a section without items (nor "[]") is
 def reading(text: str) -> Any:
     """YAML's reading of ``text`` as a plain scalar: the str itself, a bool, None, a decimal
     int, or ``SLOW`` (floats, dates, other integer forms: the loader's to read)."""
-    if text[:1] not in SPECIAL_FIRST:
+    first = text[:1]
+    if first not in SPECIAL_FIRST:
         return text
+    if first.isalpha():  # y, n, t, f, o: only whole words are bools or null
+        return _WORDS.get(text, text)
     found = _READINGS.get(text, _READINGS)
     if found is _READINGS:
+        if len(_READINGS) >= 10_000:  # unique names (1-web, 2-web...) are not kept
+            _READINGS.clear()
         found = _READINGS[text] = _resolve(text)
     return found
 
