@@ -16,8 +16,11 @@ fake switch carrying the VLAN (``edit_to_switch_s``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -206,24 +209,26 @@ def once(n_vms: int, folder: Path, config_data: dict[str, Any],
 
 
 def run(n_vms: int, reps: int, progress: Progress) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix="vmfabric-bench-static-"))
-    try:
-        progress(f"engine-only cold start: writing a {n_vms}-VM inventory")
-        config_data, expected, edit = write_lab(n_vms, folder)
-        runs = []
-        for r in range(reps):
-            if r:  # every run starts from the unedited file
-                config_data, expected, edit = write_lab(n_vms, folder)
-            figures = once(n_vms, folder, config_data, expected, edit)
-            runs.append(figures)
-            progress(f"  cold start {r + 1}/{reps} ({n_vms} VMs, static + fake): "
-                     f"{figures['total_s']:.2f} s (read {figures['inventory_read_s']:.2f}, "
-                     f"compute {figures['compute_s']:.2f}, store {figures['store_s']:.2f}, "
-                     f"apply {figures['apply_s']:.2f}); one-line edit to the source "
-                     f"{figures['edit_to_source_s']:.2f} s, to the switch "
-                     f"{figures['edit_to_switch_s']:.2f} s")  # fmt: skip
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    """``reps`` cold starts, each in a process of its own (``python -m bench.coldstatic``):
+    a controller starts in a fresh process, not in one whose heap the benchmarks before
+    it filled (the engine benchmark leaves a million objects for the cyclic collector)."""
+    progress(f"engine-only cold start: {n_vms} VMs, {reps} runs, one process each")
+    runs = []
+    for r in range(reps):
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.coldstatic", str(n_vms)],
+            capture_output=True, text=True, check=False, timeout=900,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"bench.coldstatic {n_vms} failed: {done.stderr.strip()[-2000:]}")
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        runs.append(figures)
+        progress(f"  cold start {r + 1}/{reps} ({n_vms} VMs, static + fake): "
+                 f"{figures['total_s']:.2f} s (read {figures['inventory_read_s']:.2f}, "
+                 f"compute {figures['compute_s']:.2f}, store {figures['store_s']:.2f}, "
+                 f"apply {figures['apply_s']:.2f}); one-line edit to the source "
+                 f"{figures['edit_to_source_s']:.2f} s, to the switch "
+                 f"{figures['edit_to_switch_s']:.2f} s")  # fmt: skip
     keys = [k for k in runs[0] if k.endswith("_s")]
     out: dict[str, Any] = {k: summary([r[k] for r in runs]) for k in keys}
     out.update({k: runs[0][k] for k in ("transactions", "memberships", "ports", "switches")})
@@ -231,3 +236,17 @@ def run(n_vms: int, reps: int, progress: Progress) -> dict[str, Any]:
     out["runs"] = runs
     out["loadavg_1min"] = summary([r["loadavg"][0] for r in runs], 1.0, 2)
     return out
+
+
+def once_in_folder(n_vms: int) -> dict[str, Any]:
+    """One cold start and edit in this process, on a lab written to a new folder."""
+    folder = Path(tempfile.mkdtemp(prefix="vmfabric-bench-static-"))
+    try:
+        config_data, expected, edit = write_lab(n_vms, folder)
+        return once(n_vms, folder, config_data, expected, edit)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":  # one run, its figures as one JSON line (``run`` calls this)
+    print(json.dumps(once_in_folder(int(sys.argv[1]))))

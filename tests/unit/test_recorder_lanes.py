@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import threading
 import time
 from collections.abc import Iterator
@@ -174,3 +175,36 @@ def test_no_session_row_says_in_sync_before_the_store_has_its_inventory(
         time.sleep(0.01)
     assert written[-1] == (True, len(vms()))
     assert all(count for in_sync, count in written if in_sync), written
+
+
+def _wait(condition: Any) -> bool:
+    deadline = time.monotonic() + 30
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(condition())
+
+
+def test_a_snapshot_freezes_the_heap_until_the_targets_are_at_rest(recorder: Recorder) -> None:
+    """After a whole inventory, the collector leaves the heap alone while the woken
+    targets plan and record (a hold), and gets it back once none holds: a cycle that
+    became garbage meanwhile is freed then, not kept for good."""
+    intake = Intake(Inventory(["lab"]), lambda: (), recorder, EventBus(), lambda *_: None)
+    snapshot = Snapshot("lab", (esx01(),), tuple(portgroups()), tuple(vms()))
+    recorder.hold()  # a target woken by the snapshot, between its wake-up and its apply
+    intake.handle([snapshot], 1.0)
+    assert gc.get_freeze_count() > 0
+    assert _wait(recorder.idle)  # written, but a target still holds: still frozen
+    assert gc.get_freeze_count() > 0
+    recorder.release()
+    assert _wait(lambda: gc.get_freeze_count() == 0)
+
+
+def test_closing_the_recorder_thaws_the_heap(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'vmfabric.db'}")
+    rec = Recorder(store)
+    rec.hold()
+    rec.freeze_heap()
+    assert gc.get_freeze_count() > 0
+    rec.close()
+    store.close()
+    assert gc.get_freeze_count() == 0

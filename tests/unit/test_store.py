@@ -720,6 +720,9 @@ def exercise(store: Store) -> dict[str, object]:
     applying = store.begin_apply("fw1", {"holders": []}, [entry], NOW, sessions=["lab"])
     store.finish_apply(applying, [entry], NOW + 1, origins={"web_v4": {"10.0.0.1"}})
     gone = store.begin_apply("leaf1", {"ports": []}, [], NOW)
+    added = AuditEntry.switchport(NOW, "leaf2", "p3", 130, "add", "VMs db-01", "lab")
+    derived = store.begin_apply("leaf2", None, [added], NOW, sessions=["lab"])  # doc: derived
+    store.finish_apply(derived, [added], NOW + 1)
     store.expire_plans("leaf1", [], NOW)
     return {
         "sessions": views.sessions(store),

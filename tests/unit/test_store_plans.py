@@ -13,6 +13,8 @@ import pytest
 from support.store_data import NOW, url_of
 from vmfabric import views
 from vmfabric.core.errors import ConfigError
+from vmfabric.intents.base import Change
+from vmfabric.runtime.recorder import audit_entries, plan_doc
 from vmfabric.store import AuditEntry, Store
 
 DOC = {"ports": [{"port": "p1", "add": [110, 120], "remove": [130]}]}
@@ -42,6 +44,32 @@ def test_begin_apply_records_an_applying_plan_and_audits_nothing_yet(store: Stor
     assert store.audit() == []
     assert store.unconfirmed("leaf1") == [(plan_id, vlan_entries(110, 120))]
     assert store.unconfirmed("leaf2") == []
+
+
+def test_a_plan_stored_without_its_document_reads_as_the_document_of_its_changes(
+    store: Store,
+) -> None:
+    """The runtime stores an applying plan's entries only (the document would write every
+    reason twice more): read back, its document is what ``plan_doc`` makes of its changes,
+    for every kind of member, and the entries are unchanged."""
+    changes = [
+        Change("p1", "all", "remove", "closed to those needed", ()),
+        Change("p1", "120", "add", "VMs web-01 (port group web)", ("lab", "lab2")),
+        Change("p2", "110", "add", "VMs db-01 (port group db)", ("lab",)),
+        Change("p1", "130", "remove", "no powered-on VM needs it", ("lab",)),
+        Change("p2", "10.0.0.1", "add", "group web", ("lab",)),  # not a VLAN: no port entry
+    ]
+    entries = audit_entries("switchport", "leaf1", changes, NOW)
+    plan_id = store.begin_apply("leaf1", None, entries, NOW, sessions=["lab"])
+    plan = store.plan_record(plan_id)
+    assert plan is not None
+    assert plan.doc == plan_doc("leaf1", changes)
+    assert plan.doc["ports"][0]["remove"] == [0, 130]  # "all" (closing) reads as VLAN 0
+    assert list(plan.entries) == entries
+    assert views.plans(store, plan_id)[0]["plan"] == plan_doc("leaf1", changes)
+    store.finish_apply(plan_id, entries[1:3], NOW + 1)
+    assert store.plan_record(plan_id).doc == plan_doc("leaf1", changes)  # type: ignore[union-attr]
+    assert [(e["member"], e["plan"]) for e in store.audit()] == [("110", plan_id), ("120", plan_id)]
 
 
 def test_finish_apply_audits_what_was_confirmed_with_the_plan_id(store: Store) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeAlias, TypeVar
@@ -281,7 +282,8 @@ class AutovlanIntent:
     def users(self, switch: str, port: str, vlan: int, inventory: Inventory) -> frozenset[Key]:
         """The VMs that need ``vlan`` on the port (found on the hosts wired to it)."""
         hosts = self._hosts_by_port(switch).get(port, ())
-        return frozenset(self._port_users(inventory, switch, port, hosts).get(vlan, ()))
+        found = self._port_users(inventory, switch, port, hosts).get(vlan, ())
+        return frozenset(vm.key for vm in found)
 
     def _hosts_by_port(self, switch: str) -> dict[str, list[Key]]:
         """The hosts of the view with an uplink on each port of ``switch``."""
@@ -296,14 +298,22 @@ class AutovlanIntent:
 
     def _port_users(
         self, inventory: Inventory, switch: str, port: str, hosts: Iterable[Key]
-    ) -> dict[int, list[Key]]:
+    ) -> dict[int, list[Vm]]:
         """Per VLAN, the VMs on ``hosts`` that need it on (switch, port)."""
-        out: dict[int, list[Key]] = {}
+        out: dict[int, list[Vm]] = {}
+        vms = inventory.vms
         for host in hosts:
             for key in inventory.vms_on_host(host):
-                for sw, p, vlan in self._triples(inventory.vms.get(key)):
-                    if sw == switch and p == port:
-                        out.setdefault(vlan, []).append(key)
+                vm = vms.get(key)
+                if vm is None:
+                    continue
+                for sw, p, vlan in self._triples(vm):
+                    if p == port and sw == switch:
+                        found = out.get(vlan)
+                        if found is None:
+                            out[vlan] = [vm]
+                        else:
+                            found.append(vm)
         return out
 
     # ---- changes -----------------------------------------------------------------------
@@ -316,7 +326,10 @@ class AutovlanIntent:
             delta = _adopt(inventory, delta)
         keys = delta.affected_vms(inventory)
         vms, before, changed = inventory.vms, delta.before, delta.vms
-        if delta.hosts or delta.portgroups:  # uncount against the old view, then move it
+        if not self._desired and not self._checkers:  # nothing counted: a first inventory
+            self._move_view(inventory, delta)
+            self._count_fresh(keys, vms)
+        elif delta.hosts or delta.portgroups:  # uncount against the old view, then move it
             olds = [(k, self._triples(before.get(k) if k in changed else vms.get(k))) for k in keys]
             self._move_view(inventory, delta)
             for key, old in olds:
@@ -329,6 +342,43 @@ class AutovlanIntent:
         if delta.sessions:
             dirty |= set(self.switches)
         return dirty
+
+    def _count_fresh(self, keys: Iterable[Key], vms: Mapping[Key, Vm]) -> None:
+        """Count ``keys`` when nothing is counted: no VM counted anything before (every
+        count is a VM's), so each VM's triples are new, added in bulk per port (a
+        100,000-VM cold start: one call per port instead of one per VM and triple)."""
+        found: list[Triple] = []
+        checking: list[tuple[Key, tuple[Triple, ...]]] = []
+        for key in keys:
+            triples = self._triples(vms.get(key))
+            if not triples:
+                continue
+            if self._checking(key[0]):
+                checking.append((key, triples))
+            else:
+                found.extend(triples)
+        per_port: dict[PortKey, list[tuple[int, int]]] = {}
+        for (sw, port, vlan), users in Counter(found).items():
+            per_port.setdefault((sw, port), []).append((vlan, users))
+        for holder, items in per_port.items():
+            self._count_port(holder, items)
+        for key, triples in checking:
+            for t in triples:
+                self._add_user(t, key)
+
+    def _count_port(self, port: PortKey, items: list[tuple[int, int]]) -> None:
+        """A port counted afresh: ``items`` (VLAN, users), each VLAN's first users."""
+        items.sort()
+        counts = self._desired[port] = _Counts()
+        counts.vlans.extend(vlan for vlan, _ in items)
+        counts.counts.extend(users for _, users in items)
+        if port in self._checked:
+            for vlan, _ in items:
+                _take(self._checked, port, vlan)
+        if self.removals.waiting(*port):
+            for vlan, _ in items:
+                self.removals.reclaimed(port[0], port[1], str(vlan))
+        self._dirty.add(port[0])
 
     def _move_view(self, inventory: Inventory, delta: Delta) -> None:
         _follow(self._hosts, inventory.hosts, delta.hosts)
@@ -503,7 +553,8 @@ class AutovlanIntent:
         for vlan in sorted(desired - vlans):
             changes.append(adds.change(state.port, vlan))
         dynamic = {str(v) for v in state.dynamic}
-        wanted = {str(v) for v in desired}
+        # only a dynamic VLAN can go: without one, what is wanted does not matter
+        wanted = {str(v) for v in desired & state.dynamic} if dynamic else set()
         remove, waiting = self.removals.due(
             sw.name, state.port, dynamic, wanted, now=now, gate=gate
         )
@@ -524,6 +575,10 @@ class AutovlanIntent:
         return [adds.change(state.port, v) for v in sorted(would)]
 
 
+def _vm_key(vm: Vm) -> Key:
+    return (vm.session, vm.id)
+
+
 class _Adds:
     """The add changes of one plan, each with its reason: the VMs that need the VLAN on the
     port, found once per port on the hosts wired to it (nothing is kept per VM)."""
@@ -531,12 +586,12 @@ class _Adds:
     def __init__(self, intent: AutovlanIntent, inventory: Inventory, switch: str) -> None:
         self.intent, self.inventory, self.switch = intent, inventory, switch
         self._hosts: dict[str, list[Key]] | None = None
-        self._users: dict[str, dict[int, list[Key]]] = {}
+        self._users: dict[str, dict[int, list[Vm]]] = {}
         # one VLAN text and one session tuple shared by every change naming it (memory)
         self._texts: dict[int, str] = {}
         self._sessions: dict[tuple[str, ...], tuple[str, ...]] = {}
 
-    def users(self, port: str) -> dict[int, list[Key]]:
+    def users(self, port: str) -> dict[int, list[Vm]]:
         found = self._users.get(port)
         if found is None:
             if self._hosts is None:
@@ -548,23 +603,37 @@ class _Adds:
         return found
 
     def change(self, port: str, vlan: int) -> Change:
-        users = sorted(self.users(port).get(vlan, ()))
-        names: list[str] = []
-        pgs: set[str] = set()
-        sessions: set[str] = set()
-        for vm_key in users:
-            vm = self.inventory.vms.get(vm_key)
-            if vm is None:
-                continue
-            sessions.add(vm.session)
-            if len(names) < _REASON_VMS:
-                names.append(vm.name)
+        """The add of ``vlan`` on ``port``, its reason naming the first VMs (by key) that
+        need it and their port groups that carry it."""
+        users: list[Vm] = self.users(port).get(vlan, [])
+        member = self._texts.get(vlan)
+        if member is None:
+            member = self._texts[vlan] = str(vlan)
+        portgroups = self.inventory.portgroups
+        if len(users) == 1:  # the common case, without sorting and joining
+            vm = users[0]
+            names = vm.name
+            pgs = [
+                n for n in vm.networks
+                if (pg := portgroups.get((vm.session, n))) is not None and vlan in pg.vlans
+            ]  # fmt: skip
+            groups = pgs[0] if len(pgs) == 1 else ", ".join(sorted(set(pgs)))
+            of: tuple[str, ...] = (vm.session,)
+            return Change(port, member, "add", f"VMs {names} (port group {groups})",
+                          self._sessions.setdefault(of, of))  # fmt: skip
+        users = sorted(users, key=_vm_key)
+        found: set[str] = set()
+        for vm in users:
             for pg_name in vm.networks:
-                pg = self.inventory.portgroups.get((vm.session, pg_name))
+                pg = portgroups.get((vm.session, pg_name))
                 if pg is not None and vlan in pg.vlans:
-                    pgs.add(pg_name)
-        more = f" and {len(users) - len(names)} more" if len(users) > len(names) else ""
-        reason = f"VMs {', '.join(names)}{more} (port group {', '.join(sorted(pgs))})"
-        member = self._texts.setdefault(vlan, str(vlan))
-        of = tuple(sorted(sessions))
-        return Change(port, member, "add", reason, self._sessions.setdefault(of, of))
+                    found.add(pg_name)
+        shown = users[:_REASON_VMS]
+        more = f" and {len(users) - len(shown)} more" if len(users) > len(shown) else ""
+        names = ", ".join([vm.name for vm in shown])
+        groups = ", ".join(sorted(found))
+        of = tuple(sorted({vm.session for vm in users}))
+        return Change(
+            port, member, "add", f"VMs {names}{more} (port group {groups})",
+            self._sessions.setdefault(of, of),
+        )  # fmt: skip

@@ -44,6 +44,10 @@ class Removals:
             if not pending:
                 del self._since[(target, holder)]
 
+    def waiting(self, target: str, holder: str) -> bool:
+        """Whether a removal of the holder is timed."""
+        return (target, holder) in self._since
+
     def pending(self, target: str, holder: str) -> dict[str, float]:
         return dict(self._since.get((target, holder), {}))
 

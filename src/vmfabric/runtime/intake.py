@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from vmfabric.config import Config, SessionConfig
+from vmfabric.core.gcpause import gc_paused
 from vmfabric.core.model import (
     HostUpsert,
     PortGroupRemoved,
@@ -123,7 +124,20 @@ class Intake:
     # ---- one batch ---------------------------------------------------------------------
 
     def handle(self, batch: Sequence[SourceEvent], now: float) -> Delta:
-        """Feed one batch to the inventory and the intents, wake dirty targets, record."""
+        """Feed one batch to the inventory and the intents, wake dirty targets, record.
+
+        A batch with a whole inventory (a snapshot) is handled with the cyclic garbage
+        collector paused (building the indexes of 100,000 VMs made it rescan the growing
+        heap again and again), and the heap is then kept out of its reach until the
+        targets are at rest (``Recorder.freeze_heap``)."""
+        if not any(isinstance(e, Snapshot) for e in batch):
+            return self._handle(batch, now)
+        with gc_paused():
+            delta = self._handle(batch, now)
+            self.recorder.freeze_heap()  # until the targets it woke are at rest
+        return delta
+
+    def _handle(self, batch: Sequence[SourceEvent], now: float) -> Delta:
         resolver = self.resolver
         events = [resolve_hosts(e, resolver) for e in batch] if resolver else list(batch)
         before = {k: self.inventory.vms.get(k) for k in self._vm_keys(events)}

@@ -437,7 +437,7 @@ def _begin_apply(
     sessions: Sequence[str],
 ) -> int:  # fmt: skip
     entries = audit_entries(kind, target, kept, now)
-    return store.begin_apply(target, plan_doc(target, kept), entries, now, sessions)
+    return store.begin_apply(target, None, entries, now, sessions)  # the doc: of the entries
 
 
 def _finish_apply(

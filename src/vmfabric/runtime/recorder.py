@@ -29,8 +29,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
+from vmfabric.core.gcpause import HeapFreeze
 from vmfabric.intents.base import Change
 from vmfabric.store import AuditEntry, Store
+from vmfabric.store.records import plan_document
 
 log = logging.getLogger("vmfabric")
 T = TypeVar("T")
@@ -46,6 +48,7 @@ class Recorder:
         self._ready = threading.Condition()
         self._closed = False
         self._holds = 0
+        self._heap = HeapFreeze()
         self._running: Lane | None = None  # the lane of the job the thread runs
         self._thread: threading.Thread | None = None
 
@@ -54,6 +57,14 @@ class Recorder:
         ``max_defer`` seconds per write)."""
         with self._ready:
             self._holds += 1
+
+    def freeze_heap(self) -> None:
+        """Keep what is alive now (a whole inventory just handled) out of the cyclic
+        collector's reach until the targets are at rest: nothing queued in the targets
+        lane and no hold (``core.gcpause.HeapFreeze``)."""
+        with self._ready:
+            self._heap.freeze()
+            self._ready.notify()
 
     def release(self) -> None:
         """The work of a ``hold`` is recorded (or failed)."""
@@ -95,6 +106,7 @@ class Recorder:
             thread = self._thread
         if thread is not None:
             thread.join()
+        self._heap.thaw()
 
     def _queue(self, lane: Lane, job: Callable[[], Any]) -> Future[Any]:
         future: Future[Any] = Future()
@@ -113,6 +125,8 @@ class Recorder:
         with self._ready:
             while True:
                 self._running = None
+                if not targets and not self._holds:
+                    self._heap.thaw()  # the targets are at rest
                 if targets:
                     self._running = "targets"
                     return targets.popleft()
@@ -158,27 +172,6 @@ def audit_entries(
 
 
 def plan_doc(target: str, changes: Sequence[Change]) -> dict[str, Any]:
-    """A plan as JSON for the store, ``show plan``, ``approve`` and ``sync --json``:
-    ``changes`` lists every change with its member as text (any target kind); ``ports``
-    groups VLAN changes per switch port:
-    {"ports": [{"switch", "port", "add", "remove", "reasons": [{vlan, action, note}]}]}."""
-    ports: dict[str, dict[str, Any]] = {}
-    for c in changes:
-        if not (c.member.isdigit() or c.member == "all"):
-            continue
-        entry = ports.setdefault(
-            c.holder, {"switch": target, "port": c.holder, "add": [], "remove": [], "reasons": []}
-        )
-        vlan = int(c.member) if c.member.isdigit() else 0
-        entry[c.action].append(vlan)
-        entry["reasons"].append(
-            {"vlan": vlan, "action": c.action, "note": c.reason, "sessions": list(c.sessions)}
-        )
-    for entry in ports.values():
-        entry["add"].sort()
-        entry["remove"].sort()
-    listed = [
-        {"holder": c.holder, "member": c.member, "action": c.action, "reason": c.reason}
-        for c in changes
-    ]
-    return {"ports": [ports[k] for k in sorted(ports)], "changes": listed}
+    """A plan as JSON (``records.plan_document``) from its changes."""
+    return plan_document(target, ((c.holder, c.member, c.action, c.reason, c.sessions)
+                                  for c in changes))  # fmt: skip

@@ -11,7 +11,10 @@ stored as JSON exactly as given; their status moves through PLAN_STATUSES:
     check (recorded in check mode, never applied)
 
 An ``applying`` plan carries the audit entries it will write (``entries``): they reach the
-audit log only once the target confirms them, with the plan's id.
+audit log only once the target confirms them, with the plan's id. Its document may be
+stored as ``DOC_OF_ENTRIES``: it is then built from those entries when read
+(``plan_document``), so that a cold start's 90,000 changes are written once, not three
+times (entries, the document's ports and its change list).
 """
 
 from __future__ import annotations
@@ -165,14 +168,26 @@ def mark_applied(conn: Connection, target: str, now: float) -> None:
 # ---- audit -----------------------------------------------------------------------------
 
 
-def _audit_row(entry: AuditEntry) -> rows.Row:
-    return entry.to_json()
-
-
-def record_audit(conn: Connection, entries: Iterable[AuditEntry]) -> None:
-    values = [_audit_row(e) for e in entries]
-    if values:
-        conn.execute(insert(audit_log), values)
+def record_audit(conn: Connection, entries: Sequence[tuple[Any, ...]]) -> None:
+    """Append ``entries`` (AuditEntry, or tuples in its field order) to the audit log in
+    one ``executemany`` on the database driver's cursor, inside the caller's transaction:
+    SQLAlchemy's parameter processing costs about 6 µs an entry, 0.5 s of a 100,000-VM
+    cold start's 90,000."""
+    if not entries:
+        return
+    compiled = insert(audit_log).compile(dialect=conn.dialect, column_keys=list(_ENTRY_FIELDS))
+    params: Sequence[Any]
+    if compiled.positional and compiled.positiontup is not None:
+        order = [_ENTRY_FIELDS.index(k) for k in compiled.positiontup]
+        same = order == list(range(len(_ENTRY_FIELDS)))
+        params = entries if same else [tuple(e[i] for i in order) for e in entries]
+    else:  # named parameters (psycopg)
+        params = [dict(zip(_ENTRY_FIELDS, e, strict=True)) for e in entries]
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(str(compiled), params)
+    finally:
+        cursor.close()
 
 
 def load_audit(
@@ -239,7 +254,7 @@ def save_plan(
         reason=reason,
         sessions=sorted(set(sessions)),
         plan=dict(doc),
-        entries=None if entries is None else [list(e) for e in entries],
+        entries=entries,  # named tuples: JSON arrays in field order
     )
     key = conn.execute(stmt).inserted_primary_key
     if key is None:
@@ -247,7 +262,49 @@ def save_plan(
     return int(key[0])
 
 
+# an applying plan's stored document when it is built from the plan's entries on reading
+DOC_OF_ENTRIES: dict[str, Any] = {"of": "entries"}
+Item = tuple[str, str, str, str, Sequence[str]]  # holder, member, action, reason, sessions
+
+
+def plan_document(target: str, items: Iterable[Item]) -> dict[str, Any]:
+    """A plan as JSON for the store, ``show plan``, ``approve`` and ``sync --json``, from
+    its changes as (holder, member, action, reason, sessions): ``changes`` lists every
+    change with its member as text (any target kind); ``ports`` groups VLAN changes per
+    switch port: {"ports": [{"switch", "port", "add", "remove", "reasons": [{vlan, action,
+    note, sessions}]}]}."""
+    ports: dict[str, dict[str, Any]] = {}
+    listed = []
+    for holder, member, action, reason, sessions in items:
+        listed.append({"holder": holder, "member": member, "action": action, "reason": reason})
+        digit = member.isdigit()
+        if not (digit or member == "all"):
+            continue
+        entry = ports.get(holder)
+        if entry is None:
+            entry = ports[holder] = {
+                "switch": target, "port": holder, "add": [], "remove": [], "reasons": []
+            }  # fmt: skip
+        vlan = int(member) if digit else 0
+        entry[action].append(vlan)
+        entry["reasons"].append(
+            {"vlan": vlan, "action": action, "note": reason, "sessions": list(sessions)}
+        )
+    for entry in ports.values():
+        entry["add"].sort()
+        entry["remove"].sort()
+    return {"ports": [ports[k] for k in sorted(ports)], "changes": listed}
+
+
 def _plan(row: rows.Record) -> PlanRecord:
+    entries = tuple(AuditEntry.from_json(e) for e in row["entries"] or ())
+    doc = row["plan"]
+    if doc == DOC_OF_ENTRIES:
+        doc = plan_document(
+            row["target"],
+            ((e.holder, e.member, e.action, e.reason, e.session.split(",") if e.session else ())
+             for e in entries),
+        )  # fmt: skip
     return PlanRecord(
         id=int(row["id"]),
         target=row["target"],
@@ -256,8 +313,8 @@ def _plan(row: rows.Record) -> PlanRecord:
         updated=row["updated"],
         reason=row["reason"],
         sessions=tuple(row["sessions"]),
-        doc=row["plan"],
-        entries=tuple(AuditEntry.from_json(e) for e in row["entries"] or ()),
+        doc=doc,
+        entries=entries,
     )
 
 

@@ -21,10 +21,10 @@ from typing import Any, get_args
 from sqlalchemy import Connection, delete, insert, select, update
 
 from vmfabric.core.errors import ConfigError
+from vmfabric.core.gcpause import gc_paused
 from vmfabric.core.model import Change, Host, PortGroup, PortState, SessionStateName, Snapshot, Vm
 from vmfabric.core.vlans import format_vlans
 from vmfabric.store import db, inventory, migrate, records
-from vmfabric.store.gcpause import gc_paused
 from vmfabric.store.reader import Reader
 from vmfabric.store.records import APPROVAL, AuditEntry, PlanRecord, SwitchStatus
 from vmfabric.store.schema import HEAD_REVISION, hosts, portgroups, sessions, vms
@@ -334,19 +334,20 @@ class Store:
     def begin_apply(
         self,
         target: str,
-        doc: Mapping[str, Any],
+        doc: Mapping[str, Any] | None,
         entries: Sequence[AuditEntry],
         now: float,
         sessions: Collection[str] = (),
     ) -> int:
         """Record, before applying it, a plan with status ``applying`` and the audit
-        entries it writes once the target confirms them (one transaction); its id."""
+        entries it writes once the target confirms them (one transaction); its id. A
+        ``doc`` of None: the plan's document is built from the entries when read."""
         with self._write() as conn:
             return records.save_plan(
                 conn,
                 target,
                 "applying",
-                doc,
+                records.DOC_OF_ENTRIES if doc is None else doc,
                 reason="",
                 now=now,
                 sessions=sessions,
@@ -373,7 +374,7 @@ class Store:
             target = found[0]
             status = "applied" if confirmed else "failed"
             records.set_plan_status(conn, plan_id, status, now)
-            records.record_audit(conn, [e._replace(plan=plan_id) for e in confirmed])
+            records.record_audit(conn, [(*e[:-1], plan_id) for e in confirmed])
             if confirmed:
                 records.mark_applied(conn, target, now)
             for holder, members in (origins or {}).items():

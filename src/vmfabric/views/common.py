@@ -12,9 +12,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from vmfabric.core.gcpause import gc_paused
 from vmfabric.core.model import Host, PortGroup, Uplink, carrying_uplinks
 from vmfabric.core.vlans import format_vlans
-from vmfabric.store.gcpause import gc_paused
 
 __all__ = ["gc_paused"]  # re-exported for the views
 

@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from vmfabric.config import StaticSession
 from vmfabric.core.errors import ConfigError
+from vmfabric.core.gcpause import gc_paused
 from vmfabric.core.model import (
     Host,
     HostRemoved,
@@ -140,7 +141,8 @@ class StaticSource:
             current = _file_id(self.path)
             if current != read and (current == last or read == "start"):
                 read = current  # unchanged for one interval: not in the middle of a write
-                self._reload(emit, empty=current is not None and current[1] == 0)
+                with gc_paused():  # a whole inventory read: 0.35 s of 1.5 s at 100,000 VMs
+                    self._reload(emit, empty=current is not None and current[1] == 0)
             last = current
             stop.wait(POLL_INTERVAL)
 
