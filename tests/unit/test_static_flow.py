@@ -9,7 +9,21 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmfabric.sources.static.flow import KNOWN, LOADER, SLOW, read_document, reading, to_json
+from vmfabric.sources.static.flow import (
+    FLOW,
+    HOST,
+    KNOWN,
+    LOADER,
+    NAME,
+    PORTGROUPS,
+    POWER,
+    SLOW,
+    Section,
+    read_document,
+    read_sections,
+    reading,
+    to_json,
+)
 
 # Characters chosen to hit YAML's corners: indicators, quotes, colons, comments, spaces,
 # resolver first characters (digits, signs, dots, y/n/t/f/o, ~), non-ASCII.
@@ -114,3 +128,87 @@ def test_known_lines_are_not_read_again_and_documents_of_another_shape_are_refus
     assert read_document("vms:\n  - {name: &x v}\n") is None  # anchors
     assert read_document("vms:\n\t- {name: v}\n") is None  # tabs
     assert read_document("vms: []\nhosts:\n") == {"vms": [], "hosts": None}
+
+
+def _vm_line(values: list[str], power: bool, groups: list[str] | None) -> str:
+    name, host, state = values
+    fields = [f"name: {name}", f"host: {host}", *([f"power: {state}"] if power else [])]
+    if groups is not None:
+        fields.append("portgroups: [" + ", ".join(groups) + "]")
+    return "{" + ", ".join(fields) + "}"
+
+
+VM_LINES = st.builds(
+    _vm_line,
+    st.lists(SCALARS.flatmap(_scalar), min_size=3, max_size=3),
+    st.booleans(),
+    st.none() | st.lists(SCALARS.flatmap(_scalar), max_size=3),
+)
+
+
+def _agrees(text: str, loaded: Any) -> bool:
+    """Whether ``reading`` of a captured field is the loader's value (or leaves it to the
+    loader: ``SLOW``)."""
+    value = reading(text)
+    return value is SLOW or (type(value), value) == (type(loaded), loaded)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(VM_LINES)
+def test_the_vm_shape_captures_the_values_the_yaml_loader_reads(line: str) -> None:
+    document = f"vms:\n  - {line}\n"
+    sections = read_sections(document)
+    if sections is None:
+        return  # left to the loader whole
+    (row,) = (sections["vms"] or Section(0, [], [])).rows
+    assert row[FLOW] == line  # the flow text, whether or not the line is of the shape
+    if not row[NAME]:
+        return  # not of the shape: read as JSON (the test above) or by the loader
+    status, loaded = _yaml(document)
+    assert status == "ok", line
+    (vm,) = loaded["vms"]
+    assert set(vm) <= {"name", "host", "power", "portgroups"} and {"name", "host"} <= set(vm)
+    assert ("power" in vm) == bool(row[POWER])
+    assert ("portgroups" in vm) == (", portgroups: [" in line)
+    assert _agrees(row[NAME], vm["name"]) and _agrees(row[HOST], vm["host"]), line
+    assert not row[POWER] or _agrees(row[POWER], vm["power"]), line
+    groups = row[PORTGROUPS].split(", ") if row[PORTGROUPS] else []
+    assert len(groups) == len(vm.get("portgroups") or [])
+    assert all(map(_agrees, groups, vm.get("portgroups") or [])), line
+
+
+def test_an_item_line_is_the_same_item_with_or_without_the_vm_shape() -> None:
+    text = (
+        "hosts:\n  - {name: h1, nics: [vmnic0]}\n\nvms:\n"
+        "  - {name: a, host: h1, power: on, portgroups: [web, db]}  # a comment\n"
+        "  - {name: b, host: h1}\n  - {name: c, host: h1, ips: [10.0.0.1]}\n"
+        "  - {name: 'd', host: h1}\n  - {name: e, host: h1}, {name: f}\n"
+    )
+    sections = read_sections(text)
+    assert sections is not None and sections["vms"] is not None
+    vms = sections["vms"]
+    assert list(vms.lines) == [4, 5, 6, 7, 8]
+    assert [row[NAME] for row in vms.rows] == ["a", "b", "", "", ""]
+    assert [row[PORTGROUPS] for row in vms.rows][:2] == ["web, db", ""]
+    assert vms.rows[4][FLOW] == "{name: e, host: h1}, {name: f}"
+
+
+def test_a_line_of_two_mappings_or_a_mapping_across_lines_is_left_to_the_loader() -> None:
+    doc = read_document("vms:\n  - {name: a}, {name: b}\n  - {name: c}\n")
+    assert doc is not None and [item.value for item in doc["vms"] or []] == [SLOW, {"name": "c"}]
+    doc = read_document("vms:\n  - {a: [{b: 1}\n  - {c: 1}]}\n  - {d: {e: 1}}\n")
+    assert doc is not None
+    assert [item.value for item in doc["vms"] or []] == [SLOW, SLOW, {"d": {"e": "1"}}]
+    assert read_document("vms:\n  - {d: {e: 1, e: 2}}\n") is None  # the loader refuses it
+    assert read_document("vms:\n  - {d: 1, d: 1}\n") is None
+
+
+def test_reading_a_plain_word_is_the_yaml_loaders() -> None:
+    words = ["y", "Y", "n", "N", "o", "t", "f", "yes", "yES", "YES", "No", "nO", "true",
+             "tRUE", "on", "oN", "ON", "Off", "OFf", "null", "Null", "NULL", "nuLL", "none",
+             "nginx", "~", "0", "010", "1.5", "-", "-1", ".inf", "2001-12-14", "+1",
+             "0x1F"]  # fmt: skip
+    for word in words:
+        loaded = yaml.load(f"[{word}]", Loader=LOADER)[0]  # noqa: S506 - a safe loader
+        value = reading(word)
+        assert value is SLOW or (type(value), value) == (type(loaded), loaded), word

@@ -342,3 +342,104 @@ def test_a_reread_after_edits_equals_reading_the_file_afresh(tmp_path: Path, edi
         assert _outcome(lambda: kept.read(path)) == _outcome(
             lambda: InventoryReader("inv").read(path)
         )
+
+
+# ---- lines of the README's VM shape (read by the line regex, no JSON) equal the loader's ----
+
+PLAIN = st.sampled_from(["esx1", "esx2", "web-01", "db 02", "on", "110", "~", "yes-1", "-x",
+                         "n1", "1.5", "web", "tr", "nope", "'esx1'", '"web"', "esx1 "])  # fmt: skip
+POWERS = st.sampled_from(["on", "off", "suspended", "maybe", "On", "yes", "true", "OFF", '"on"'])
+
+
+def _readme_vm(name: str, host: str, power: str | None, groups: list[str] | None) -> str:
+    line = f"  - {{name: {name}, host: {host}"
+    line += f", power: {power}" if power is not None else ""
+    line += ", portgroups: [" + ", ".join(groups) + "]" if groups is not None else ""
+    return line + "}"
+
+
+README_VMS = st.lists(
+    st.builds(
+        _readme_vm, PLAIN, PLAIN, st.none() | POWERS, st.none() | st.lists(PLAIN, max_size=2)
+    ),
+    max_size=3,
+)
+
+
+def _readme_inventory(path: Path, vms: list[str]) -> None:
+    # hosts and port groups also named as plain scalars YAML reads as something else
+    hosts = "hosts:\n" + "".join(f"  - {{name: {h}}}\n" for h in ("esx1", "db 02", '"110"', '"on"'))
+    groups = "portgroups:\n  - {name: web, vlan: 110}\n  - {name: '110', vlan: 200-210}\n"
+    path.write_text(hosts + groups + "vms:\n" + "".join(f"{vm}\n" for vm in vms))
+
+
+def _fast_and_slow(path: Path) -> tuple[Any, Any, bool]:
+    reader = InventoryReader("inv")
+    fast = _outcome(lambda: reader.read(path))
+    slow = _outcome(lambda: InventoryReader("inv")._read_whole(path, read_text(path)))
+    return fast, slow, reader._state is not None  # read line by line
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(README_VMS)
+def test_vm_lines_of_the_readme_shape_read_as_the_yaml_loader_reads_them(
+    tmp_path: Path, vms: list[str]
+) -> None:
+    _readme_inventory(tmp_path / "inv.yaml", vms)
+    fast, slow, by_line = _fast_and_slow(tmp_path / "inv.yaml")
+    assert fast == slow
+    assert by_line == (not isinstance(fast, str))
+
+
+@pytest.mark.parametrize(
+    "vm",
+    ["{name: vm, host: 110}", "{name: vm, host: on}", "{name: on, host: esx1}",
+     "{name: 1.5, host: esx1}", "{name: -x, host: esx1}", "{name: vm, host: '110'}",
+     "{name: vm, host: esx1, portgroups: [110]}", "{name: vm, host: esx1, portgroups: []}",
+     "{name: vm, host: esx1, portgroups: ['110', web]}", "{name: vm, host: esx1, power: yes}",
+     "{name: vm, host: esx1, power: true}", "{name: vm, host: esx1, power: maybe}",
+     "{name: vm, host: esx1, power: \"on\"}", "{name: vm, host: db 02, power: OFF}",
+     # not of the shape (read as JSON, then built as the shape's rows are, or one by one)
+     "{host: esx1, name: vm, power: off}", "{name: vm, host: esx1, power: \"\"}",
+     "{name: vm, host: esx1, portgroups: [\"\"]}", "{name: vm, host: esx1, portgroups: [\"web\"]}",
+     "{name: \"\", host: esx1}", "{name: vm, host: esx1, power: [on]}",
+     "{name: vm, host: esx1, portgroups: web}", "{name: vm, host: esx1, portgroups: [[web]]}",
+     "{name: vm, host: \"esx1\", portgroups: [web, 1]}", "{name: vm, host: esx1, ips: [10.0.0.1]}",
+     "{name: vm, host: esx1, portgroups: {web: x}}"],
+)  # fmt: skip
+def test_a_vm_line_reads_as_the_yaml_loader_reads_it(tmp_path: Path, vm: str) -> None:
+    _readme_inventory(tmp_path / "inv.yaml", [f"  - {vm}", "  - {name: b, host: esx1}"])
+    fast, slow, by_line = _fast_and_slow(tmp_path / "inv.yaml")
+    assert fast == slow
+    assert by_line == (not isinstance(fast, str))
+
+
+def test_a_large_file_of_the_readme_shape_is_built_whole_with_shared_port_group_lists(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "inv.yaml"
+    lines = ["hosts:", *(f"  - {{name: h{i}, nics: [vmnic0]}}" for i in range(10)),
+             "portgroups:", *(f"  - {{name: pg{i}, vlan: {100 + i}}}" for i in range(5)), "vms:",
+             *(f"  - {{name: vm{i}, host: h{i % 10}, power: {('on', 'off')[i % 2]}, "
+               f"portgroups: [pg{i % 5}, pg{(i + 1) % 5}]}}" for i in range(3000))]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    reader = InventoryReader("inv")
+    parsed = reader.read(path)
+    assert reader.lines_built == 3015
+    assert parsed == InventoryReader("inv")._read_whole(path, read_text(path))
+    assert parsed.vms[1].power is Power.OFF and parsed.vms[1].networks == ("pg1", "pg2")
+    assert parsed.vms[0].networks is parsed.vms[5].networks  # one tuple per distinct list
+    assert parsed.vms[0].host is parsed.vms[10].host
+
+
+def test_a_line_of_two_mappings_is_refused_as_the_yaml_loader_refuses_it(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text(
+        "hosts:\n  - {name: h}\nvms:\n  - {name: a, host: h}, {name: b, host: h}\n"
+        "  - {name: c, host: h}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        InventoryReader("inv").read(path)
+    assert str(err.value).startswith(f"{path}:4:") and "invalid YAML" in str(err.value)

@@ -12,7 +12,10 @@ finds duplicate names and dangling references over all entries.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
+from itertools import chain
+from operator import attrgetter
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -27,7 +30,16 @@ from vmfabric.sources.addresses import (
     parse_ip,
     parse_mac,
 )
-from vmfabric.sources.static.flow import SLOW, SPECIAL_FIRST, SlowError, reading
+from vmfabric.sources.static.flow import (
+    HOST,
+    PORTGROUPS,
+    POWER,
+    SLOW,
+    SPECIAL_FIRST,
+    Row,
+    SlowError,
+    reading,
+)
 
 T = TypeVar("T")
 _POWER = {
@@ -261,6 +273,77 @@ def fast_vm(session: str, value: Any) -> Vm:
     )  # fmt: skip
 
 
+def _plain(text: str) -> bool:
+    """Whether YAML reads plain ``text`` as this string."""
+    return text[:1] not in SPECIAL_FIRST or reading(text) == text
+
+
+def _powers(texts: set[str]) -> dict[str, Power]:
+    out = {"": Power.ON}  # no power key
+    for text in texts - {""}:
+        with suppress(SlowError):  # the YAML loader and the schema decide
+            out[text] = _both(text, power_of)
+    return out
+
+
+def _portgroups(texts: set[str]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {"": ()}  # no port groups, or []
+    for text in texts - {""}:
+        names = text.split(", ")
+        if all(map(_plain, names)):
+            out[text] = _shared(tuple(names))
+    return out
+
+
+def fast_vms(session: str, rows: Sequence[Row]) -> list[Vm | None]:
+    """The Vm of each row of the VM shape (``flow.LINE``) whose values are plainly valid,
+    else None (the caller reads that item one by one). Each distinct host, power and list
+    of port groups is checked once; a VM's own work is a few dict look-ups."""
+    hosts = {h: sys.intern(h) for h in {row[HOST] for row in rows} if h and _plain(h)}
+    powers = _powers({row[POWER] for row in rows})
+    groups = _portgroups({row[PORTGROUPS] for row in rows})
+    return [
+        Vm(session, name, name, hosts[host], powers[power], groups[pgs])
+        if host in hosts
+        and power in powers
+        and pgs in groups
+        and (name[:1] not in SPECIAL_FIRST or reading(name) == name)
+        else None
+        for _, _, name, host, power, pgs, _, _ in rows
+    ]
+
+
+_SHAPE_KEYS = frozenset(("name", "host", "power", "portgroups"))
+_NO_ROW: Row = ("",) * 8
+
+
+def _vm_row(value: Any) -> Row:
+    """A JSON-read VM as a row of the VM shape (``flow.LINE``'s fields) when it has only
+    the shape's keys and its values are non-empty strings (port groups: a list of them);
+    else a row of no VM."""
+    if value.__class__ is not dict or not _SHAPE_KEYS.issuperset(value):
+        return _NO_ROW
+    name, host, power = value.get("name", ""), value.get("host", ""), value.get("power", "")
+    groups = value.get("portgroups", [])
+    if not (name.__class__ is host.__class__ is power.__class__ is str and name and host):
+        return _NO_ROW
+    if (not power and "power" in value) or groups.__class__ is not list or "" in groups:
+        return _NO_ROW
+    try:
+        return ("", "", name, host, power, ", ".join(groups), "", "")
+    except TypeError:
+        return _NO_ROW  # port groups that are not all strings
+
+
+def vms_of_values(session: str, values: Sequence[Any]) -> list[Vm | None]:
+    """``fast_vms`` of JSON-read VMs (None for each that is not of the VM shape's keys)."""
+    return fast_vms(session, list(map(_vm_row, values)))
+
+
+Built = Sequence[Host | PortGroup | Vm | None]
+FAST_ROWS: dict[str, Callable[[str, Sequence[Row]], Built]] = {"vms": fast_vms}
+FAST_VALUES: dict[str, Callable[[str, Sequence[Any]], Built]] = {"vms": vms_of_values}
+
 FAST: dict[str, Callable[[str, Any], Host | PortGroup | Vm]] = {
     "hosts": fast_host,
     "portgroups": fast_portgroup,
@@ -271,7 +354,9 @@ FAST: dict[str, Callable[[str, Any], Host | PortGroup | Vm]] = {
 # ---- references -------------------------------------------------------------------------------
 
 
-def _first_duplicate(names: Iterable[str]) -> tuple[int, str] | None:
+def _first_duplicate(names: list[str]) -> tuple[int, str] | None:
+    if len(set(names)) == len(names):
+        return None
     seen: set[str] = set()
     for i, name in enumerate(names):
         if name in seen:
@@ -283,17 +368,18 @@ def _first_duplicate(names: Iterable[str]) -> tuple[int, str] | None:
 def check_references(
     hosts: list[Host], portgroups: list[PortGroup], vms: list[Vm]
 ) -> tuple[tuple[str, int], str] | None:
-    """The first duplicate name or dangling reference: ((section, index), "key: message")."""
-    for kind, names in (
-        ("hosts", [h.name for h in hosts]),
-        ("portgroups", [p.name for p in portgroups]),
-        ("vms", [v.name for v in vms]),
-    ):
-        dup = _first_duplicate(names)
+    """The first duplicate name or dangling reference: ((section, index), "key: message").
+    Whole-list set operations first (the common, valid case); the first culprit only then."""
+    for kind, objects in (("hosts", hosts), ("portgroups", portgroups), ("vms", vms)):
+        dup = _first_duplicate(list(map(_NAME, objects)))
         if dup is not None:
             return (kind, dup[0]), f"name: {dup[1]!r} is used twice"
-    host_names = {h.name for h in hosts}
-    pg_names = {p.name for p in portgroups}
+    host_names = set(map(_NAME, hosts))
+    pg_names = set(map(_NAME, portgroups))
+    if host_names.issuperset(map(_HOST, vms)) and pg_names.issuperset(
+        chain.from_iterable(set(map(_NETWORKS, vms)))
+    ):
+        return None
     for i, vm in enumerate(vms):
         if vm.host not in host_names:
             return ("vms", i), f"host: host {vm.host!r} is not in hosts"
@@ -301,6 +387,9 @@ def check_references(
             if pg not in pg_names:
                 return ("vms", i), f"portgroups: port group {pg!r} is not in portgroups"
     return None
+
+
+_NAME, _HOST, _NETWORKS = attrgetter("name"), attrgetter("host"), attrgetter("networks")
 
 
 def by_name(objects: Iterable[T], name: Callable[[T], str]) -> Mapping[str, T]:

@@ -1,8 +1,10 @@
 """Reading an inventory file into model objects, again and again, cheaply.
 
 ``InventoryReader.read`` reads a file of one-line flow-mapping items (``flow``) and
-builds each item's model object (``entries``); it remembers the object built for each
-item line, so a re-read builds only the lines that changed: a one-line edit of a
+builds each item's model object (``entries``: the README's VM lines a section at a time,
+other items one by one); it remembers the object built for each item line (its last
+state: the text, and per section the items' lines, flow texts and objects), so a
+re-read builds only the lines that changed: a one-line edit of a
 100,000-VM file costs one line's parsing plus one pass of cheap checks (duplicate names,
 references). A file of another shape is read whole by the YAML loader and the schema.
 
@@ -14,6 +16,8 @@ that fails keeps the reader's memory of the last good one.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,8 @@ from vmfabric.core.model import Host, PortGroup, Vm
 from vmfabric.sources.static.entries import (
     ENTRIES,
     FAST,
+    FAST_ROWS,
+    FAST_VALUES,
     InventoryFile,
     check_references,
     host_of,
@@ -35,18 +41,20 @@ from vmfabric.sources.static.entries import (
     vm_of,
 )
 from vmfabric.sources.static.flow import (
-    KNOWN,
+    FLOW,
+    INDENT,
     LINE,
     LOADER,
+    SECTION,
     SLOW,
-    Document,
     DuplicateKeyInFlow,
     Item,
+    Section,
     SlowError,
-    items_of,
     load_flow,
     odd,
-    read_document,
+    read_sections,
+    values_of,
 )
 
 KINDS = ("hosts", "portgroups", "vms")
@@ -133,9 +141,12 @@ class _Section:
 
     header: int
     indent: str
-    lines: list[int]
+    lines: Sequence[int]
     flows: list[str]
     objects: list[Model]
+
+    def known(self) -> dict[str, Model]:
+        return dict(zip(self.flows, self.objects, strict=True))
 
 
 @dataclass
@@ -166,7 +177,6 @@ class InventoryReader:
 
     def __init__(self, session: str) -> None:
         self.session = session
-        self._built: dict[tuple[str, str], Model] = {}
         self._state: _State | None = None
         self.lines_built = 0  # item lines built by the last read (the rest were remembered)
 
@@ -178,33 +188,59 @@ class InventoryReader:
                 spliced = self._splice(path, text)
                 if spliced is not None:
                     return spliced
-            doc = read_document(text, known=self._built)
-            if doc is None or set(doc) - set(KINDS) or any(v is None for v in doc.values()):
-                doc = None
-            else:
-                return self._read_items(path, text, doc)
+            sections = read_sections(text)
+            if sections is not None and not set(sections) - set(KINDS):
+                found = {k: s for k, s in sections.items() if s is not None}
+                if len(found) == len(sections):
+                    return self._read_items(path, text, found)
         except (DuplicateKeyInFlow, ConfigError):
             pass  # an invalid file is reported as the whole reading reports it
-        self._built, self._state = {}, None
+        self._state = None
         return self._read_whole(path, text)
 
-    def _read_items(self, path: Path, text: str, doc: Document) -> Parsed:
-        built: dict[tuple[str, str], Model] = {}
-        parsed = Parsed()
+    def _read_items(self, path: Path, text: str, found: dict[str, Section]) -> Parsed:
+        before = self._state.sections if self._state is not None else {}
+        sections = {}
         self.lines_built = 0
-        for kind in KINDS:
-            for index, item in enumerate(doc.get(kind) or ()):
-                key = (kind, item.text)
-                obj = self._built.get(key) if item.value is KNOWN else built.get(key)
-                if obj is None:
-                    obj = self._build(path, kind, index, item)
-                    self.lines_built += 1
-                built[key] = obj
-                parsed.of(kind).append(obj)
-        self._check(parsed, lambda loc: _item_line(doc, loc), path)
-        self._built = built
-        self._state = _state_of(text, doc, parsed)
+        for kind, section in found.items():
+            flows = [row[FLOW] for row in section.rows]
+            old = before.get(kind)
+            objects = self._objects(path, kind, section, flows, known=old.known() if old else {})
+            indent = section.rows[0][INDENT] if section.rows else ""
+            sections[kind] = _Section(section.header, indent, section.lines, flows, objects)
+        candidate = _State(text, sections)
+        parsed = candidate.parsed()
+        self._check(parsed, lambda loc: _state_line(candidate, loc), path)
+        self._state = candidate
         return parsed
+
+    def _objects(self, path: Path, kind: str, section: Section, flows: list[str], *,
+                 known: dict[str, Model], offset: int = 0) -> list[Model]:  # fmt: skip
+        """The model objects of a section's items (from ``offset`` in the section): those
+        of the same text as in ``known``, then the VM shape's rows at once, then the rest
+        one by one."""
+        rows = section.rows
+        found: list[Model | None] = [known.get(flow) for flow in flows] if known else []
+        todo = [k for k, obj in enumerate(found) if obj is None] if known else None
+        if todo is not None:
+            rows = [rows[k] for k in todo]
+        fast = FAST_ROWS.get(kind)
+        built: list[Model | None] = list(fast(self.session, rows)) if fast else [None] * len(rows)
+        if todo is None:
+            found = built
+        else:
+            for k, obj in zip(todo, built, strict=True):
+                found[k] = obj
+        self.lines_built += len(rows)
+        left = [k for k, obj in enumerate(found) if obj is None]
+        values = values_of([flows[k] for k in left])
+        by_values = FAST_VALUES.get(kind)
+        built = list(by_values(self.session, values)) if by_values else [None] * len(left)
+        for k, value, obj in zip(left, values, built, strict=True):
+            found[k] = obj or self._build(
+                path, kind, offset + k, Item(section.lines[k] + 1, flows[k], value)
+            )
+        return found  # type: ignore[return-value]  # no None left
 
     # -- an edit of a few lines
 
@@ -224,18 +260,20 @@ class InventoryReader:
         section = state.sections[kind]
         if not section.flows:
             return None  # "key: []" or a section gaining its first items: read it whole
-        if any(indent != section.indent for indent, _, _ in region):
+        if any(row[INDENT] != section.indent for row in region.rows):
             return None  # items that do not line up: the YAML loader says what is wrong
         lo, hi = bisect_left(section.lines, first), bisect_left(section.lines, old_end)
-        if len(section.flows) - (hi - lo) + len(region) == 0:
+        if len(section.flows) - (hi - lo) + len(region.rows) == 0:
             return None  # a section left without items is null in YAML: read it whole
-        flows = [flow for _, _, flow in region]
-        objects = self._build_region(path, kind, lo, region)
+        flows = [row[FLOW] for row in region.rows]
+        self.lines_built = 0
+        objects = self._objects(
+            path, kind, region, flows, known=_reusable(section, flows), offset=lo
+        )
         delta = new_end - old_end
         sections = {
             name: _shifted(sec, first, delta) if name != kind else _Section(
-                sec.header, sec.indent,
-                [*sec.lines[:lo], *(n for _, n, _ in region), *(n + delta for n in sec.lines[hi:])],
+                sec.header, sec.indent, _spliced_lines(sec.lines, lo, hi, region.lines, delta),
                 [*sec.flows[:lo], *flows, *sec.flows[hi:]],
                 [*sec.objects[:lo], *objects, *sec.objects[hi:]],
             )
@@ -245,22 +283,7 @@ class InventoryReader:
         parsed = candidate.parsed()
         self._check(parsed, lambda loc: _state_line(candidate, loc), path)
         self._state = candidate
-        for flow, obj in zip(flows, objects, strict=True):
-            self._built[(kind, flow)] = obj
         return parsed
-
-    def _build_region(self, path: Path, kind: str, lo: int,
-                      region: list[tuple[str, int, str]]) -> list[Model]:  # fmt: skip
-        items = items_of(kind, [(n + 1, flow) for _, n, flow in region], self._built)
-        out = []
-        self.lines_built = 0
-        for k, item in enumerate(items):
-            obj = self._built.get((kind, item.text)) if item.value is KNOWN else None
-            if obj is None:
-                obj = self._build(path, kind, lo + k, item)
-                self.lines_built += 1
-            out.append(obj)
-        return out
 
     def _build(self, path: Path, kind: str, index: int, item: Item) -> Model:
         if item.value is not SLOW:
@@ -312,39 +335,12 @@ class InventoryReader:
             raise ConfigError(text, _where(path, line((kind, index, key)), (kind, index, key)))
 
 
-def _item_line(doc: dict[str, list[Item] | None], loc: tuple[int | str, ...]) -> int | None:
-    kind, index = loc[0], loc[1]
-    items = doc.get(str(kind)) or []
-    return items[index].line if isinstance(index, int) and index < len(items) else None
-
-
 def _state_line(state: _State, loc: tuple[int | str, ...]) -> int | None:
     section = state.sections.get(str(loc[0]))
     index = loc[1]
     if section is None or not isinstance(index, int) or index >= len(section.lines):
         return None
     return section.lines[index] + 1
-
-
-def _state_of(text: str, doc: Document, parsed: Parsed) -> _State:
-    lines = text.split("\n")
-    headers = {}
-    for number, line in enumerate(lines):
-        if line[:1] not in ("", " ", "#", "-"):
-            headers[line.split(":", 1)[0]] = number
-    sections = {}
-    for kind, found in doc.items():
-        items = found or []
-        first = lines[items[0].line - 1] if items else ""
-        indent = first[: len(first) - len(first.lstrip(" "))]
-        sections[kind] = _Section(
-            headers.get(kind, -1),
-            indent,
-            [i.line - 1 for i in items],
-            [i.text for i in items],
-            list(parsed.of(kind)),
-        )
-    return _State(text, sections)
 
 
 def _changed(old: list[str], new: list[str]) -> tuple[int, int, int]:
@@ -359,24 +355,46 @@ def _changed(old: list[str], new: list[str]) -> tuple[int, int, int]:
     return first, len(old) - tail, len(new) - tail
 
 
-def _region_items(lines: list[str], first: int) -> list[tuple[str, int, str]] | None:
-    """(indent, line index, flow) of each item among ``lines``; None when one of them is
-    neither an item nor blank or a comment."""
+def _region_items(lines: list[str], first: int) -> Section | None:
+    """The items among ``lines`` (line ``first`` onwards), as a section's; None when one
+    of them is neither an item nor blank or a comment."""
     text = "\n".join(lines)
     if odd(text) or "&" in text or "*" in text or "!" in text:
         return None
-    out = []
+    numbers, rows = [], []
     for k, line in enumerate(lines):
         match = LINE.fullmatch(line)
-        if match is None or match.group(3):
+        if match is None or match.group(SECTION + 1):
             return None
-        if match.group(2):
-            out.append((match.group(1), first + k, match.group(2)))
-    return out
+        if match.group(FLOW + 1):
+            numbers.append(first + k)
+            rows.append(match.groups(""))
+    return Section(-1, numbers, rows)
 
 
 def _only_items(lines: list[str]) -> bool:
-    return all((m := LINE.fullmatch(line)) is not None and not m.group(3) for line in lines)
+    return all(
+        (m := LINE.fullmatch(line)) is not None and not m.group(SECTION + 1) for line in lines
+    )
+
+
+def _reusable(section: _Section, flows: list[str]) -> dict[str, Model]:
+    """The objects of ``section``'s items whose flow text is one of ``flows``."""
+    if len(flows) > 16:
+        return section.known()
+    out = {}
+    for flow in flows:
+        with suppress(ValueError):  # not found: a new line
+            out[flow] = section.objects[section.flows.index(flow)]
+    return out
+
+
+def _spliced_lines(lines: Sequence[int], lo: int, hi: int, region: Sequence[int],
+                   delta: int) -> Sequence[int]:  # fmt: skip
+    """A section's item line indexes, items ``lo`` to ``hi`` replaced by ``region``'s."""
+    if not delta and list(lines[lo:hi]) == list(region):
+        return lines  # lines replaced one for one
+    return [*lines[:lo], *region, *(n + delta for n in lines[hi:])]
 
 
 def _section_at(state: _State, first: int, end: int) -> str | None:
