@@ -36,6 +36,7 @@ from vmfabric.core.model import (
 )
 from vmfabric.intents import SessionPolicy, SwitchPolicy, full_desired
 from vmfabric.intents.autovlan import vm_triples
+from vmfabric.inventory.index import Inventory
 
 SESSIONS = ("a", "b", "c")
 HOSTS = ("h0", "h1", "h2")
@@ -174,6 +175,16 @@ class Reference:
                 out.setdefault((sw, port), set()).add(vlan)
         return {k: frozenset(v) for k, v in out.items()}
 
+    def indexes(self) -> tuple[dict[Any, list[Any]], dict[Any, list[Any]]]:
+        """Host -> VMs on it and port group -> VMs attached, built from the VMs."""
+        hosts: dict[Any, list[Any]] = {}
+        pgs: dict[Any, list[Any]] = {}
+        for key, vm in sorted(self.vms.items()):
+            hosts.setdefault((vm.session, vm.host), []).append(key)
+            for name in sorted(set(vm.networks)):
+                pgs.setdefault((vm.session, name), []).append(key)
+        return hosts, pgs
+
     def users(self) -> dict[tuple[str, str, int], set[tuple[str, str]]]:
         pol = {p.name: p for p in POLICIES}
         edge = {s.name: s.edge_ports for s in SWITCHES}
@@ -222,8 +233,17 @@ def test_incremental_equals_full_recompute_after_every_batch(
         for (sw, port, vlan), users in ref.users().items():
             assert av.intent.users(sw, port, vlan, av.inventory) == users, where
         assert av.intent.checked() == ref.checked(), where
+        assert _indexes(av.inventory) == ref.indexes(), where
         nonempty += bool(full)
     DENSITY.append(nonempty / len(batches))
+
+
+def _indexes(inventory: Inventory) -> tuple[dict[Any, list[Any]], dict[Any, list[Any]]]:
+    """The inventory's host and port-group indexes over the whole universe (each entry
+    sorted, so that a key indexed twice shows)."""
+    hosts = {(s, h): sorted(inventory.vms_on_host((s, h))) for s in SESSIONS for h in HOSTS}
+    pgs = {(s, p): sorted(inventory.vms_in_portgroup((s, p))) for s in SESSIONS for p in PGS}
+    return {k: v for k, v in hosts.items() if v}, {k: v for k, v in pgs.items() if v}
 
 
 def _batches(history: list[SourceEvent], sizes: list[int]) -> list[list[SourceEvent]]:
