@@ -104,10 +104,12 @@ def vm_triples(
         vlans = pg.vlans if pg.vlans <= allowed else pg.vlans & allowed  # no copy if all
         if not vlans:
             continue
-        uplinks, _ = carrying_uplinks(host, pg)
+        # no virtual switch named: every uplink carries it (carrying_uplinks, without a call)
+        uplinks = carrying_uplinks(host, pg)[0] if pg.vswitch else host.uplinks
         for up in uplinks:
             if up.port in edge.get(up.switch, ()):
-                found.extend((up.switch, up.port, v) for v in vlans)
+                for v in vlans:
+                    found.append((up.switch, up.port, v))
     if len(found) < 2:  # the common case: one triple (a VM recounts twice per change)
         return (found[0],) if found else _NONE
     return tuple(sorted(set(found)))
@@ -324,20 +326,23 @@ class AutovlanIntent:
         go)."""
         if not self._hosts and not self._pgs and (inventory.hosts or inventory.portgroups):
             delta = _adopt(inventory, delta)
-        keys = delta.affected_vms(inventory)
         vms, before, changed = inventory.vms, delta.before, delta.vms
         if not self._desired and not self._checkers:  # nothing counted: a first inventory
             self._move_view(inventory, delta)
-            self._count_fresh(keys, vms)
+            self._count_fresh(delta.affected_vms(inventory), vms)
         elif delta.hosts or delta.portgroups:  # uncount against the old view, then move it
+            keys = delta.affected_vms(inventory)
             olds = [(k, self._triples(before.get(k) if k in changed else vms.get(k))) for k in keys]
             self._move_view(inventory, delta)
             for key, old in olds:
                 self._set(key, old, self._triples(vms.get(key)), now)
-        else:
-            for key in keys:
-                old = self._triples(before.get(key) if key in changed else vms.get(key))
-                self._set(key, old, self._triples(vms.get(key)), now)
+        else:  # only VMs changed (the common batch): each is its own record before it
+            triples = self._triples
+            for key in changed:
+                old = triples(before.get(key))
+                new = triples(vms.get(key))
+                if old != new:
+                    self._set(key, old, new, now)
         dirty, self._dirty = self._dirty, set()
         if delta.sessions:
             dirty |= set(self.switches)
