@@ -76,3 +76,15 @@ def test_an_event_vm_is_stored_with_shared_names_and_keeps_its_value() -> None:
     assert stored == copy and event == copy  # the same value
     assert stored.host is sys.intern("esx2")  # one host name for all its VMs
     assert stored.networks is inv.vms[("vc", "a")].networks  # one tuple for both VMs
+
+
+def test_a_changed_vm_keeps_the_id_object_its_index_entries_hold() -> None:
+    inv = filled(vm("vm-a", "esx1"))
+    first = inv.vms[("vc", "vm-a")].id
+    fresh = "-".join(["vm", "a"])  # an equal id in another string, as a parser makes
+    assert fresh is not first
+    inv.apply([VmUpsert(dataclasses.replace(vm("vm-a", "esx2"), id=fresh))], 1.0)
+    assert inv.vms[("vc", "vm-a")].id is first
+    assert members(inv)[0] == {"esx1": [], "esx2": ["vm-a"]}
+    inv.apply([VmUpsert(vm("vm-a", "esx1", ("db",)))], 2.0)
+    assert members(inv) == ({"esx1": ["vm-a"], "esx2": []}, {"web": [], "db": ["vm-a"]})

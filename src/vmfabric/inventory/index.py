@@ -11,7 +11,10 @@ Sync state (fail-static): a session is *in sync* once it delivered a complete sn
 ``synced_at`` is when it last became in sync: removal safety counts the prune delay from
 there, so a manager that comes back half-started cannot prune at once.
 
-Indexes: host -> VMs on it, port group -> VMs attached to it (both by (session, name)).
+Indexes: host -> VMs on it, port group -> VMs attached to it (both by (session, name)),
+each entry holding the ids of the stored records: a removal finds its own id by identity and
+reads one string, not a key tuple and its string, per entry it passes (100,000 VMs: the
+entries are cache misses).
 A delta also names each changed VM's record from before the batch (``before``), so that an
 intent can undo what it counted for a VM without keeping a copy of every VM.
 Not thread-safe: the runtime owns it.
@@ -41,8 +44,7 @@ from vmfabric.core.model import (
 
 Key = tuple[str, str]  # (session, name or id)
 _T = TypeVar("_T", Host, PortGroup)
-_EMPTY: frozenset[Key] = frozenset()
-Members = list[Key] | set[Key]
+Members = list[str] | set[str]  # VM ids (the session is the entry's)
 SMALL = 64  # index entries kept as a list up to this many VMs (a removal scans it)
 
 
@@ -99,10 +101,10 @@ class Inventory:
         return self._synced_at.get(session, 0.0)
 
     def vms_on_host(self, key: Key) -> Collection[Key]:
-        return self._by_host.get(key, _EMPTY)
+        return _keys(key[0], self._by_host.get(key))
 
     def vms_in_portgroup(self, key: Key) -> Collection[Key]:
-        return self._by_pg.get(key, _EMPTY)
+        return _keys(key[0], self._by_pg.get(key))
 
     def host_of(self, vm: Vm) -> Host | None:
         return self.hosts.get((vm.session, vm.host))
@@ -188,9 +190,9 @@ class Inventory:
         if old is None:
             vm = self._canonical(vm)
             self.vms[key] = vm
-            _index(self._by_host, (vm.session, vm.host), key)
+            _index(self._by_host, (vm.session, vm.host), vm.id)
             for name in dict.fromkeys(vm.networks):  # a port group named twice is indexed once
-                _index(self._by_pg, (vm.session, name), key)
+                _index(self._by_pg, (vm.session, name), vm.id)
             delta.vms.add(key)
             return
         # a move or a power change differs in its first test: the full comparison (every
@@ -199,17 +201,19 @@ class Inventory:
             return
         if key not in delta.vms:
             delta.before[key] = old
+        if vm.id is not old.id:  # one id object per VM: the index entries hold it
+            _share(vm, "id", old.id)
         vm = self._canonical(vm)
         self.vms[key] = vm
         # re-index only what changed: a vMotion keeps its port groups, a power change both
         if old.host != vm.host:
-            _unindex(self._by_host, (old.session, old.host), key)
-            _index(self._by_host, (vm.session, vm.host), key)
+            _unindex(self._by_host, (old.session, old.host), old.id)
+            _index(self._by_host, (vm.session, vm.host), vm.id)
         if old.networks != vm.networks:
             for name in dict.fromkeys(old.networks):
-                _unindex(self._by_pg, (old.session, name), key)
+                _unindex(self._by_pg, (old.session, name), old.id)
             for name in dict.fromkeys(vm.networks):
-                _index(self._by_pg, (vm.session, name), key)
+                _index(self._by_pg, (vm.session, name), vm.id)
         delta.vms.add(key)
 
     def _canonical(self, vm: Vm) -> Vm:
@@ -238,10 +242,9 @@ class Inventory:
             delta.vms.add(key)
 
     def _unindex(self, vm: Vm) -> None:
-        key = (vm.session, vm.id)
-        _unindex(self._by_host, (vm.session, vm.host), key)
+        _unindex(self._by_host, (vm.session, vm.host), vm.id)
         for name in dict.fromkeys(vm.networks):
-            _unindex(self._by_pg, (vm.session, name), key)
+            _unindex(self._by_pg, (vm.session, name), vm.id)
 
 
 def _share(vm: Vm, name: str, value: object) -> None:
@@ -260,29 +263,35 @@ def _drop(table: dict[Key, _T], key: Key, changed: set[Key]) -> None:
         changed.add(key)
 
 
-def _index(index: dict[Key, Members], at: Key, key: Key) -> None:
-    """Add ``key`` under ``at``: a list while small (8 bytes an entry; a host or port group
-    has tens of VMs), a set from ``SMALL`` on (fast removal for big port groups)."""
+def _keys(session: str, members: Members | None) -> Collection[Key]:
+    return [(session, vid) for vid in members] if members else ()
+
+
+def _index(index: dict[Key, Members], at: Key, vid: str) -> None:
+    """Add VM id ``vid`` under ``at``: a list while small (8 bytes an entry; a host or port
+    group has tens of VMs), a set from ``SMALL`` on (fast removal for big port groups)."""
     members = index.get(at)
     if members is None:
-        index[at] = [key]
+        index[at] = [vid]
     elif isinstance(members, set):
-        members.add(key)
-    else:  # callers never index a key twice under one entry (see _upsert_vm)
-        members.append(key)
+        members.add(vid)
+    else:  # callers never index an id twice under one entry (see _upsert_vm)
+        members.append(vid)
         if len(members) > SMALL:
             index[at] = set(members)
 
 
-def _unindex(index: dict[Key, Members], at: Key, key: Key) -> None:
+def _unindex(index: dict[Key, Members], at: Key, vid: str) -> None:
+    """Remove VM id ``vid`` from ``at``. Given the stored record's id, the list scan stops
+    at it by identity and reads one string per other entry on the way."""
     members = index.get(at)
     if members is None:
         return
     if isinstance(members, set):
-        members.discard(key)
+        members.discard(vid)
     else:
         try:  # one scan, not "in" then "remove" (and no context manager per call)
-            members.remove(key)
+            members.remove(vid)
         except ValueError:
             return  # not there: the entry is as it was, not empty
     if not members:
