@@ -11,9 +11,9 @@ the rebuilt model objects are diffed against what was last emitted: ``VmUpsert``
 ``HostUpsert``, ``PortGroupUpsert``... An audit recreates the feeds and emits a new
 ``Snapshot`` (the runtime diffs it).
 
-Uplink discovery: ``QueryNetworkHint`` once per host (never per NIC) at every connect,
-when a host (re)connects and every ``hint_refresh``; a ``HostUpsert`` follows only when a
-neighbour changed. Carriage keys: a distributed port group is carried by
+Uplink discovery: ``QueryNetworkHint`` once per host (never per NIC; read by ``hints``)
+at every connect, when a host (re)connects and every ``hint_refresh``; a ``HostUpsert``
+follows only when a neighbour changed. Carriage keys: a distributed port group is carried by
 ``dvs:<dvs uuid>``, a standard one by ``pg:<port group name>``.
 """
 
@@ -46,6 +46,7 @@ from vmfabric.sources.vcenter.feeds import (
     Feed,
     FeedItem,
 )
+from vmfabric.sources.vcenter.hints import query_network_hint
 from vmfabric.sources.vcenter.inventory import (
     Emitted,
     Inventory,
@@ -464,7 +465,7 @@ class _Watch:
 
     def _hints(self, ref: str, system: Any) -> list[Any] | None:
         try:
-            return list(system.QueryNetworkHint() or ())
+            return list(query_network_hint(self.stub, system))
         except vmodl.MethodFault as exc:
             name = self.inventory.hosts.get(ref, {}).get("name", ref)
             log.info("session %s: no hints from host %s: %s", self.source.name, name,
