@@ -101,7 +101,13 @@ def test_power_on_relocate_power_off_move_vlans_through_events_alone(
         wait_for(lambda: 110 in trunks(leaf1, "Et2"), 30, "VLAN 110 on Et2 after vMotion")
         wait_for(lambda: trunks(leaf1, "Et1") == {4095}, 30, "Et1 pruned and closed")
         # the old port was held for the prune delay, counted from no earlier than the move
-        entries = {(e["port"], e["vlan"], e["action"]): e["time"] for e in ctl.store.audit(50)}
+
+        def audited() -> dict[tuple[str, int, str], float]:  # the writer records after the switch
+            return {(e["port"], e["vlan"], e["action"]): e["time"] for e in ctl.store.audit(50)}
+
+        moved = {("Et1", 110, "remove"), ("Et2", 110, "add")}
+        wait_for(lambda: moved <= audited().keys(), 30, "the move in the audit log")
+        entries = audited()
         removed, added = entries[("Et1", 110, "remove")], entries[("Et2", 110, "add")]
         assert removed >= added and removed >= asked + lab_config.engine.prune_delay
         ctl_sim.power_off("web-01")

@@ -72,7 +72,7 @@ class Inventory:
     def table(self, feed: str) -> Table:
         return {
             "vm": self.vms, "vm-more": self.vm_more, "vm-extra": self.vm_extra,
-            "host": self.hosts,
+            "host": self.hosts, "host-net": self.hosts,
             "network": self.networks, "dvpg": self.dvpgs, "dvs": self.switches,
             "folder": self.folders, "datacenter": self.folders, "cluster": self.clusters,
             "fields": self.fields,

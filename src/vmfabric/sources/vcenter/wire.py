@@ -417,6 +417,25 @@ def from_update_set(update_set: Any) -> Updates | None:
 # ---- the call ------------------------------------------------------------------------------
 
 
+def soap_headers(stub: Any) -> dict[str, str]:
+    """The headers pyVmomi's stub sends: the session's cookie, the API version."""
+    headers = {
+        "Cookie": stub.cookie,
+        "SOAPAction": stub.versionId,
+        "Content-Type": "text/xml; charset=UTF-8",
+    }
+    headers.update(getattr(stub, "_customHeaders", None) or {})
+    return headers
+
+
+def raise_fault(stub: Any, info: Any, body: bytes) -> None:
+    """Raise the ``vmodl.MethodFault`` of a SOAP fault answer (HTTP 500), as pyVmomi would."""
+    fault = _Deserializer(stub).Deserialize(body, info.result)
+    if isinstance(fault, BaseException):
+        raise fault
+    raise http.client.HTTPException("SOAP fault without a fault object")
+
+
 class WaitCall:
     """``WaitForUpdatesEx`` of one PropertyCollector over a dedicated connection.
 
@@ -452,10 +471,7 @@ class WaitCall:
         request = self.stub.SerializeRequest(self.collector, self.info, [version, options])
         status, body = self._post(request)
         if status == 500:
-            fault = _Deserializer(self.stub).Deserialize(body, self.info.result)
-            if isinstance(fault, BaseException):
-                raise fault
-            raise http.client.HTTPException("SOAP fault without a fault object")
+            raise_fault(self.stub, self.info, body)
         if status != 200:
             raise http.client.HTTPException(f"WaitForUpdatesEx answered HTTP {status}")
         return body
@@ -463,15 +479,6 @@ class WaitCall:
     def parse_pyvmomi(self, body: bytes) -> Updates | None:
         """The answer through pyVmomi's deserializer (values stay pyVmomi objects)."""
         return from_update_set(_Deserializer(self.stub).Deserialize(body, self.info.result))
-
-    def _headers(self) -> dict[str, str]:
-        headers = {
-            "Cookie": self.stub.cookie,
-            "SOAPAction": self.stub.versionId,
-            "Content-Type": "text/xml; charset=UTF-8",
-        }
-        headers.update(getattr(self.stub, "_customHeaders", None) or {})
-        return headers
 
     def _post(self, request: str | bytes) -> tuple[int, bytes]:
         if self._closed:
@@ -484,7 +491,7 @@ class WaitCall:
                     self._conn.sock.settimeout(self.timeout)
         conn = self._conn
         try:
-            conn.request("POST", self.stub.path, request, self._headers())
+            conn.request("POST", self.stub.path, request, soap_headers(self.stub))
             resp = conn.getresponse()
             return resp.status, resp.read()
         except BaseException:
