@@ -310,7 +310,8 @@ METHOD = """\
   expected VLANs (computed independently from the simulator's placement; "exact" checks
   that nothing else is there). Phases are timed by hooks installed from the bench (nothing
   in `src` changes): connect (login and filters), inventory read (the source's full read
-  until its snapshot is built), discovery (`QueryNetworkHint` per host), queue (snapshot
+  until its snapshot is built, vCenter's hints included: they run beside the VM reads),
+  discovery (the time the `QueryNetworkHint` calls took, a part of the read), queue (snapshot
   emitted to handled), compute (the engine's snapshot apply), store (the rest of the
   snapshot's handling: resolve + SQLite), apply (the driver's transaction(s), including the
   wait for ovs-vswitchd's `cur_cfg`). The engine-only rows use a static inventory file

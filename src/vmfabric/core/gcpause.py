@@ -56,3 +56,10 @@ class HeapFreeze:
             if self._frozen:
                 gc.unfreeze()
                 self._frozen = False
+
+    def thaw_all(self) -> None:
+        """Give back everything frozen in this process, also by others (a source that
+        froze the inventory it read before the runtime handled it): the owner stops."""
+        with self._lock:
+            gc.unfreeze()
+            self._frozen = False

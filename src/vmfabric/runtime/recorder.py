@@ -106,7 +106,7 @@ class Recorder:
             thread = self._thread
         if thread is not None:
             thread.join()
-        self._heap.thaw()
+        self._heap.thaw_all()
 
     def _queue(self, lane: Lane, job: Callable[[], Any]) -> Future[Any]:
         future: Future[Any] = Future()
