@@ -428,73 +428,76 @@ FINDINGS = """## What the figures say
 - **Cold start of 10,000 VMs.** Every feed sets itself up and reads its kind in parallel;
   VM answers are read by a regular-expression reader (every plain value, no object per XML
   element, in pieces of 256k characters so that no other thread waits long for the GIL:
-  the 5 MB `vm` answer in about 0.055 s, `vm-more` and `vm-extra` together in about 0.3 s,
-  where pyVmomi takes 1.2 s and 3.3 s), hosts by ElementTree, and the two heavy VM feeds
-  are built by vcsim on its two cores at once. vcsim uses about 0.85 s of CPU for a full
-  read and the source about 0.75 s; the critical path is now the 250 `QueryNetworkHint`
-  calls (CDP/LLDP per host): 0.1 s alone, but 0.55-1.2 s during the read, because each
-  waits for the GIL while the VM answers are parsed. Then the runtime adds about 0.3 s
-  (compute, store, apply). Where the target is missed, that is why. Next: the hints sent
-  back to back on one connection and read by a light reader instead of pyVmomi's
-  deserializer. Reading an answer while it streams in is not possible on vcsim 0.24: it
-  builds the whole answer before writing a byte, and ignores `maxObjects` (no paging).
+  the 5 MB `vm` answer in about 0.055 s, `vm-more` and `vm-extra` together in about 0.25 s,
+  where pyVmomi takes 0.9 s and 3 s), hosts by the same reader, and the two heavy VM feeds
+  are built by vcsim on its two cores at once. The 250 `QueryNetworkHint` calls (CDP/LLDP
+  per host) used to wait for the VM reads and then for the GIL: they now start as soon as
+  the hosts are in (the host feed carries name, parent, state and network system; the
+  network configuration comes on a `host-net` feed of its own), run on a worker thread
+  beside the VM reads, and their answers are read with ElementTree instead of pyVmomi's
+  deserializer; the snapshot waits for them. The cyclic collector is paused during the
+  read and what it built is frozen until the runtime's targets are at rest (a full
+  collection of the new inventory cost 0.17-0.19 s before the snapshot reached the
+  runtime). The longest step left is vcsim building the 8 MB `vm-extra` answer, which
+  ends about 0.9 s into the read; vcsim 0.24 builds each answer whole before writing a
+  byte and ignores `maxObjects` (no paging), so an answer cannot be read as it streams in.
 - **Static inventory at 100,000 VMs.** The file is written as the README shows it, one flow
-  mapping per line. The source reads such files itself (regular-expression passes turn the
-  lines into JSON, `json.loads` reads them, a value JSON cannot tell apart from YAML's
-  reading goes to the YAML loader; equality with libyaml is a property test): 1.5-2 s of
-  CPU for 100,000 VMs where libyaml took 10.8 s. A one-line edit re-reads the changed line
-  only and the source emits only the changed `VmUpsert`; the edit is timed on a controller
-  at rest (its store caught up with the cold start), and reaches the switch in a few
-  hundred ms, most of it the source's 0.1 s polling and one interval of stability (a
-  half-written file is not read). The cold start is where the 3 s target is missed: it is
-  one core's worth of Python on the critical path (the GIL serialises the source, the
-  event loop and the store's writer thread), in order: the source's read (about 1.8 s), the
-  intake (inventory and intents take the 100,000 VMs: about 1.5 s), then per switch the
-  plan, the plan recorded as applying before anything is sent (90,651 audit entries in
-  one JSON document per switch) and the apply (`py-spy record --gil --threads` of
-  `bench.coldstatic.run(100000, 1, print)` splits the time this way). What this wave
-  took off the path: the store's copy of the inventory (1.5 s for 100,000 rows) ran before
-  the plans on the one writer thread, and now waits in a lane of its own until no switch
-  has a plan to record; plans kept their audit entries as objects built with
-  `dataclasses.asdict` (2 s) and the finish re-read the whole plan; static links were
-  searched per host. What is left to try: the intake's per-VM work in the shared
-  inventory and the intents, and a source that parses in a second process.
+  mapping per line. A line of the README's VM shape (`name`, `host`, `power`, `portgroups`,
+  plain values) is captured by the line classifier itself and the VMs of a section are
+  built in one pass (each distinct host and port-group list checked once): 0.48 s for
+  100,000 VMs where libyaml took 10.8 s. Other flow lines go through regular-expression
+  passes to JSON (a value JSON cannot tell apart from YAML's reading goes to the YAML
+  loader; equality with libyaml is a property test). A one-line edit re-reads the changed
+  line only and the source emits only the changed `VmUpsert`; the edit is timed on a
+  controller at rest and reaches the switch in about 0.3 s, most of it the source's 0.1 s
+  polling and one interval of stability (a half-written file is not read). The cold start
+  is one core's worth of Python (the GIL serialises the source, the event loop and the
+  store's writer thread), each run in a process of its own. What took it from 5.5 s to
+  2.25 s: the read (1.9 s to 0.48 s); the cyclic collector paused while a whole inventory
+  is read and handled, and the heap frozen (`gc.freeze`) from then until the targets are
+  at rest (before, full collections rescanned the growing inventory again and again:
+  0.8 s); a first inventory counted in bulk per port; an applying plan stores its audit
+  entries once, its document being built from them when read (it was written three
+  times: 0.6 s); the audit log written by one `executemany` on the driver's cursor
+  (SQLAlchemy's per-row parameters cost 0.5 s for the 90,651 entries); and the 90,651
+  `member` events published under one lock. Left, in order: the plans (each add names the
+  VMs that need it, 0.6 s), the intake (inventory and intents take the 100,000 VMs:
+  0.5 s) and the fake switches' applies.
 - **Engine.** Events/s fall with the inventory size (same calls, slower dict lookups: a
-  memory-bound working set). The 100,000 events/s target is missed: the work per event is
-  now the shared inventory's (index the VM, keep its record from before the batch for
-  every intent) and then each intent's, where wave 1's one engine did both at once. Wave
-  1's engine on this same machine (its last commit, 90d7e2a, the same
-  `bench.engine.throughput`, 20,000 events, 5 rounds, load 0.4) gave 142,270 / 101,320 /
-  65,429 events/s at 1k / 10k / 100k, this code 68,301 / 53,850 / 41,606 (the published
-  wave-1 figures, 237,276 / 181,009 / 101,766, came from a faster CPU); cProfile of 20,000
-  moves puts half the time in the inventory (`_upsert_vm`, `_unindex`) and half in the
-  autovlan intent (`update`, `vm_triples`). Index entries are lists up to 64 VMs (memory)
-  and sets above: with lists up to 512, a removal scanned a 500-VM port group's list and
-  100,000 VMs gave 24,428 events/s. Memory: the autovlan intent keeps nothing per VM (per port a
-  sorted array of VLANs and one of counts; what a VM counted before comes from the
-  inventory's record of it before the batch), the groups intent reads the shared inventory
-  instead of a copy of every VM and VMs in the same groups share one membership set, and
-  the inventory shares host names, port-group and tag tuples. The table gives bytes per VM
-  for the inventory with autovlan, with the groups intent on a typical configuration (five
-  groups by tag, by tag AND tag, by name glob; two rules: `bench.engine.GROUPS`), and with
-  VMs that carry two tags and an address each (bigger Vm objects, so above 600).
+  memory-bound working set). Wave 1's engine on this same machine (its last commit,
+  90d7e2a, the same `bench.engine.throughput`, 20,000 events, 5 rounds) gave 142,270 /
+  101,320 / 65,429 events/s at 1k / 10k / 100k; the start of this wave's performance work
+  68,301 / 53,850 / 41,606. The shared inventory now re-indexes only what changed (a
+  vMotion its host entry, a VM's port-group entries only when its networks change), keeps
+  index entries as VM ids (a removal stops at its own id by identity), and shares host
+  names and network tuples by setting equal values on the incoming record instead of
+  rebuilding it; the autovlan intent recounts the changed VMs directly and skips a VM
+  whose needs did not change. The target is missed at 100,000 VMs only: what is left is
+  spread thin over dict lookups into a large working set, the two needs computations per
+  moved VM and the removal-delay bookkeeping (profile below). Index entries are lists up
+  to 64 VMs (memory) and sets above: with lists up to 512, a removal scanned a 500-VM port
+  group's list. Memory: the autovlan intent keeps nothing per VM (per port a sorted array
+  of VLANs and one of counts; what a VM counted before comes from the inventory's record
+  of it before the batch), the groups intent reads the shared inventory instead of a copy
+  of every VM and VMs in the same groups share one membership set, and the inventory
+  shares host names, port-group and tag tuples. The table gives bytes per VM for the
+  inventory with autovlan, with the groups intent on a typical configuration (five groups
+  by tag, by tag AND tag, by name glob; two rules: `bench.engine.GROUPS`), and with VMs
+  that carry two tags and an address each (bigger Vm objects, so above 600). "Indexes
+  alone" is measured on an inventory whose names are already shared (the method changed
+  with this run; the totals did not).
 - **Peak memory of a real `run`.** `python -m bench.rss` starts `vmfabric run` on the cold
   start's 100,000-VM lab and reads VmHWM once the store holds every VM: 467 MB before this
-  wave's work on it. What it took off: the inventory copy's 100,000 rows and their
-  parameters built at once (now 2,000 at a time), every plan's audit entries and JSON
-  document built at once while the plans queued for the store (now each on the writer
-  thread right before it is written), one live event per VM of a session's first inventory
-  (its `session` event says it), the source's own copies of VMs the inventory then copied
-  again, its last text kept as 100,000 line strings, and Alembic imported to stamp a new
-  store (30 MB). Single runs of `python -m bench.rss 100000` gave 246-249 MB after those;
-  this run's 260.7 MB misses the 250 MB target: RSS is 247 MB when the switches have
-  converged and the peak comes after, while the store copies the 100,000 VMs (2,000-row
-  chunks of rows and driver parameters on top of everything the controller keeps; the
-  inventory index lists of up to 64 VMs, for the engine's speed, add about 4 MB). About
-  80 MB is the interpreter and the imports; the static source still keeps its own
-  100,000-entry map of line text to object for one-line edits (about 25 MB). Next: copy
-  the inventory in smaller chunks or from the inventory's own objects, and key the
-  source's map by line number.
+  wave's work on it, 247.6 MB now, just under the 250 MB target (232 MB when the switches
+  have converged; the peak comes after, while the store copies the 100,000 VMs in
+  2,000-row chunks). What it took off: the inventory copy's rows and parameters built at
+  once, every plan's audit entries and document built at once while the plans queued for
+  the store, one live event per VM of a session's first inventory (its `session` event
+  says it), the source's own copies of VMs the inventory then copied again, its last text
+  kept as 100,000 line strings and its 100,000-entry map of line text to object (objects
+  now come from its last state), and Alembic imported to stamp a new store (30 MB). About
+  80 MB is the interpreter and the imports. Next if needed: copy the inventory from the
+  inventory's own objects in smaller chunks.
 - **Storm.** 1,000 vMotions cost one or two OVSDB transactions and only the (port, VLAN)
   memberships the final placement needs, with no redundant write. vcsim still takes more
   than the source's 30 s socket timeout to answer some long polls during the storm (every
