@@ -106,7 +106,9 @@ def test_a_peer_killed_mid_apply_leaves_nothing_half_applied(
     """The peer stops answering the apply request (injected) and is SIGKILLed there; it
     restarts from its applied configuration, which has none of the revision."""
     before = nvue.applied()
-    driver = driver_for(nvue, timeout=60)
+    # the kill ends the request (the connection drops); were the drop not seen, the 20 s
+    # timeout would end it, well within the join below
+    driver = driver_for(nvue, timeout=20)
     driver.read_ports()
     nvue.stall_at("apply")
     failure: list[BaseException] = []
@@ -121,7 +123,7 @@ def test_a_peer_killed_mid_apply_leaves_nothing_half_applied(
     worker.start()
     nvue.wait_stalled()
     nvue.stop()  # SIGKILL mid-apply
-    worker.join(60)
+    worker.join(120)
     assert not worker.is_alive()
     assert len(failure) == 1 and isinstance(failure[0], TransientError), failure
     nvue.stall_at("")

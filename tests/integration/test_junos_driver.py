@@ -127,7 +127,9 @@ def test_a_peer_killed_before_the_commit_leaves_nothing_half_applied(
     peer, person = els
     person.set_trunk("ge-0/0/1", {10})
     before = etree.tostring(person.configuration())
-    driver = driver_for(peer, timeout=60)
+    # the kill ends the commit RPC (the connection drops); were the drop not seen, its
+    # timeout would end it: 20 s, and close-session's 5 s, well within the join below
+    driver = driver_for(peer, timeout=20)
     driver.read_ports()
     peer.stall_at("commit")
     failure: list[BaseException] = []
@@ -144,7 +146,7 @@ def test_a_peer_killed_before_the_commit_leaves_nothing_half_applied(
     assert peer.writes() >= 1, "the edit-config reached the peer before the commit"
     person.close()
     peer.stop()  # SIGKILL mid-apply
-    worker.join(60)
+    worker.join(120)
     assert not worker.is_alive()
     assert len(failure) == 1 and isinstance(failure[0], TransientError), failure
     peer.stall_at("")

@@ -87,6 +87,7 @@ MACRO_KEY = "dynamic"
 VLAN_PREFIX = "vmfabric-"  # VLANs vmfabric creates: vmfabric-<id>
 CLOSED_NAME = "vmfabric-closed"
 CREATED_BY = "created by vmfabric; deleted by it when unused"
+CLOSE_TIMEOUT = 5.0  # seconds close-session may take when a session is dropped
 _OWN_VLAN_CHILDREN = {"name", "vlan-id", "description"}
 
 
@@ -468,6 +469,9 @@ class JunosDriver(SwitchPortDriver):
     def close(self) -> None:
         mgr, self._mgr = self._mgr, None
         if mgr is not None:
+            # a peer that let an RPC time out, or died, will not answer close-session
+            # either: waiting ``timeout`` for it again would double the stall
+            mgr.timeout = min(self.options.timeout, CLOSE_TIMEOUT)
             with contextlib.suppress(Exception):
                 mgr.close_session()
             with contextlib.suppress(Exception):
