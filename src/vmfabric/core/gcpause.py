@@ -42,10 +42,6 @@ class HeapFreeze:
         self._lock = threading.Lock()
         self._frozen = False
 
-    @property
-    def frozen(self) -> bool:
-        return self._frozen
-
     def freeze(self) -> None:
         with self._lock:
             gc.freeze()

@@ -41,6 +41,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TypeAlias, TypeVar
 
 from vmfabric.core.model import (
@@ -584,10 +585,6 @@ class AutovlanIntent:
         return [adds.change(state.port, v) for v in sorted(would)]
 
 
-def _vm_key(vm: Vm) -> Key:
-    return (vm.session, vm.id)
-
-
 class _Adds:
     """The add changes of one plan, each with its reason: the VMs that need the VLAN on the
     port, found once per port on the hosts wired to it (nothing is kept per VM)."""
@@ -630,7 +627,7 @@ class _Adds:
             of: tuple[str, ...] = (vm.session,)
             return Change(port, member, "add", f"VMs {names} (port group {groups})",
                           self._sessions.setdefault(of, of))  # fmt: skip
-        users = sorted(users, key=_vm_key)
+        users = sorted(users, key=attrgetter("key"))
         found: set[str] = set()
         for vm in users:
             for pg_name in vm.networks:

@@ -297,20 +297,14 @@ class Reconciler:
             for c in confirmed:
                 log.info("%s %s: %s %s %s (%s)", what, name, c.holder,
                          "+" if c.action == "add" else "-", c.member, c.reason)  # fmt: skip
-        if kind == "switchport":
-            datas = [
-                {"kind": kind, "target": name, "holder": c.holder, "member": c.member,
-                 "action": c.action, "plan": plan_id, "switch": name, "port": c.holder,
-                 "vlan": int(c.member) if c.member.isdigit() else None}
-                for c in confirmed
-            ]  # fmt: skip
-        else:
-            datas = [
-                {"kind": kind, "target": name, "holder": c.holder, "member": c.member,
-                 "action": c.action, "plan": plan_id}
-                for c in confirmed
-            ]  # fmt: skip
-        self.bus.publish_many("member", datas)
+        port = kind == "switchport"  # switch ports also by their wave-1 names
+        self.bus.publish_many("member", [
+            {"kind": kind, "target": name, "holder": c.holder, "member": c.member,
+             "action": c.action, "plan": plan_id,
+             **({"switch": name, "port": c.holder,
+                 "vlan": int(c.member) if c.member.isdigit() else None} if port else {})}
+            for c in confirmed
+        ])  # fmt: skip
         age = None if self.dirty_since is None else self.clock() - self.dirty_since
         self.bus.publish("apply", {
             "target": self.name, "kind": self.target.kind, "changes": len(confirmed),
